@@ -1,0 +1,458 @@
+/*
+ * cfutures: Python's concurrent.futures for C.
+ *
+ * One executor abstraction (submit / map / shutdown), futures with results,
+ * errors, timeouts, cancellation and done callbacks, plus cf_wait() and
+ * cf_as_completed().  Backends plug into the executor: the thread pool here,
+ * others later, and every generic function works with each of them unchanged.
+ *
+ * Conventions used by every function below:
+ *  - Functions return a status: CF_OK (0) or a negative CF_E* code;
+ *    cf_strerror() turns it into text.  A function whose comment says it
+ *    returns something else says why.
+ *  - NULL or otherwise invalid arguments return CF_EINVAL; they never crash.
+ *  - Handles (cf_future, cf_executor, iterators) are opaque.  Futures and
+ *    executors are reference counted: *_retain() adds a reference, *_release()
+ *    drops one, the last release frees.
+ *  - Timeouts are in nanoseconds, measured on CLOCK_MONOTONIC: CF_FOREVER (any
+ *    negative value) waits without limit, 0 polls, a positive value waits at
+ *    most that long.  Huge values saturate rather than overflow.
+ *  - Blocking calls restart after signals (EINTR); they never return early
+ *    because a signal arrived.
+ *  - No lock of the library is held while user code (a task or a callback)
+ *    runs, so user code may call any cfutures function.
+ */
+#ifndef CFUTURES_H
+#define CFUTURES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(CF_BUILDING_LIBRARY) && defined(__GNUC__)
+#define CF_API __attribute__((visibility("default")))
+#else
+#define CF_API
+#endif
+
+#if defined(__GNUC__)
+#define CF_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CF_PRINTF(f, a)
+#endif
+
+#define CF_VERSION_MAJOR 0
+#define CF_VERSION_MINOR 1
+#define CF_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                               */
+/* ------------------------------------------------------------------------ */
+
+enum {
+  CF_OK = 0,
+  CF_EINVAL = -1,       /* invalid argument (NULL, out of range, wrong kind) */
+  CF_ENOMEM = -2,       /* out of memory; nothing was changed */
+  CF_ETIMEDOUT = -3,    /* the timeout expired before the future was done */
+  CF_ECANCELLED = -4,   /* the future was cancelled */
+  CF_ETASK = -5,        /* the task failed: see cf_future_error() */
+  CF_EBROKEN = -6,      /* the executor is broken (e.g. an initializer failed) */
+  CF_ESHUTDOWN = -7,    /* the executor was shut down */
+  CF_ESTATE = -8,       /* not allowed in the future's current state */
+  CF_EDEADLK = -9,      /* the call would wait for itself forever */
+  CF_EOF = -10,         /* an iterator has no more items */
+  CF_EAGAIN = -11,      /* a system resource (threads) is exhausted right now */
+  CF_EWORKERDIED = -12, /* the worker running the task died */
+  CF_EPROTO = -13,      /* a malformed message came from a worker */
+  CF_ESYS = -14,        /* a system call failed unexpectedly */
+  CF_ENOTSUP = -15      /* the backend cannot do this */
+};
+
+/* Returns a static, human-readable description of a status code; never NULL
+ * (unknown codes give "unknown error").  Thread-safe. */
+CF_API const char *cf_strerror(int status);
+
+/* Returns the library version as "MAJOR.MINOR.PATCH" (static string). */
+CF_API const char *cf_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Timeouts                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define CF_FOREVER ((int64_t)-1)
+#define CF_USEC(us) ((int64_t)(us) * 1000)
+#define CF_MSEC(ms) ((int64_t)(ms) * 1000000)
+#define CF_SEC(s) ((int64_t)(s) * 1000000000)
+
+/* ------------------------------------------------------------------------ */
+/* Tasks                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* A task is a function plus its input bytes.  The same function runs on
+ * every backend: on the thread pool it is called directly, on a process pool
+ * its input bytes are copied to a worker process and its result bytes copied
+ * back.  So a task must read only its input (not pointers inside it) and
+ * report its outcome through the cf_task handle:
+ *
+ *   - Success: return 0.  The result is whatever cf_task_return*() set last
+ *     (no call means an empty result: NULL, 0 bytes).
+ *   - Failure: return a non-zero code of your choosing (the analogue of an
+ *     exception); cf_task_fail() also attaches a message.  The future then
+ *     ends with status CF_ETASK and cf_future_error() gives code and message.
+ *
+ * Ownership of the input: the library owns the bytes it was given (see
+ * cf_submit()) and frees them after the task has run, or, if the task never
+ * runs (cancelled, shut down, broken executor), when the future is destroyed.
+ * The task must not keep `in` after it returns.
+ *
+ * The cf_task handle is valid only during the call, on the calling thread. */
+typedef struct cf_task cf_task;
+typedef int (*cf_task_fn)(cf_task *task, const void *in, size_t len);
+
+/* Frees a buffer handed to the library. */
+typedef void (*cf_free_fn)(void *ptr);
+
+/* Sets the task's result to a copy of `len` bytes at `data` (data may be NULL
+ * when len is 0).  Replaces an earlier result.  Returns CF_OK, CF_EINVAL
+ * (task NULL, or data NULL with len > 0) or CF_ENOMEM (the earlier result is
+ * then kept). */
+CF_API int cf_task_return(cf_task *task, const void *data, size_t len);
+
+/* Allocates a result buffer of `len` bytes owned by the library, for the task
+ * to fill in place (no copy).  Replaces an earlier result.  Returns the buffer,
+ * or NULL when task is NULL or memory is exhausted (the earlier result is then
+ * kept). */
+CF_API void *cf_task_return_buffer(cf_task *task, size_t len);
+
+/* Hands a buffer the task allocated to the library as its result; the library
+ * calls free_fn(data) when the future is destroyed (free_fn NULL: data is
+ * static and never freed).  On success ownership has passed; on error it
+ * stays with the caller.  Returns CF_OK or CF_EINVAL. */
+CF_API int cf_task_return_owned(cf_task *task, void *data, size_t len,
+                                cf_free_fn free_fn);
+
+/* Attaches a message (printf-style) to the task's failure and returns `code`,
+ * so a task can write `return cf_task_fail(t, ENOENT, "open %s", path);`.
+ * `code` must be non-zero (0 is turned into -1).  The message is dropped if
+ * the task then returns 0, or if memory is exhausted (the code still counts).
+ */
+CF_API int cf_task_fail(cf_task *task, int code, const char *fmt, ...)
+    CF_PRINTF(3, 4);
+
+/* ------------------------------------------------------------------------ */
+/* Futures                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cf_future cf_future;
+
+/* The states of a future.  PENDING -> RUNNING -> FINISHED, or
+ * PENDING -> CANCELLED.  A finished future either has a result or an error. */
+typedef enum cf_state {
+  CF_PENDING = 0,
+  CF_RUNNING = 1,
+  CF_FINISHED = 2,
+  CF_CANCELLED = 3
+} cf_state;
+
+/* Done callbacks run exactly once, after the future reached FINISHED or
+ * CANCELLED, in the order they were added, with no library lock held.  They
+ * run on the thread that completed or cancelled the future (a worker, or the
+ * thread that called cf_future_cancel() / cf_future_set_*() / cf_shutdown()),
+ * or at once on the adding thread if the future is already done.  The future
+ * is valid during the call; a callback may call any cfutures function,
+ * including releasing its own reference to this future. */
+typedef void (*cf_done_cb)(cf_future *future, void *arg);
+
+/* Creates a user-completable future in PENDING state (the analogue of
+ * creating a Future() directly), for work not run by an executor: complete it
+ * with cf_future_set_result() or cf_future_set_error().  It takes part in
+ * cf_wait(), cf_as_completed() and callbacks like any future.  The caller owns
+ * the one reference.  Returns CF_OK, CF_EINVAL or CF_ENOMEM. */
+CF_API int cf_future_create(cf_future **out);
+
+/* Adds a reference.  Returns `future` (NULL stays NULL), so a caller can write
+ * `keep = cf_future_retain(f);`: this is why it returns a pointer. */
+CF_API cf_future *cf_future_retain(cf_future *future);
+
+/* Drops a reference; the last one frees the future and its result.  NULL is
+ * ignored (like free()).  Releasing a PENDING future does not cancel it: its
+ * executor keeps its own reference until the task is done. */
+CF_API void cf_future_release(cf_future *future);
+
+/* Cancels the future if it is still PENDING: it becomes CANCELLED, every
+ * waiter wakes at once, and its callbacks run on this thread before the call
+ * returns.  Returns CF_OK if the future is now cancelled (also when it already
+ * was), CF_ESTATE if it is running or finished, CF_EINVAL for NULL. */
+CF_API int cf_future_cancel(cf_future *future);
+
+/* Returns the current state, or CF_EINVAL for NULL.  Never blocks. */
+CF_API int cf_future_state(const cf_future *future);
+
+/* Predicates; they return false for NULL (they return bool, not a status, so
+ * they read naturally in conditions).  done = FINISHED or CANCELLED. */
+CF_API bool cf_future_done(const cf_future *future);
+CF_API bool cf_future_cancelled(const cf_future *future);
+CF_API bool cf_future_running(const cf_future *future);
+
+/* Waits until the future is done or the timeout expires.  Returns CF_OK when
+ * done (whatever the outcome), CF_ETIMEDOUT, CF_EDEADLK when called from the
+ * very task this future runs, or CF_EINVAL.  Called from a thread-pool worker,
+ * it runs queued tasks of that pool while it waits, so a task waiting for
+ * another task of its own pool cannot deadlock the pool. */
+CF_API int cf_future_wait(cf_future *future, int64_t timeout_ns);
+
+/* Waits like cf_future_wait(), then reports the outcome:
+ *   CF_OK         the task succeeded; *data / *len (each may be NULL) give its
+ *                 result, owned by the future and valid while the caller
+ *                 holds a reference to it;
+ *   CF_ETASK      the task failed (cf_future_error() gives code and message);
+ *   CF_ECANCELLED, CF_EBROKEN, CF_EWORKERDIED, CF_EPROTO: it never completed;
+ *   CF_ETIMEDOUT, CF_EDEADLK, CF_EINVAL: as for cf_future_wait().
+ * On anything but CF_OK, *data and *len are set to NULL and 0. */
+CF_API int cf_future_result(cf_future *future, int64_t timeout_ns,
+                            const void **data, size_t *len);
+
+/* Waits like cf_future_wait(), then returns the same status as
+ * cf_future_result() and, when the future failed, the error's code and
+ * message (each output may be NULL).  For CF_ETASK the code is what the task
+ * returned; for CF_EWORKERDIED it is the worker's wait status; otherwise 0.
+ * *message is NULL when there is none; it is owned by the future. */
+CF_API int cf_future_error(cf_future *future, int64_t timeout_ns, int *code,
+                           const char **message);
+
+/* Adds a done callback (see cf_done_cb for where and when it runs).  If the
+ * future is already done, cb runs on this thread before the call returns.
+ * Returns CF_OK, CF_EINVAL (future or cb NULL) or CF_ENOMEM (cb not added,
+ * not run). */
+CF_API int cf_future_add_done_callback(cf_future *future, cf_done_cb cb,
+                                       void *arg);
+
+/* For user-completable futures (cf_future_create()) only; on an executor's
+ * future they return CF_EINVAL.
+ *
+ * set_running_or_notify_cancel: PENDING -> RUNNING and CF_OK, so the future
+ * can no longer be cancelled; CF_ECANCELLED if it was cancelled; CF_ESTATE
+ * otherwise.  set_result / set_error complete a PENDING or RUNNING future:
+ * waiters wake and callbacks run on this thread before the call returns.  The
+ * result bytes are copied; `code` must be non-zero; `message` (may be NULL) is
+ * copied.  Completing a done future returns CF_ESTATE and changes nothing.
+ * CF_ENOMEM leaves the future as it was. */
+CF_API int cf_future_set_running_or_notify_cancel(cf_future *future);
+CF_API int cf_future_set_result(cf_future *future, const void *data,
+                                size_t len);
+CF_API int cf_future_set_error(cf_future *future, int code,
+                               const char *message);
+
+/* ------------------------------------------------------------------------ */
+/* Executors                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cf_executor cf_executor;
+
+/* Runs once in each worker before it takes any task.  `arg` / `len` are the
+ * bytes given in the options (copied to the worker on a process pool).  A
+ * non-zero return breaks the executor: every pending future fails with
+ * CF_EBROKEN and cf_submit() returns CF_EBROKEN from then on. */
+typedef int (*cf_initializer_fn)(const void *arg, size_t len);
+
+/* Submits fn(in) to the executor.  The input bytes are copied, so the caller
+ * may reuse its buffer at once.  On CF_OK, *out (if out is not NULL) receives
+ * a future the caller owns one reference to; pass out = NULL to fire and
+ * forget.  Never blocks on the task.
+ * Returns CF_OK, CF_EINVAL, CF_ENOMEM, CF_ESHUTDOWN (after cf_shutdown()),
+ * CF_EBROKEN (broken executor) or CF_EAGAIN (no worker could be started).
+ * On error nothing was queued and *out is NULL. */
+CF_API int cf_submit(cf_executor *ex, cf_task_fn fn, const void *in,
+                     size_t len, cf_future **out);
+
+/* Like cf_submit(), but hands over `in` instead of copying it (no copy for
+ * large inputs): on CF_OK the library owns it and calls free_fn(in) when the
+ * task has run or will never run (free_fn NULL: the caller keeps `in` alive
+ * and unchanged until the future is done).  On error the caller still owns it.
+ */
+CF_API int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in,
+                           size_t len, cf_free_fn free_fn, cf_future **out);
+
+/* Stops the executor accepting work; idempotent and safe from any thread.
+ * cancel_futures: every still-pending future is cancelled (its waiters wake,
+ * its callbacks run on this thread).  Queued tasks not cancelled still run.
+ * wait: blocks until every queued task has run and every worker has exited
+ * (when called from one of the executor's own workers, every other worker).
+ * Returns CF_OK or CF_EINVAL. */
+CF_API int cf_shutdown(cf_executor *ex, bool wait, bool cancel_futures);
+
+/* Adds a reference to the executor; returns `ex` (see cf_future_retain). */
+CF_API cf_executor *cf_executor_retain(cf_executor *ex);
+
+/* Drops a reference; the last one shuts the executor down with wait = true
+ * (queued tasks still run), joins all its threads and frees it.  Futures it
+ * returned stay valid.  NULL is ignored.  When the last reference is dropped
+ * inside one of the executor's own tasks or callbacks, the executor finishes
+ * and frees itself once that task returns. */
+CF_API void cf_executor_release(cf_executor *ex);
+
+/* A snapshot of an executor's counters. */
+typedef struct cf_executor_stats {
+  size_t workers;      /* worker threads or processes alive */
+  size_t idle_workers; /* of those, waiting for work */
+  size_t queued;       /* tasks submitted but not yet taken by a worker */
+  size_t running;      /* tasks running now */
+  uint64_t completed;  /* tasks that returned 0 */
+  uint64_t failed;     /* tasks that returned non-zero, or whose worker died */
+  uint64_t cancelled;  /* futures cancelled that this executor then dropped */
+} cf_executor_stats;
+
+/* Fills *out.  Returns CF_OK or CF_EINVAL.  Never blocks on tasks. */
+CF_API int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out);
+
+/* Returns the executor's max_workers, or CF_EINVAL for NULL. */
+CF_API int cf_executor_max_workers(cf_executor *ex);
+
+/* ------------------------------------------------------------------------ */
+/* The thread-pool backend                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cf_thread_pool_options {
+  /* Upper bound on worker threads; 0 = online CPUs + 4, at most 32 (as
+   * Python).  Threads start lazily, one per submit that finds none idle. */
+  int max_workers;
+  /* Worker threads are named "<prefix>-<n>" (truncated to 15 bytes, see
+   * /proc/self/task/ * /comm); NULL = "cf-worker". */
+  const char *thread_name_prefix;
+  /* Run once in each worker before its first task; NULL = none. */
+  cf_initializer_fn initializer;
+  const void *initarg;
+  size_t initarg_len;
+  /* A worker idle this long exits (a later submit starts a new one);
+   * 0 or negative = idle workers stay until shutdown. */
+  int64_t idle_timeout_ns;
+} cf_thread_pool_options;
+
+/* Fills *opts with the defaults.  Returns CF_OK or CF_EINVAL. */
+CF_API int cf_thread_pool_options_init(cf_thread_pool_options *opts);
+
+/* Creates a thread pool (opts NULL = defaults; the options are copied).  No
+ * thread starts until the first submit.  The caller owns one reference.
+ * Returns CF_OK, CF_EINVAL (max_workers < 0) or CF_ENOMEM. */
+CF_API int cf_thread_pool_create(const cf_thread_pool_options *opts,
+                                 cf_executor **out);
+
+/* ------------------------------------------------------------------------ */
+/* wait / as_completed                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef enum cf_wait_mode {
+  CF_FIRST_COMPLETED = 0, /* return when any future is done */
+  CF_FIRST_EXCEPTION = 1, /* ... when any finishes with an error (not a
+                             cancellation), else when all are done */
+  CF_ALL_COMPLETED = 2    /* ... when all are done */
+} cf_wait_mode;
+
+/* Waits for futures[0..n) until `mode` is satisfied or the timeout expires.
+ * done[i] (if done is not NULL) tells whether futures[i] is done on return
+ * and *n_done (if not NULL) how many are.  A timeout is not an error: it
+ * returns CF_OK with the done set as it stands.  Duplicates are allowed.
+ * Returns CF_OK or CF_EINVAL (NULL array with n > 0, a NULL element, bad
+ * mode), CF_ENOMEM.  From a thread-pool worker it helps as cf_future_wait().
+ */
+CF_API int cf_wait(cf_future *const *futures, size_t n, int64_t timeout_ns,
+                   cf_wait_mode mode, bool *done, size_t *n_done);
+
+typedef struct cf_as_completed_iter cf_as_completed_iter;
+
+/* Starts iterating over futures[0..n) in the order they finish; those done
+ * already come first, in input order; a future given twice comes once.  The
+ * deadline is now + timeout_ns (CF_FOREVER: none) for the whole iteration.
+ * The iterator holds its own references.  Returns CF_OK, CF_EINVAL, CF_ENOMEM.
+ */
+CF_API int cf_as_completed_create(cf_future *const *futures, size_t n,
+                                  int64_t timeout_ns, cf_as_completed_iter **out);
+
+/* Blocks until the next future is done and stores it in *future (a borrowed
+ * pointer, valid until the iterator is destroyed; retain it to keep it
+ * longer).  Returns CF_OK, CF_EOF when every future was handed out, or
+ * CF_ETIMEDOUT when the deadline passed first (later calls may still return
+ * futures that are done by then). */
+CF_API int cf_as_completed_next(cf_as_completed_iter *it, cf_future **future);
+
+/* Frees the iterator and its references; NULL is ignored. */
+CF_API void cf_as_completed_destroy(cf_as_completed_iter *it);
+
+/* ------------------------------------------------------------------------ */
+/* map                                                                        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct cf_map_options {
+  /* Deadline for the whole map, from the cf_map*() call; CF_FOREVER: none. */
+  int64_t timeout_ns;
+  /* Inputs sent to a worker as one task; 0 = chosen by the library (1 for
+   * inputs of unknown count, else a few tasks per worker, at most 1024). */
+  size_t chunksize;
+  /* Tasks (chunks) kept in flight at once; 0 = 4 x max_workers, at least 16.
+   * Inputs are read and submitted only as results are consumed, so memory
+   * stays bounded however many inputs there are. */
+  size_t max_inflight;
+  /* false: results in input order (as Python's map); true: in completion
+   * order, with cf_map_item.index telling the input position. */
+  bool unordered;
+} cf_map_options;
+
+/* Fills *opts with the defaults.  Returns CF_OK or CF_EINVAL. */
+CF_API int cf_map_options_init(cf_map_options *opts);
+
+/* Produces the input at position `index` (0, 1, 2, ...): sets *in / *len and
+ * returns CF_OK, returns CF_EOF at the end, or any other status to stop the
+ * map with that error.  The bytes need only stay valid until the next call;
+ * they are copied.  Called on the thread that calls cf_map_next(). */
+typedef int (*cf_map_input_fn)(void *arg, size_t index, const void **in,
+                               size_t *len);
+
+typedef struct cf_map_iter cf_map_iter;
+
+/* One result handed back by cf_map_next(). */
+typedef struct cf_map_item {
+  size_t index;              /* the input's position */
+  const void *data;          /* result bytes (CF_OK), valid until the next
+                                cf_map_next() or cf_map_destroy() */
+  size_t len;
+  int error_code;            /* for CF_ETASK: what the task returned */
+  const char *error_message; /* for CF_ETASK: its message, or NULL */
+} cf_map_item;
+
+/* Maps fn over inputs produced by next(arg, i, ...).  opts NULL = defaults.
+ * Work is submitted while the map is created and as results are consumed.
+ * Returns CF_OK, CF_EINVAL, CF_ENOMEM, or the executor's submit error. */
+CF_API int cf_map(cf_executor *ex, cf_task_fn fn, cf_map_input_fn next,
+                  void *arg, const cf_map_options *opts, cf_map_iter **out);
+
+/* Maps fn over `count` inputs of `size` bytes each, stored contiguously at
+ * `base`.  On the thread pool the inputs are not copied: the array must stay
+ * valid and unchanged until cf_map_destroy() returns. */
+CF_API int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base,
+                        size_t size, size_t count, const cf_map_options *opts,
+                        cf_map_iter **out);
+
+/* Blocks for the next result.  Returns CF_OK with *item filled, CF_EOF after
+ * the last one, or an error; the first error ends the map (the remaining work
+ * is cancelled, later calls return CF_EOF):
+ *   CF_ETASK        item->index failed (item->error_code / error_message);
+ *   CF_ETIMEDOUT    the map's deadline passed;
+ *   CF_ECANCELLED, CF_EBROKEN, CF_ESHUTDOWN, CF_EWORKERDIED, CF_ENOMEM, or
+ *                   an error returned by the input function.
+ * A map is used by one thread at a time. */
+CF_API int cf_map_next(cf_map_iter *map, cf_map_item *item);
+
+/* Cancels what has not run yet, waits for the map's running tasks to stop
+ * (each stops after its current input) and frees the map.  NULL is ignored.
+ */
+CF_API void cf_map_destroy(cf_map_iter *map);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CFUTURES_H */

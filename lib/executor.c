@@ -1,0 +1,101 @@
+/*
+ * The generic executor: argument checking, future creation and reference
+ * counting; the backend table does the rest.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void cf__executor_init(cf_executor *ex, const cf__backend *backend,
+                       int max_workers) {
+  ex->backend = backend;
+  atomic_init(&ex->refs, 1);
+  ex->max_workers = max_workers;
+}
+
+int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out) {
+  /* Set before the backend publishes f: one reference for the executor,
+   * one for the caller. */
+  if (out)
+    atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
+  int rc = ex->backend->submit(ex, f);
+  if (rc != CF_OK)
+    atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+  else if (out)
+    *out = f;
+  return rc;
+}
+
+int cf_submit(cf_executor *ex, cf_task_fn fn, const void *in, size_t len,
+              cf_future **out) {
+  if (out)
+    *out = NULL;
+  if (!ex || !fn || (!in && len))
+    return CF_EINVAL;
+  cf_future *f = cf__future_alloc(fn);
+  if (!f)
+    return CF_ENOMEM;
+  int rc = cf__buf_copy(&f->in, in, len);
+  if (rc == CF_OK)
+    rc = cf__submit_future(ex, f, out);
+  if (rc != CF_OK)
+    cf_future_release(f);
+  return rc;
+}
+
+int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
+                    cf_free_fn free_fn, cf_future **out) {
+  if (out)
+    *out = NULL;
+  if (!ex || !fn || (!in && len))
+    return CF_EINVAL;
+  cf_future *f = cf__future_alloc(fn);
+  if (!f)
+    return CF_ENOMEM;
+  f->in.len = len;
+  if (len <= CF__INLINE) {
+    /* Small: copied inline; the caller's buffer is freed once we own it. */
+    if (len)
+      memcpy(f->in.u.inl, in, len);
+  } else {
+    f->in.u.h.ptr = in;
+    f->in.u.h.free_fn = free_fn;
+  }
+  int rc = cf__submit_future(ex, f, out);
+  if (rc != CF_OK) {
+    f->in.len = 0; /* never published: the caller keeps its buffer */
+    cf_future_release(f);
+  } else if (len <= CF__INLINE && free_fn && in) {
+    free_fn(in);
+  }
+  return rc;
+}
+
+int cf_shutdown(cf_executor *ex, bool wait, bool cancel_futures) {
+  if (!ex)
+    return CF_EINVAL;
+  return ex->backend->shutdown(ex, wait, cancel_futures);
+}
+
+cf_executor *cf_executor_retain(cf_executor *ex) {
+  if (ex)
+    atomic_fetch_add_explicit(&ex->refs, 1, memory_order_relaxed);
+  return ex;
+}
+
+void cf_executor_release(cf_executor *ex) {
+  if (ex && atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1)
+    ex->backend->destroy(ex);
+}
+
+int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out) {
+  if (!ex || !out)
+    return CF_EINVAL;
+  ex->backend->stats(ex, out);
+  return CF_OK;
+}
+
+int cf_executor_max_workers(cf_executor *ex) {
+  return ex ? ex->max_workers : CF_EINVAL;
+}

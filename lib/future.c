@@ -1,0 +1,473 @@
+/*
+ * The future state machine.
+ *
+ *   PENDING --start--> RUNNING --finish/fail--> FINISHED
+ *      |                                            ^
+ *      +--cancel--> CANCELLED    (user futures) ----+ set_result / set_error
+ *
+ * Every transition is a CAS on f->state.  When nobody listens (no callbacks,
+ * no waiter links: the common case for executor futures) completion is one
+ * CAS and no lock.  Registering a listener sets CF__F_LISTENERS under
+ * f->lock; that makes the completer's fast CAS fail, so it takes the slow
+ * path, which transitions under the same lock and therefore sees every
+ * listener that was registered before it.  Threads blocking on the future
+ * itself set CF__F_SLEEPERS and futex-wait on the state word; whoever makes
+ * the final transition wakes them all, so cancelling wakes every waiter at
+ * once (no "cancelled but not noticed" state, unlike CPython gh-92001).
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* How long a waiter spins before sleeping: waking a thread on another CPU
+ * costs tens of microseconds on small VMs, a short spin catches the result of
+ * a short task much sooner. */
+#define CF__WAIT_SPIN_NS 20000
+
+_Thread_local cf__worker_ctx *cf__tls_worker;
+
+#define CF__BIT(st) (1u << (st))
+
+cf_future *cf__future_alloc(cf_task_fn fn) {
+  cf_future *f = malloc(sizeof *f);
+  if (!f)
+    return NULL;
+  atomic_init(&f->state, CF_PENDING);
+  atomic_init(&f->refs, 1);
+  atomic_init(&f->lock.v, 0);
+  f->errcode = 0;
+  f->next = NULL;
+  f->fn = fn;
+  f->in.len = 0;
+  f->out.len = 0;
+  f->errmsg = NULL;
+  f->listeners = NULL;
+  return f;
+}
+
+static void cf__future_free(cf_future *f) {
+  cf__buf_free(&f->in);
+  cf__buf_free(&f->out);
+  free(f->errmsg);
+  /* A future released while pending may still hold callbacks that will now
+   * never run (nobody can complete it any more).  Waiter links cannot be
+   * here: a waiter holds a reference to what it watches. */
+  for (cf__listener *l = f->listeners, *n; l; l = n) {
+    n = l->next;
+    free(l);
+  }
+  free(f);
+}
+
+int cf_future_create(cf_future **out) {
+  if (!out)
+    return CF_EINVAL;
+  *out = cf__future_alloc(NULL);
+  if (!*out)
+    return CF_ENOMEM;
+  atomic_store_explicit(&(*out)->state, CF_PENDING | CF__F_USER,
+                        memory_order_relaxed);
+  return CF_OK;
+}
+
+cf_future *cf_future_retain(cf_future *f) {
+  if (f)
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+  return f;
+}
+
+void cf_future_release(cf_future *f) {
+  if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+    cf__future_free(f);
+}
+
+/* ---- transitions ----------------------------------------------------------- */
+
+/* With f->lock held: moves f from one of the `from` states to `fin`, detaches
+ * the listeners and notifies waiter links (internal code only, so it is fine
+ * under the lock; and a waiter frees its links only after unlinking them
+ * under this lock).  Returns the callbacks in the order they were added. */
+static int cf__transition_locked(cf_future *f, unsigned from, uint32_t fin,
+                                 uint32_t *old, cf__listener **cbs) {
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+  do {
+    if (!(CF__BIT(s & CF__ST_MASK) & from))
+      return CF_ESTATE;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &f->state, &s, fin | (s & CF__F_USER), memory_order_acq_rel,
+      memory_order_relaxed));
+  *old = s;
+  cf__listener *l = f->listeners, *rev = NULL;
+  f->listeners = NULL;
+  while (l) {
+    cf__listener *next = l->next;
+    if (l->cb) {
+      l->next = rev; /* the list is newest first: reversing restores order */
+      rev = l;
+    } else {
+      cf__waiter_notify(l);
+    }
+    l = next;
+  }
+  *cbs = rev;
+  return CF_OK;
+}
+
+/* After the lock is dropped: wake sleepers and run the callbacks. */
+static void cf__after_transition(cf_future *f, uint32_t old,
+                                 cf__listener *cbs) {
+  if (old & CF__F_SLEEPERS)
+    cf__futex_wake(&f->state, INT_MAX);
+  if (!cbs)
+    return;
+  /* A callback may drop the reference our caller holds. */
+  cf_future_retain(f);
+  while (cbs) {
+    cf__listener *next = cbs->next;
+    cbs->cb(f, cbs->arg);
+    free(cbs);
+    cbs = next;
+  }
+  cf_future_release(f);
+}
+
+static int cf__transition_slow(cf_future *f, unsigned from, uint32_t fin) {
+  uint32_t old;
+  cf__listener *cbs;
+  cf__lock_acquire(&f->lock);
+  int rc = cf__transition_locked(f, from, fin, &old, &cbs);
+  cf__lock_release(&f->lock);
+  if (rc == CF_OK)
+    cf__after_transition(f, old, cbs);
+  return rc;
+}
+
+/* Moves f to a final state.  The caller holds a reference. */
+static int cf__transition(cf_future *f, unsigned from, uint32_t st,
+                          int status) {
+  uint32_t fin = st | ((uint32_t)(-status) << CF__STATUS_SHIFT);
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+  for (;;) {
+    if (!(CF__BIT(s & CF__ST_MASK) & from))
+      return CF_ESTATE;
+    if (s & CF__F_LISTENERS)
+      return cf__transition_slow(f, from, fin);
+    if (atomic_compare_exchange_weak_explicit(
+            &f->state, &s, fin | (s & CF__F_USER), memory_order_acq_rel,
+            memory_order_relaxed)) {
+      if (s & CF__F_SLEEPERS)
+        cf__futex_wake(&f->state, INT_MAX);
+      return CF_OK;
+    }
+  }
+}
+
+bool cf__future_start(cf_future *f) {
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+  do {
+    if ((s & CF__ST_MASK) != CF_PENDING)
+      return false;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &f->state, &s, (s & ~CF__ST_MASK) | CF_RUNNING, memory_order_acq_rel,
+      memory_order_relaxed));
+  return true;
+}
+
+int cf__future_finish(cf_future *f, int rc, cf_task *t) {
+  int status = CF_OK;
+  if (rc == 0) {
+    f->out = t->out;
+  } else {
+    f->errcode = rc;
+    f->errmsg = t->errmsg;
+    status = CF_ETASK;
+  }
+  return cf__transition(f, CF__BIT(CF_RUNNING), CF_FINISHED, status);
+}
+
+int cf__future_run(cf_future *f) {
+  cf__worker_ctx *ctx = cf__tls_worker;
+  cf_future *outer = NULL;
+  if (ctx) {
+    outer = ctx->current;
+    ctx->current = f;
+  }
+  cf_task t;
+  int rc = cf__task_invoke(f->fn, cf__buf_data(&f->in), f->in.len, &t);
+  if (ctx)
+    ctx->current = outer;
+  /* The input is not needed any more: give its memory back now rather than
+   * when the last holder releases the future. */
+  cf__buf_free(&f->in);
+  cf__future_finish(f, rc, &t);
+  return rc == 0 ? CF_OK : CF_ETASK;
+}
+
+int cf__future_fail(cf_future *f, int status, int code, char *msg) {
+  f->errcode = code;
+  f->errmsg = msg;
+  int rc = cf__transition(f, CF__BIT(CF_PENDING) | CF__BIT(CF_RUNNING),
+                          CF_FINISHED, status);
+  if (rc != CF_OK) {
+    /* Cancelled meanwhile: nobody reads the error of a cancelled future. */
+    f->errmsg = NULL;
+    f->errcode = 0;
+    free(msg);
+  }
+  return rc;
+}
+
+int cf_future_cancel(cf_future *f) {
+  if (!f)
+    return CF_EINVAL;
+  int rc = cf__transition(f, CF__BIT(CF_PENDING), CF_CANCELLED, CF_ECANCELLED);
+  if (rc == CF_ESTATE &&
+      (atomic_load_explicit(&f->state, memory_order_acquire) & CF__ST_MASK) ==
+          CF_CANCELLED)
+    return CF_OK;
+  return rc;
+}
+
+/* ---- listeners ------------------------------------------------------------- */
+
+static bool cf__future_push_listener(cf_future *f, cf__listener *l) {
+  cf__lock_acquire(&f->lock);
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+  do {
+    if (CF__ST_DONE(s)) {
+      cf__lock_release(&f->lock);
+      return false;
+    }
+  } while (!atomic_compare_exchange_weak_explicit(
+      &f->state, &s, s | CF__F_LISTENERS, memory_order_acq_rel,
+      memory_order_relaxed));
+  l->next = f->listeners;
+  f->listeners = l;
+  cf__lock_release(&f->lock);
+  return true;
+}
+
+bool cf__future_add_link(cf_future *f, cf__listener *link) {
+  link->cb = NULL;
+  return cf__future_push_listener(f, link);
+}
+
+void cf__future_remove_link(cf_future *f, cf__listener *link) {
+  cf__lock_acquire(&f->lock);
+  for (cf__listener **p = &f->listeners; *p; p = &(*p)->next) {
+    if (*p == link) {
+      *p = link->next;
+      break;
+    }
+  }
+  cf__lock_release(&f->lock);
+}
+
+int cf_future_add_done_callback(cf_future *f, cf_done_cb cb, void *arg) {
+  if (!f || !cb)
+    return CF_EINVAL;
+  if (!CF__ST_DONE(atomic_load_explicit(&f->state, memory_order_acquire))) {
+    cf__listener *l = malloc(sizeof *l);
+    if (!l)
+      return CF_ENOMEM;
+    l->cb = cb;
+    l->arg = arg;
+    l->waiter = NULL;
+    if (cf__future_push_listener(f, l))
+      return CF_OK;
+    free(l);
+  }
+  cb(f, arg);
+  return CF_OK;
+}
+
+/* ---- queries --------------------------------------------------------------- */
+
+int cf_future_state(const cf_future *f) {
+  if (!f)
+    return CF_EINVAL;
+  return (int)(atomic_load_explicit(&((cf_future *)f)->state,
+                                    memory_order_acquire) &
+               CF__ST_MASK);
+}
+
+bool cf_future_done(const cf_future *f) {
+  return f && CF__ST_DONE(atomic_load_explicit(&((cf_future *)f)->state,
+                                               memory_order_acquire));
+}
+
+bool cf_future_cancelled(const cf_future *f) {
+  return cf_future_state(f) == CF_CANCELLED;
+}
+
+bool cf_future_running(const cf_future *f) {
+  return cf_future_state(f) == CF_RUNNING;
+}
+
+/* ---- waiting on one future ------------------------------------------------- */
+
+/* A pool worker must not simply sleep: it runs queued work while it waits,
+ * through a waiter link that the completion pokes. */
+static int cf__future_wait_helping(cf_future *f, int64_t deadline) {
+  cf__waiter w;
+  cf__listener link;
+  cf__waiter_init(&w, 1);
+  link.waiter = &w;
+  int rc = CF_OK;
+  if (cf__future_add_link(f, &link)) {
+    for (;;) {
+      uint32_t seq0 = atomic_load(&w.seq);
+      if (cf_future_done(f))
+        break;
+      if (cf__waiter_sleep(&w, seq0, deadline) == ETIMEDOUT) {
+        rc = cf_future_done(f) ? CF_OK : CF_ETIMEDOUT;
+        break;
+      }
+    }
+    cf__future_remove_link(f, &link);
+  }
+  cf__waiter_fini(&w);
+  return rc;
+}
+
+static int cf__future_wait_slow(cf_future *f, int64_t timeout_ns) {
+  if (timeout_ns == 0)
+    return CF_ETIMEDOUT;
+  cf__worker_ctx *ctx = cf__tls_worker;
+  if (ctx && ctx->current == f)
+    return CF_EDEADLK; /* a task waiting for its own future */
+  int64_t deadline = cf__deadline(timeout_ns);
+  if (ctx)
+    return cf__future_wait_helping(f, deadline);
+
+  int64_t spin_end = cf__now_ns() + CF__WAIT_SPIN_NS;
+  if (spin_end > deadline)
+    spin_end = deadline;
+  do {
+    for (int i = 0; i < 64; i++) {
+      if (cf_future_done(f))
+        return CF_OK;
+      cf__cpu_relax();
+    }
+  } while (cf__now_ns() < spin_end);
+
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+  for (;;) {
+    if (CF__ST_DONE(s))
+      return CF_OK;
+    if (!(s & CF__F_SLEEPERS) &&
+        !atomic_compare_exchange_weak_explicit(&f->state, &s,
+                                               s | CF__F_SLEEPERS,
+                                               memory_order_acq_rel,
+                                               memory_order_acquire))
+      continue;
+    if (cf__futex_wait(&f->state, s | CF__F_SLEEPERS, deadline) ==
+        ETIMEDOUT)
+      return cf_future_done(f) ? CF_OK : CF_ETIMEDOUT;
+    s = atomic_load_explicit(&f->state, memory_order_acquire);
+  }
+}
+
+int cf_future_wait(cf_future *f, int64_t timeout_ns) {
+  if (!f)
+    return CF_EINVAL;
+  if (CF__LIKELY(cf_future_done(f)))
+    return CF_OK;
+  return cf__future_wait_slow(f, timeout_ns);
+}
+
+int cf_future_result(cf_future *f, int64_t timeout_ns, const void **data,
+                     size_t *len) {
+  int rc = cf_future_wait(f, timeout_ns);
+  if (rc == CF_OK)
+    rc = cf__future_status(f);
+  if (data)
+    *data = rc == CF_OK ? cf__buf_data(&f->out) : NULL;
+  if (len)
+    *len = rc == CF_OK ? f->out.len : 0;
+  return rc;
+}
+
+int cf_future_error(cf_future *f, int64_t timeout_ns, int *code,
+                    const char **message) {
+  int rc = cf_future_wait(f, timeout_ns);
+  if (rc == CF_OK)
+    rc = cf__future_status(f);
+  bool failed = rc == CF_ETASK || rc == CF_EBROKEN || rc == CF_EWORKERDIED ||
+                rc == CF_EPROTO;
+  if (code)
+    *code = failed ? f->errcode : 0;
+  if (message)
+    *message = failed ? f->errmsg : NULL;
+  return rc;
+}
+
+/* ---- user-completable futures ---------------------------------------------- */
+
+int cf_future_set_running_or_notify_cancel(cf_future *f) {
+  if (!f || !(atomic_load(&f->state) & CF__F_USER))
+    return CF_EINVAL;
+  if (cf__future_start(f))
+    return CF_OK;
+  return cf_future_cancelled(f) ? CF_ECANCELLED : CF_ESTATE;
+}
+
+/* Completes a user future with the given outcome, which it owns on CF_OK. */
+static int cf__future_set(cf_future *f, int status, cf__buf *out, int code,
+                          char *msg) {
+  uint32_t old;
+  cf__listener *cbs;
+  /* The lock serialises two set_* calls racing on the same future, so the
+   * loser never writes the fields the winner published. */
+  cf__lock_acquire(&f->lock);
+  if (CF__ST_DONE(atomic_load_explicit(&f->state, memory_order_relaxed))) {
+    cf__lock_release(&f->lock);
+    return CF_ESTATE;
+  }
+  if (out)
+    f->out = *out;
+  f->errcode = code;
+  f->errmsg = msg;
+  int rc = cf__transition_locked(
+      f, CF__BIT(CF_PENDING) | CF__BIT(CF_RUNNING),
+      CF_FINISHED | ((uint32_t)(-status) << CF__STATUS_SHIFT), &old, &cbs);
+  if (rc != CF_OK) { /* cancelled between the check and the CAS */
+    f->out.len = 0;
+    f->errmsg = NULL;
+    f->errcode = 0;
+  }
+  cf__lock_release(&f->lock);
+  if (rc == CF_OK)
+    cf__after_transition(f, old, cbs);
+  return rc;
+}
+
+int cf_future_set_result(cf_future *f, const void *data, size_t len) {
+  if (!f || (!data && len) || !(atomic_load(&f->state) & CF__F_USER))
+    return CF_EINVAL;
+  if (cf_future_done(f))
+    return CF_ESTATE;
+  cf__buf b;
+  int rc = cf__buf_copy(&b, data, len);
+  if (rc != CF_OK)
+    return rc;
+  rc = cf__future_set(f, CF_OK, &b, 0, NULL);
+  if (rc != CF_OK)
+    cf__buf_free(&b);
+  return rc;
+}
+
+int cf_future_set_error(cf_future *f, int code, const char *message) {
+  if (!f || code == 0 || !(atomic_load(&f->state) & CF__F_USER))
+    return CF_EINVAL;
+  if (cf_future_done(f))
+    return CF_ESTATE;
+  char *msg = NULL;
+  if (message && !(msg = strdup(message)))
+    return CF_ENOMEM;
+  int rc = cf__future_set(f, CF_ETASK, NULL, code, msg);
+  if (rc != CF_OK)
+    free(msg);
+  return rc;
+}

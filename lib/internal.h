@@ -1,0 +1,240 @@
+/*
+ * Internal declarations shared by the library's files.  Everything here is
+ * named cf__* and hidden: only the cf_* names of cfutures.h are exported.
+ *
+ * Where things live:
+ *   future.c       the future state machine, callbacks, single-future waits
+ *   waiter.c       waiting on many futures: cf_wait(), cf_as_completed()
+ *   executor.c     the generic executor: submit, shutdown, refcounting
+ *   map.c          cf_map(): bounded, chunked, ordered or not
+ *   thread_pool.c  the thread-pool backend
+ *   task.c         the cf_task handle a task reports through
+ */
+#ifndef CF_INTERNAL_H
+#define CF_INTERNAL_H
+
+#include "cfutures.h"
+#include "sync.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CF__UNUSED(x) ((void)(x))
+#define CF__LIKELY(x) __builtin_expect(!!(x), 1)
+#define CF__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- byte buffers -------------------------------------------------------- */
+
+/* Bytes with their owner.  Up to CF__INLINE bytes live inside the struct
+ * (no allocation for small inputs and results, the common case); larger
+ * ones point to memory freed with free_fn (NULL: borrowed, not freed). */
+#define CF__INLINE 16
+typedef struct cf__buf {
+  size_t len;
+  union {
+    struct {
+      void *ptr;
+      cf_free_fn free_fn;
+    } h;
+    unsigned char inl[CF__INLINE];
+  } u;
+} cf__buf;
+
+static inline const void *cf__buf_data(const cf__buf *b) {
+  return b->len == 0 ? NULL : b->len <= CF__INLINE ? b->u.inl : b->u.h.ptr;
+}
+void cf__buf_free(cf__buf *b);
+int cf__buf_copy(cf__buf *b, const void *data, size_t len);
+
+/* ---- tasks ---------------------------------------------------------------- */
+
+struct cf_task {
+  cf__buf out;  /* the result set by cf_task_return*() */
+  char *errmsg; /* the message set by cf_task_fail() */
+};
+
+/* Runs fn on this thread and returns its code; t receives result/message.
+ * A non-zero code discards the result, zero discards the message. */
+int cf__task_invoke(cf_task_fn fn, const void *in, size_t len, cf_task *t);
+
+/* ---- futures -------------------------------------------------------------- */
+
+/* The state word: the state in the low bits, flags, and the final status
+ * (negated, so it fits a byte) in bits 8..15.  Transitions are CASes on this
+ * one word, so the common path (no callbacks, no waiters) takes no lock. */
+#define CF__ST_MASK 0x7u
+#define CF__F_LISTENERS 0x8u /* callbacks or waiter links are registered */
+#define CF__F_SLEEPERS 0x10u /* threads sleep on the word (futex) */
+#define CF__F_USER 0x20u     /* user-completable (cf_future_create) */
+#define CF__STATUS_SHIFT 8
+#define CF__ST_DONE(s) (((s) & CF__ST_MASK) >= CF_FINISHED)
+#define CF__ST_STATUS(s) (-(int)(((s) >> CF__STATUS_SHIFT) & 0xffu))
+
+typedef struct cf__waiter cf__waiter;
+
+/* A done callback, or (cb == NULL) a link of a waiter watching this future. */
+typedef struct cf__listener {
+  struct cf__listener *next;
+  cf_done_cb cb;
+  void *arg;
+  cf__waiter *waiter;
+} cf__listener;
+
+struct cf_future {
+  _Atomic uint32_t state;
+  _Atomic uint32_t refs;
+  cf__lock lock;           /* guards listeners (and slow-path transitions) */
+  int32_t errcode;         /* task's code, or a worker's wait status */
+  struct cf_future *next;  /* free for the backend's own queues */
+  cf_task_fn fn;
+  cf__buf in;
+  cf__buf out;
+  char *errmsg;
+  cf__listener *listeners; /* newest first */
+};
+
+/* A PENDING future with one reference and fn/in unset. */
+cf_future *cf__future_alloc(cf_task_fn fn);
+
+/* PENDING -> RUNNING; false if the future was cancelled meanwhile. */
+bool cf__future_start(cf_future *f);
+
+/* Runs the future's task on this thread and completes it (RUNNING -> done).
+ * Frees the input.  Returns the task's status (CF_OK or CF_ETASK). */
+int cf__future_run(cf_future *f);
+
+/* Completes a PENDING or RUNNING future with a non-task outcome (CF_EBROKEN,
+ * CF_EWORKERDIED, ...), taking ownership of msg.  Returns CF_ESTATE if it was
+ * done already (msg is then freed). */
+int cf__future_fail(cf_future *f, int status, int code, char *msg);
+
+/* Completes a running future with a task outcome (t's buffers are taken). */
+int cf__future_finish(cf_future *f, int rc, cf_task *t);
+
+/* Registers / unregisters a waiter link.  add returns false (link not added)
+ * if the future is already done. */
+bool cf__future_add_link(cf_future *f, cf__listener *link);
+void cf__future_remove_link(cf_future *f, cf__listener *link);
+
+/* Final status of a done future (CF_OK, CF_ETASK, CF_ECANCELLED, ...). */
+static inline int cf__future_status(const cf_future *f) {
+  uint32_t s = atomic_load_explicit(&((cf_future *)f)->state,
+                                    memory_order_acquire);
+  if ((s & CF__ST_MASK) == CF_CANCELLED)
+    return CF_ECANCELLED;
+  return CF__ST_STATUS(s);
+}
+
+/* ---- waiting on many futures --------------------------------------------- */
+
+/* A waiter collects the futures that complete among those it watches.  The
+ * completing thread appends to `ready` under the waiter's lock and bumps
+ * `seq`, a futex word the waiting thread sleeps on. */
+struct cf__waiter {
+  cf__lock lock;
+  _Atomic uint32_t seq;
+  _Atomic uint32_t sleeping;
+  cf__listener **ready; /* ring of the links whose future completed */
+  size_t cap, head, count;
+  cf__listener *one;       /* storage when cap == 1 */
+  cf__waiter *next_helper; /* thread pool: list of helping workers */
+};
+
+/* cap: how many links will be registered at most at once. */
+int cf__waiter_init(cf__waiter *w, size_t cap);
+void cf__waiter_fini(cf__waiter *w);
+/* Called by the completing thread, under the future's lock. */
+void cf__waiter_notify(cf__listener *link);
+/* Pops the link of a completed future, or NULL. */
+cf__listener *cf__waiter_pop(cf__waiter *w);
+/* Wakes the waiter without a future (used to hand a helper new work). */
+void cf__waiter_poke(cf__waiter *w);
+/* Sleeps until w->seq differs from seq0 or the deadline passes (returns
+ * ETIMEDOUT then).  In a thread-pool worker it runs queued tasks instead. */
+int cf__waiter_sleep(cf__waiter *w, uint32_t seq0, int64_t deadline);
+/* The plain sleep of cf__waiter_sleep(), never helping. */
+int cf__waiter_park(cf__waiter *w, uint32_t seq0, int64_t deadline);
+
+/* ---- help while waiting --------------------------------------------------- */
+
+/* Set on a thread while it is a worker of a pool: lets blocking waits on that
+ * thread run the pool's queued tasks instead of sleeping, so a task that
+ * waits for another task of its own pool cannot starve the pool. */
+typedef struct cf__worker_ctx {
+  /* Runs one queued task if there is one (returns 0); else sleeps on w like
+   * cf__waiter_sleep(), also woken when a task is queued. */
+  int (*help)(struct cf__worker_ctx *ctx, cf__waiter *w, uint32_t seq0,
+              int64_t deadline);
+  cf_future *current; /* the future whose task runs now on this thread */
+  int depth;          /* nesting of tasks run while helping */
+} cf__worker_ctx;
+
+extern _Thread_local cf__worker_ctx *cf__tls_worker;
+
+/* ---- executors ------------------------------------------------------------ */
+
+/* What a backend provides.  The generic code (executor.c, map.c, waiter.c)
+ * only ever goes through this table. */
+typedef struct cf__backend {
+  const char *name;
+  /* Queues f; on CF_OK the backend owns the reference it was given. */
+  int (*submit)(cf_executor *ex, cf_future *f);
+  int (*shutdown)(cf_executor *ex, bool wait, bool cancel_futures);
+  /* Last reference gone: shut down with wait, join, free. */
+  void (*destroy)(cf_executor *ex);
+  void (*stats)(cf_executor *ex, cf_executor_stats *out);
+} cf__backend;
+
+struct cf_executor {
+  const cf__backend *backend;
+  _Atomic uint32_t refs;
+  int max_workers;
+};
+
+void cf__executor_init(cf_executor *ex, const cf__backend *backend,
+                       int max_workers);
+
+/* Submits a prepared future (one reference for the executor, one for the
+ * caller when out != NULL).  On error f is left with the one reference the
+ * caller must release. */
+int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out);
+
+/* ---- map chunks ------------------------------------------------------------ */
+
+/* The outcome of one map input. */
+typedef struct cf__item {
+  int32_t status; /* CF_OK, CF_ETASK, or CF_ECANCELLED when it never ran */
+  int32_t code;
+  char *msg;
+  cf__buf out;
+} cf__item;
+
+/* Several map inputs run as one task.  The chunk's future carries a pointer
+ * to it as its input; the map owns the chunk and frees it. */
+typedef struct cf__chunk {
+  cf_task_fn fn;
+  size_t first; /* index of the first input */
+  size_t n;
+  _Atomic int stop;          /* set to skip the inputs not started yet */
+  const unsigned char *base; /* array inputs, stride bytes apart ... */
+  size_t stride;
+  cf__buf *ins; /* ... or copied inputs */
+  cf__item items[];
+} cf__chunk;
+
+/* The task that runs a chunk: stops at the first failing input. */
+int cf__chunk_task(cf_task *t, const void *in, size_t len);
+
+static inline const void *cf__chunk_input(const cf__chunk *c, size_t i,
+                                          size_t *len) {
+  if (c->ins) {
+    *len = c->ins[i].len;
+    return cf__buf_data(&c->ins[i]);
+  }
+  *len = c->stride;
+  return c->base + i * c->stride;
+}
+
+#endif /* CF_INTERNAL_H */

@@ -1,0 +1,442 @@
+/*
+ * cf_map(): fn over a stream of inputs, through any executor.
+ *
+ * Inputs are grouped into chunks; each chunk is one task (cf__chunk_task)
+ * whose future carries a pointer to the chunk.  At most max_inflight chunks
+ * are in flight: new inputs are read and submitted only as results are
+ * consumed, so mapping ten million inputs never creates ten million futures
+ * (CPython gh-74028).  Results come back in input order, or, unordered, in
+ * the order chunks complete (through a waiter, as cf_as_completed()).  The
+ * first error ends the map and cancels what remains.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CF__MAP_MAX_AUTO_CHUNK 1024
+
+typedef struct cf__slot {
+  cf_future *f;
+  cf__chunk *c;
+  cf__listener link; /* unordered mode: watches f */
+  bool linked;
+} cf__slot;
+
+struct cf_map_iter {
+  cf_executor *ex;
+  cf_task_fn fn;
+  /* inputs: a generator, or an array of count items of `size` bytes */
+  cf_map_input_fn next;
+  void *arg;
+  const unsigned char *base;
+  size_t size, count;
+  size_t next_index; /* next input to read */
+  bool inputs_done;
+  int pending_err; /* input or submit error, reported after what precedes */
+
+  size_t chunksize, max_inflight;
+  bool unordered;
+  int64_t deadline;
+
+  /* In-flight chunks: a ring in input order (ordered), or slots with a free
+   * list (unordered). */
+  cf__slot *slots;
+  size_t head, nflight;
+  size_t *free_slots, nfree;
+  cf__waiter w;
+
+  cf__chunk *cur; /* chunk being handed out */
+  size_t cur_pos;
+  bool ended;
+};
+
+/* ---- chunks ------------------------------------------------------------------------ */
+
+int cf__chunk_task(cf_task *t, const void *in, size_t len) {
+  CF__UNUSED(t);
+  CF__UNUSED(len);
+  cf__chunk *c;
+  memcpy(&c, in, sizeof c);
+  size_t i = 0;
+  while (i < c->n) {
+    if (atomic_load_explicit(&c->stop, memory_order_relaxed))
+      break;
+    size_t ilen;
+    const void *ip = cf__chunk_input(c, i, &ilen);
+    cf_task it;
+    int rc = cf__task_invoke(c->fn, ip, ilen, &it);
+    cf__item *r = &c->items[i++];
+    if (rc == 0) {
+      r->status = CF_OK;
+      r->out = it.out;
+    } else {
+      /* This input fails alone; the rest of the chunk would only be
+       * cancelled by the consumer, so do not run it. */
+      r->status = CF_ETASK;
+      r->code = rc;
+      r->msg = it.errmsg;
+      break;
+    }
+  }
+  for (; i < c->n; i++)
+    c->items[i].status = CF_ECANCELLED;
+  return 0;
+}
+
+static void cf__chunk_free(cf__chunk *c) {
+  if (!c)
+    return;
+  for (size_t i = 0; i < c->n; i++) {
+    cf__buf_free(&c->items[i].out);
+    free(c->items[i].msg);
+    if (c->ins)
+      cf__buf_free(&c->ins[i]);
+  }
+  free(c);
+}
+
+static cf__chunk *cf__chunk_new(cf_task_fn fn, size_t first, size_t n,
+                                bool copied) {
+  size_t sz = sizeof(cf__chunk) + n * sizeof(cf__item);
+  size_t insz = copied ? n * sizeof(cf__buf) : 0;
+  cf__chunk *c = malloc(sz + insz);
+  if (!c)
+    return NULL;
+  c->fn = fn;
+  c->first = first;
+  c->n = n;
+  atomic_init(&c->stop, 0);
+  c->base = NULL;
+  c->stride = 0;
+  c->ins = copied ? (cf__buf *)((char *)c + sz) : NULL;
+  for (size_t i = 0; i < n; i++) {
+    c->items[i] = (cf__item){.status = CF_ECANCELLED};
+    if (copied)
+      c->ins[i].len = 0;
+  }
+  return c;
+}
+
+/* Reads the next chunk's inputs; NULL at the end or on error (pending_err). */
+static cf__chunk *cf__map_read_chunk(cf_map_iter *m) {
+  if (m->base) {
+    size_t n = m->count - m->next_index;
+    if (n > m->chunksize)
+      n = m->chunksize;
+    if (n == 0) {
+      m->inputs_done = true;
+      return NULL;
+    }
+    cf__chunk *c = cf__chunk_new(m->fn, m->next_index, n, false);
+    if (!c) {
+      m->pending_err = CF_ENOMEM;
+      return NULL;
+    }
+    c->base = m->base + m->next_index * m->size;
+    c->stride = m->size;
+    m->next_index += n;
+    return c;
+  }
+  cf__chunk *c = cf__chunk_new(m->fn, m->next_index, m->chunksize, true);
+  if (!c) {
+    m->pending_err = CF_ENOMEM;
+    return NULL;
+  }
+  size_t n = 0;
+  while (n < m->chunksize) {
+    const void *in = NULL;
+    size_t len = 0;
+    int rc = m->next(m->arg, m->next_index, &in, &len);
+    if (rc == CF_OK && !in && len)
+      rc = CF_EINVAL;
+    if (rc == CF_OK)
+      rc = cf__buf_copy(&c->ins[n], in, len);
+    if (rc != CF_OK) {
+      m->inputs_done = true;
+      if (rc != CF_EOF)
+        m->pending_err = rc;
+      break;
+    }
+    n++;
+    m->next_index++;
+  }
+  if (n == 0) {
+    cf__chunk_free(c);
+    return NULL;
+  }
+  c->n = n;
+  return c;
+}
+
+/* ---- the window ---------------------------------------------------------------- */
+
+/* Submits chunks until max_inflight are in flight or the inputs end. */
+static void cf__map_fill(cf_map_iter *m) {
+  while (m->nflight < m->max_inflight && !m->inputs_done && !m->pending_err) {
+    cf__chunk *c = cf__map_read_chunk(m);
+    if (!c)
+      return;
+    cf_future *f = cf__future_alloc(cf__chunk_task);
+    int rc = CF_ENOMEM;
+    if (f) {
+      f->in.len = sizeof c;
+      memcpy(f->in.u.inl, &c, sizeof c);
+      rc = cf__submit_future(m->ex, f, &f);
+      if (rc != CF_OK)
+        cf_future_release(f);
+    }
+    if (rc != CF_OK) {
+      cf__chunk_free(c);
+      m->pending_err = rc;
+      return;
+    }
+    size_t i;
+    if (m->unordered) {
+      i = m->free_slots[--m->nfree];
+    } else {
+      i = (m->head + m->nflight) % m->max_inflight;
+    }
+    cf__slot *s = &m->slots[i];
+    s->f = f;
+    s->c = c;
+    s->linked = false;
+    m->nflight++;
+    if (m->unordered) {
+      s->link.waiter = &m->w;
+      s->link.arg = s;
+      if (cf__future_add_link(f, &s->link))
+        s->linked = true;
+      else
+        cf__waiter_notify(&s->link); /* done already */
+    }
+  }
+}
+
+/* Takes a slot out of the window; its chunk becomes the map's to free. */
+static void cf__map_release_slot(cf_map_iter *m, cf__slot *s) {
+  if (s->linked)
+    cf__future_remove_link(s->f, &s->link);
+  cf_future_release(s->f);
+  s->f = NULL;
+  m->nflight--;
+  if (m->unordered)
+    m->free_slots[m->nfree++] = (size_t)(s - m->slots);
+}
+
+/* Ends the map: stops and cancels every chunk in flight (without waiting). */
+static void cf__map_end(cf_map_iter *m) {
+  m->ended = true;
+  for (size_t k = 0; k < m->max_inflight; k++) {
+    cf__slot *s = &m->slots[k];
+    if (s->f) {
+      atomic_store(&s->c->stop, 1);
+      cf_future_cancel(s->f);
+    }
+  }
+}
+
+/* Waits for the next chunk: in order, or the next to complete.  Returns
+ * CF_OK with *out set, CF_EOF, or an error. */
+static int cf__map_next_chunk(cf_map_iter *m, cf__slot **out) {
+  cf__map_fill(m);
+  if (m->nflight == 0)
+    return m->pending_err ? m->pending_err : CF_EOF;
+  if (!m->unordered) {
+    cf__slot *s = &m->slots[m->head];
+    int rc = cf_future_wait(s->f, cf__timeout_left(m->deadline));
+    if (rc != CF_OK)
+      return rc;
+    m->head = (m->head + 1) % m->max_inflight;
+    *out = s;
+    return CF_OK;
+  }
+  for (;;) {
+    uint32_t seq0 = atomic_load(&m->w.seq);
+    cf__listener *l = cf__waiter_pop(&m->w);
+    if (l) {
+      cf__slot *s = l->arg;
+      s->linked = false; /* its future unlinked it when it completed */
+      *out = s;
+      return CF_OK;
+    }
+    if (cf__waiter_sleep(&m->w, seq0, m->deadline) == ETIMEDOUT &&
+        atomic_load(&m->w.seq) == seq0)
+      return CF_ETIMEDOUT;
+  }
+}
+
+int cf_map_next(cf_map_iter *m, cf_map_item *item) {
+  if (!m || !item)
+    return CF_EINVAL;
+  memset(item, 0, sizeof *item);
+  if (m->ended)
+    return CF_EOF;
+  for (;;) {
+    if (m->cur && m->cur_pos < m->cur->n) {
+      cf__item *r = &m->cur->items[m->cur_pos];
+      item->index = m->cur->first + m->cur_pos++;
+      if (r->status == CF_OK) {
+        item->data = cf__buf_data(&r->out);
+        item->len = r->out.len;
+        return CF_OK;
+      }
+      item->error_code = r->code;
+      item->error_message = r->msg;
+      cf__map_end(m);
+      return r->status;
+    }
+    cf__chunk_free(m->cur);
+    m->cur = NULL;
+
+    cf__slot *s = NULL;
+    int rc = cf__map_next_chunk(m, &s);
+    if (rc != CF_OK) {
+      if (rc != CF_EOF)
+        cf__map_end(m);
+      m->ended = true;
+      return rc;
+    }
+    rc = cf__future_status(s->f);
+    if (rc != CF_OK) { /* the chunk never ran: cancelled, broken, died... */
+      item->index = s->c->first;
+      cf_future_error(s->f, 0, &item->error_code, NULL);
+      cf__map_end(m);
+      /* The slot stays so destroy can wait for and free it. */
+      return rc;
+    }
+    m->cur = s->c;
+    m->cur_pos = 0;
+    s->c = NULL;
+    cf__map_release_slot(m, s);
+  }
+}
+
+/* ---- creation ---------------------------------------------------------------- */
+
+int cf_map_options_init(cf_map_options *o) {
+  if (!o)
+    return CF_EINVAL;
+  memset(o, 0, sizeof *o);
+  o->timeout_ns = CF_FOREVER;
+  return CF_OK;
+}
+
+static int cf__map_create(cf_executor *ex, cf_task_fn fn,
+                          const cf_map_options *opts, cf_map_iter **out,
+                          cf_map_iter **mp) {
+  if (!out)
+    return CF_EINVAL;
+  *out = NULL;
+  if (!ex || !fn)
+    return CF_EINVAL;
+  cf_map_options o;
+  cf_map_options_init(&o);
+  if (opts)
+    o = *opts;
+  cf_map_iter *m = calloc(1, sizeof *m);
+  if (!m)
+    return CF_ENOMEM;
+  m->deadline = cf__deadline(o.timeout_ns);
+  m->ex = cf_executor_retain(ex);
+  m->fn = fn;
+  m->chunksize = o.chunksize;
+  m->unordered = o.unordered;
+  m->max_inflight = o.max_inflight;
+  if (!m->max_inflight) {
+    m->max_inflight = 4 * (size_t)ex->max_workers;
+    if (m->max_inflight < 16)
+      m->max_inflight = 16;
+  }
+  *mp = m;
+  return CF_OK;
+}
+
+static int cf__map_start(cf_map_iter *m, cf_map_iter **out) {
+  m->slots = calloc(m->max_inflight, sizeof *m->slots);
+  int rc = m->slots ? CF_OK : CF_ENOMEM;
+  if (rc == CF_OK && m->unordered) {
+    m->free_slots = malloc(m->max_inflight * sizeof *m->free_slots);
+    rc = m->free_slots ? cf__waiter_init(&m->w, m->max_inflight) : CF_ENOMEM;
+    if (rc == CF_OK)
+      for (size_t i = 0; i < m->max_inflight; i++)
+        m->free_slots[m->nfree++] = m->max_inflight - 1 - i;
+  }
+  if (rc == CF_OK) {
+    cf__map_fill(m);
+    /* As Python: a map that cannot start at all fails at once. */
+    if (m->nflight == 0 && m->pending_err)
+      rc = m->pending_err;
+  }
+  if (rc != CF_OK) {
+    cf_map_destroy(m);
+    return rc;
+  }
+  *out = m;
+  return CF_OK;
+}
+
+int cf_map(cf_executor *ex, cf_task_fn fn, cf_map_input_fn next, void *arg,
+           const cf_map_options *opts, cf_map_iter **out) {
+  cf_map_iter *m;
+  int rc = next ? cf__map_create(ex, fn, opts, out, &m) : CF_EINVAL;
+  if (rc != CF_OK)
+    return rc;
+  m->next = next;
+  m->arg = arg;
+  if (!m->chunksize)
+    m->chunksize = 1;
+  return cf__map_start(m, out);
+}
+
+int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base,
+                 size_t size, size_t count, const cf_map_options *opts,
+                 cf_map_iter **out) {
+  if (count && (!base || !size)) {
+    if (out)
+      *out = NULL;
+    return CF_EINVAL;
+  }
+  cf_map_iter *m;
+  int rc = cf__map_create(ex, fn, opts, out, &m);
+  if (rc != CF_OK)
+    return rc;
+  m->base = count ? base : (const unsigned char *)"";
+  m->size = size;
+  m->count = count;
+  if (!m->chunksize) {
+    /* A few chunks per worker balance the load; more would only add
+     * overhead. */
+    size_t per = count / (4 * (size_t)ex->max_workers);
+    m->chunksize = per < 1 ? 1
+                   : per > CF__MAP_MAX_AUTO_CHUNK ? CF__MAP_MAX_AUTO_CHUNK
+                                                  : per;
+  }
+  return cf__map_start(m, out);
+}
+
+void cf_map_destroy(cf_map_iter *m) {
+  if (!m)
+    return;
+  if (m->slots) {
+    cf__map_end(m);
+    /* Running chunks stop after their current input; wait for them, since
+     * they read the caller's inputs and write into the chunk. */
+    for (size_t k = 0; k < m->max_inflight; k++) {
+      cf__slot *s = &m->slots[k];
+      if (!s->f)
+        continue;
+      cf_future_wait(s->f, CF_FOREVER);
+      cf__chunk_free(s->c);
+      s->c = NULL;
+      cf__map_release_slot(m, s);
+    }
+  }
+  cf__chunk_free(m->cur);
+  if (m->unordered && m->free_slots)
+    cf__waiter_fini(&m->w);
+  free(m->free_slots);
+  free(m->slots);
+  cf_executor_release(m->ex);
+  free(m);
+}

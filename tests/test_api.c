@@ -1,0 +1,132 @@
+/* The API's contract at its edges: every function refuses NULL or invalid
+ * arguments with CF_EINVAL instead of crashing; status codes have text.
+ * Compiled with -Wpedantic, so the header is checked as strict C11 too. */
+#include "test_util.h"
+
+static void test_strerror(void) {
+  for (int c = CF_OK; c >= CF_ENOTSUP; c--) {
+    const char *s = cf_strerror(c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_STRING_NOT_EQUAL(s, "unknown error");
+    for (int d = c - 1; d >= CF_ENOTSUP; d--)
+      CU_ASSERT_STRING_NOT_EQUAL(s, cf_strerror(d));
+  }
+  CU_ASSERT_STRING_EQUAL(cf_strerror(-999), "unknown error");
+  CU_ASSERT_STRING_EQUAL(cf_strerror(5), "unknown error");
+  CU_ASSERT_STRING_EQUAL(cf_version(), "0.1.0");
+}
+
+static void test_null_futures(void) {
+  CU_ASSERT_EQUAL(cf_future_create(NULL), CF_EINVAL);
+  CU_ASSERT_PTR_NULL(cf_future_retain(NULL));
+  cf_future_release(NULL);
+  CU_ASSERT_EQUAL(cf_future_cancel(NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_state(NULL), CF_EINVAL);
+  CU_ASSERT_FALSE(cf_future_done(NULL));
+  CU_ASSERT_FALSE(cf_future_cancelled(NULL));
+  CU_ASSERT_FALSE(cf_future_running(NULL));
+  CU_ASSERT_EQUAL(cf_future_wait(NULL, 0), CF_EINVAL);
+  const void *d = (void *)1;
+  size_t n = 1;
+  CU_ASSERT_EQUAL(cf_future_result(NULL, 0, &d, &n), CF_EINVAL);
+  CU_ASSERT_PTR_NULL(d);
+  CU_ASSERT_EQUAL(cf_future_error(NULL, 0, NULL, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_add_done_callback(NULL, NULL, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_set_running_or_notify_cancel(NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_set_result(NULL, NULL, 0), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_set_error(NULL, 1, NULL), CF_EINVAL);
+  cf_future *f;
+  cf_future_create(&f);
+  CU_ASSERT_EQUAL(cf_future_add_done_callback(f, NULL, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_set_result(f, NULL, 5), CF_EINVAL);
+  cf_future_release(f);
+}
+
+static void test_null_tasks(void) {
+  CU_ASSERT_EQUAL(cf_task_return(NULL, "x", 1), CF_EINVAL);
+  CU_ASSERT_PTR_NULL(cf_task_return_buffer(NULL, 4));
+  CU_ASSERT_EQUAL(cf_task_return_owned(NULL, NULL, 0, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_task_fail(NULL, 5, "x"), 5);
+  CU_ASSERT_EQUAL(cf_task_fail(NULL, 0, "x"), -1);
+}
+
+static void test_null_executors(void) {
+  CU_ASSERT_EQUAL(cf_thread_pool_options_init(NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_thread_pool_create(NULL, NULL), CF_EINVAL);
+  cf_thread_pool_options o;
+  cf_thread_pool_options_init(&o);
+  o.max_workers = -1;
+  cf_executor *ex = (cf_executor *)1;
+  CU_ASSERT_EQUAL(cf_thread_pool_create(&o, &ex), CF_EINVAL);
+  CU_ASSERT_PTR_NULL(ex);
+  cf_future *f = (cf_future *)1;
+  CU_ASSERT_EQUAL(cf_submit(NULL, task_noop, NULL, 0, &f), CF_EINVAL);
+  CU_ASSERT_PTR_NULL(f);
+  CU_ASSERT_EQUAL(cf_submit_owned(NULL, task_noop, NULL, 0, NULL, NULL),
+                  CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_shutdown(NULL, true, true), CF_EINVAL);
+  CU_ASSERT_PTR_NULL(cf_executor_retain(NULL));
+  cf_executor_release(NULL);
+  cf_executor_stats st;
+  CU_ASSERT_EQUAL(cf_executor_stats_get(NULL, &st), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_executor_max_workers(NULL), CF_EINVAL);
+
+  ex = make_pool(1);
+  CU_ASSERT_EQUAL(cf_submit(ex, NULL, NULL, 0, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_submit(ex, task_noop, NULL, 3, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_executor_stats_get(ex, NULL), CF_EINVAL);
+  /* An executor's future is not user-completable. */
+  CU_ASSERT_EQUAL(cf_submit(ex, task_noop, NULL, 0, &f), CF_OK);
+  CU_ASSERT_EQUAL(cf_future_set_result(f, NULL, 0), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_set_error(f, 1, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_set_running_or_notify_cancel(f), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_result(f, CF_FOREVER, NULL, NULL), CF_OK);
+  cf_future_release(f);
+  cf_executor_release(ex);
+}
+
+static int gen_none(void *arg, size_t i, const void **in, size_t *len) {
+  (void)arg;
+  (void)i;
+  (void)in;
+  (void)len;
+  return CF_EOF;
+}
+
+static void test_null_waits_and_maps(void) {
+  CU_ASSERT_EQUAL(cf_wait(NULL, 2, 0, CF_ALL_COMPLETED, NULL, NULL),
+                  CF_EINVAL);
+  cf_as_completed_iter *it = (cf_as_completed_iter *)1;
+  CU_ASSERT_EQUAL(cf_as_completed_create(NULL, 1, 0, &it), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_as_completed_create(NULL, 0, 0, NULL), CF_EINVAL);
+  cf_future *f = NULL;
+  CU_ASSERT_EQUAL(cf_as_completed_create(&f, 1, 0, &it), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_as_completed_next(NULL, &f), CF_EINVAL);
+  cf_as_completed_destroy(NULL);
+
+  CU_ASSERT_EQUAL(cf_map_options_init(NULL), CF_EINVAL);
+  cf_map_iter *m = (cf_map_iter *)1;
+  CU_ASSERT_EQUAL(cf_map(NULL, task_noop, gen_none, NULL, NULL, &m),
+                  CF_EINVAL);
+  CU_ASSERT_PTR_NULL(m);
+  cf_executor *ex = make_pool(1);
+  CU_ASSERT_EQUAL(cf_map(ex, NULL, gen_none, NULL, NULL, &m), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_map(ex, task_noop, NULL, NULL, NULL, &m), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_map(ex, task_noop, gen_none, NULL, NULL, NULL),
+                  CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_map_array(ex, task_noop, NULL, 8, 3, NULL, &m),
+                  CF_EINVAL);
+  uint64_t arr[2] = {1, 2};
+  CU_ASSERT_EQUAL(cf_map_array(ex, task_noop, arr, 0, 2, NULL, &m), CF_EINVAL);
+  cf_map_item item;
+  CU_ASSERT_EQUAL(cf_map_next(NULL, &item), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_map_array(ex, task_noop, arr, 8, 2, NULL, &m), CF_OK);
+  CU_ASSERT_EQUAL(cf_map_next(m, NULL), CF_EINVAL);
+  cf_map_destroy(m);
+  cf_map_destroy(NULL);
+  cf_executor_release(ex);
+}
+
+CF_TEST_MAIN("api", CF_TEST(test_strerror), CF_TEST(test_null_futures),
+             CF_TEST(test_null_tasks), CF_TEST(test_null_executors),
+             CF_TEST(test_null_waits_and_maps))

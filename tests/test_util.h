@@ -1,0 +1,202 @@
+/*
+ * Shared by the test programs: a CUnit runner with a watchdog, and small
+ * tasks.  Each test program covers one area and is one CUnit suite.
+ */
+#ifndef CF_TEST_UTIL_H
+#define CF_TEST_UTIL_H
+
+#include <CUnit/Basic.h>
+#include <cfutures.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct cf_test_case {
+  const char *name;
+  void (*fn)(void);
+} cf_test_case;
+
+#define CF_TEST(fn) {#fn, fn}
+
+/* A test run never hangs CI: SIGALRM ends the program (and so fails it)
+ * after CF_TEST_TIMEOUT seconds (default 900, generous for valgrind). */
+static inline int cf_test_main(const char *suite, const cf_test_case *tests,
+                               size_t n) {
+  const char *t = getenv("CF_TEST_TIMEOUT");
+  alarm(t ? (unsigned)atoi(t) : 900);
+  if (CU_initialize_registry() != CUE_SUCCESS)
+    return 2;
+  CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+  for (size_t i = 0; i < n; i++)
+    CU_add_test(s, tests[i].name, tests[i].fn);
+  CU_basic_set_mode(CU_BRM_VERBOSE);
+  CU_basic_run_tests();
+  unsigned failures = CU_get_number_of_failures() +
+                      CU_get_number_of_tests_failed();
+  CU_cleanup_registry();
+  return failures ? 1 : 0;
+}
+
+#define CF_TEST_MAIN(suite, ...)                                              \
+  int main(void) {                                                            \
+    static const cf_test_case cases[] = {__VA_ARGS__};                        \
+    return cf_test_main(suite, cases, sizeof cases / sizeof cases[0]);        \
+  }
+
+/* Stress sizes shrink under slow instrumentation (CF_STRESS_SCALE=10 divides
+ * counts by 10). */
+static inline size_t cf_test_scaled(size_t n) {
+  const char *s = getenv("CF_STRESS_SCALE");
+  size_t d = s ? (size_t)atoi(s) : 1;
+  return d > 1 ? (n / d ? n / d : 1) : n;
+}
+
+static inline void cf_test_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
+static inline int64_t cf_test_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Polls cond() until it holds or ~10 s pass; returns whether it held. */
+#define CF_TEST_EVENTUALLY(cond)                                              \
+  ({                                                                          \
+    bool ok_ = false;                                                         \
+    for (int i_ = 0; i_ < 10000 && !(ok_ = (cond)); i_++)                     \
+      cf_test_sleep_ms(1);                                                    \
+    ok_;                                                                      \
+  })
+
+/* ---- tasks ------------------------------------------------------------------ */
+
+/* in: uint64_t n; result: n * n + 1. */
+static inline int task_square(cf_task *t, const void *in, size_t len) {
+  uint64_t n;
+  if (len != sizeof n)
+    return cf_task_fail(t, EINVAL, "bad input length %zu", len);
+  memcpy(&n, in, sizeof n);
+  n = n * n + 1;
+  return cf_task_return(t, &n, sizeof n);
+}
+
+/* Returns its input. */
+static inline int task_echo(cf_task *t, const void *in, size_t len) {
+  return cf_task_return(t, in, len);
+}
+
+/* in: int code; fails with that code and a message naming it. */
+static inline int task_fail(cf_task *t, const void *in, size_t len) {
+  int code;
+  if (len != sizeof code)
+    return EINVAL;
+  memcpy(&code, in, sizeof code);
+  return cf_task_fail(t, code, "failed with %d", code);
+}
+
+/* in: long ms; sleeps that long. */
+static inline int task_sleep(cf_task *t, const void *in, size_t len) {
+  long ms;
+  (void)t;
+  if (len != sizeof ms)
+    return EINVAL;
+  memcpy(&ms, in, sizeof ms);
+  cf_test_sleep_ms(ms);
+  return 0;
+}
+
+static inline int task_noop(cf_task *t, const void *in, size_t len) {
+  (void)t;
+  (void)in;
+  (void)len;
+  return 0;
+}
+
+/* A gate tasks can wait on (thread pool only: the input is a pointer). */
+typedef struct cf_test_gate {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool open;
+  atomic_int entered;
+} cf_test_gate;
+
+static inline void gate_init(cf_test_gate *g) {
+  pthread_mutex_init(&g->mu, NULL);
+  pthread_cond_init(&g->cv, NULL);
+  g->open = false;
+  atomic_init(&g->entered, 0);
+}
+
+static inline void gate_open(cf_test_gate *g) {
+  pthread_mutex_lock(&g->mu);
+  g->open = true;
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+}
+
+static inline void gate_destroy(cf_test_gate *g) {
+  pthread_mutex_destroy(&g->mu);
+  pthread_cond_destroy(&g->cv);
+}
+
+/* in: cf_test_gate *; blocks until the gate opens. */
+static inline int task_gate(cf_task *t, const void *in, size_t len) {
+  cf_test_gate *g;
+  (void)t;
+  if (len != sizeof g)
+    return EINVAL;
+  memcpy(&g, in, sizeof g);
+  atomic_fetch_add(&g->entered, 1);
+  pthread_mutex_lock(&g->mu);
+  while (!g->open)
+    pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+  return 0;
+}
+
+static inline cf_executor *make_pool(int workers) {
+  cf_thread_pool_options o;
+  cf_thread_pool_options_init(&o);
+  o.max_workers = workers;
+  cf_executor *ex = NULL;
+  CU_ASSERT_EQUAL_FATAL(cf_thread_pool_create(&o, &ex), CF_OK);
+  return ex;
+}
+
+static inline cf_future *submit_u64(cf_executor *ex, cf_task_fn fn,
+                                    uint64_t v) {
+  cf_future *f = NULL;
+  CU_ASSERT_EQUAL(cf_submit(ex, fn, &v, sizeof v, &f), CF_OK);
+  return f;
+}
+
+static inline cf_future *submit_ptr(cf_executor *ex, cf_task_fn fn,
+                                    const void *p) {
+  cf_future *f = NULL;
+  CU_ASSERT_EQUAL(cf_submit(ex, fn, &p, sizeof p, &f), CF_OK);
+  return f;
+}
+
+static inline uint64_t result_u64(cf_future *f) {
+  const void *d = NULL;
+  size_t n = 0;
+  uint64_t v = 0;
+  CU_ASSERT_EQUAL(cf_future_result(f, CF_FOREVER, &d, &n), CF_OK);
+  CU_ASSERT_EQUAL(n, sizeof v);
+  if (d && n == sizeof v)
+    memcpy(&v, d, sizeof v);
+  return v;
+}
+
+#endif
