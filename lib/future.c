@@ -186,22 +186,20 @@ int cf__future_finish(cf_future *f, int rc, cf_task *t) {
   return cf__transition(f, CF__BIT(CF_RUNNING), CF_FINISHED, status);
 }
 
-int cf__future_run(cf_future *f) {
+int cf__future_invoke(cf_future *f, cf_task *t) {
   cf__worker_ctx *ctx = cf__tls_worker;
   cf_future *outer = NULL;
   if (ctx) {
     outer = ctx->current;
     ctx->current = f;
   }
-  cf_task t;
-  int rc = cf__task_invoke(f->fn, cf__buf_data(&f->in), f->in.len, &t);
+  int rc = cf__task_invoke(f->fn, cf__buf_data(&f->in), f->in.len, t);
   if (ctx)
     ctx->current = outer;
   /* The input is not needed any more: give its memory back now rather than
    * when the last holder releases the future. */
   cf__buf_free(&f->in);
-  cf__future_finish(f, rc, &t);
-  return rc == 0 ? CF_OK : CF_ETASK;
+  return rc;
 }
 
 int cf__future_fail(cf_future *f, int status, int code, char *msg) {

@@ -101,9 +101,9 @@ cf_future *cf__future_alloc(cf_task_fn fn);
 /* PENDING -> RUNNING; false if the future was cancelled meanwhile. */
 bool cf__future_start(cf_future *f);
 
-/* Runs the future's task on this thread and completes it (RUNNING -> done).
- * Frees the input.  Returns the task's status (CF_OK or CF_ETASK). */
-int cf__future_run(cf_future *f);
+/* Runs a RUNNING future's task on this thread and frees its input; returns
+ * the task's code, with its outcome in t, for cf__future_finish(). */
+int cf__future_invoke(cf_future *f, cf_task *t);
 
 /* Completes a PENDING or RUNNING future with a non-task outcome (CF_EBROKEN,
  * CF_EWORKERDIED, ...), taking ownership of msg.  Returns CF_ESTATE if it was
@@ -114,7 +114,10 @@ int cf__future_fail(cf_future *f, int status, int code, char *msg);
 int cf__future_finish(cf_future *f, int rc, cf_task *t);
 
 /* Registers / unregisters a waiter link.  add returns false (link not added)
- * if the future is already done. */
+ * if the future is already done.  Call remove for every link that was added,
+ * even after it was notified and popped, before freeing the waiter: the
+ * completer may still be inside cf__waiter_notify() under the future's lock,
+ * and remove takes that lock. */
 bool cf__future_add_link(cf_future *f, cf__listener *link);
 void cf__future_remove_link(cf_future *f, cf__listener *link);
 

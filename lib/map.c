@@ -255,9 +255,9 @@ static int cf__map_next_chunk(cf_map_iter *m, cf__slot **out) {
     uint32_t seq0 = atomic_load(&m->w.seq);
     cf__listener *l = cf__waiter_pop(&m->w);
     if (l) {
-      cf__slot *s = l->arg;
-      s->linked = false; /* its future unlinked it when it completed */
-      *out = s;
+      /* s->linked stays set: releasing the slot must still take the
+       * future's lock, which its completer may hold while poking us. */
+      *out = l->arg;
       return CF_OK;
     }
     if (cf__waiter_sleep(&m->w, seq0, m->deadline) == ETIMEDOUT &&

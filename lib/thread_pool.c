@@ -135,14 +135,19 @@ static bool cf__tp_run(cf__tp_worker *w, cf_future *f, bool finishing) {
   cf__tpool *p = w->pool;
   if (cf__future_start(f)) {
     atomic_fetch_add_explicit(&w->running, 1, memory_order_relaxed);
+    cf_task t;
+    int rc = cf__future_invoke(f, &t);
+    /* Count ourselves about to be idle before the completion wakes the
+     * submitter, who may submit again at once. */
     if (finishing &&
         atomic_load_explicit(&p->nthreads, memory_order_relaxed) <
             p->base.max_workers)
       atomic_fetch_add_explicit(&p->nfinishing, 1, memory_order_relaxed);
     else
       finishing = false;
-    int rc = cf__future_run(f);
+    cf__future_finish(f, rc, &t);
     atomic_fetch_sub_explicit(&w->running, 1, memory_order_relaxed);
+    rc = rc == 0 ? CF_OK : CF_ETASK;
     _Atomic uint64_t *c = rc == CF_OK ? &w->completed : &w->failed;
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);

@@ -285,7 +285,6 @@ int cf_as_completed_next(cf_as_completed_iter *it, cf_future **out) {
     uint32_t seq0 = atomic_load(&it->w.seq);
     cf__listener *l = cf__waiter_pop(&it->w);
     if (l) {
-      l->arg = l; /* unlinked by its future already */
       *out = it->fs[l - it->links];
       it->yielded++;
       return CF_OK;
@@ -299,9 +298,10 @@ int cf_as_completed_next(cf_as_completed_iter *it, cf_future **out) {
 void cf_as_completed_destroy(cf_as_completed_iter *it) {
   if (!it)
     return;
+  /* Every watched future, notified or not: taking its lock also waits for
+   * a completer that may still be poking our waiter. */
   for (size_t i = it->nready; i < it->n; i++)
-    if (!it->links[i].arg)
-      cf__future_remove_link(it->fs[i], &it->links[i]);
+    cf__future_remove_link(it->fs[i], &it->links[i]);
   for (size_t i = 0; i < it->n; i++)
     cf_future_release(it->fs[i]);
   cf__waiter_fini(&it->w);

@@ -258,6 +258,23 @@ static void test_workers_reused(void) {
   cf_executor_release(ex);
 }
 
+/* Regression: a worker inside a long task is not "about to be idle", so a
+ * second submit must start a second thread rather than queue behind it. */
+static void test_busy_worker_not_counted_idle(void) {
+  cf_executor *ex = make_pool(2);
+  cf_test_gate gate;
+  gate_init(&gate);
+  cf_future *a = submit_ptr(ex, task_gate, &gate);
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&gate.entered) == 1));
+  cf_future *b = submit_ptr(ex, task_gate, &gate);
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&gate.entered) == 2));
+  gate_open(&gate);
+  cf_future_release(a);
+  cf_future_release(b);
+  cf_executor_release(ex);
+  gate_destroy(&gate);
+}
+
 static void test_idle_timeout(void) {
   cf_thread_pool_options o;
   cf_thread_pool_options_init(&o);
@@ -307,7 +324,15 @@ static void test_initializer(void) {
   cf_future *fs[3];
   for (int i = 0; i < 3; i++)
     fs[i] = submit_ptr(ex, task_gate, &gate);
-  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&gate.entered) == 3));
+  bool all_in = CF_TEST_EVENTUALLY(atomic_load(&gate.entered) == 3);
+  CU_ASSERT_TRUE(all_in);
+  if (!all_in) {
+    cf_executor_stats st;
+    cf_executor_stats_get(ex, &st);
+    fprintf(stderr, "entered %d inits %d: workers %zu idle %zu queued %zu\n",
+            atomic_load(&gate.entered), atomic_load(&g_inits), st.workers,
+            st.idle_workers, st.queued);
+  }
   gate_open(&gate);
   for (int i = 0; i < 3; i++)
     cf_future_release(fs[i]);
@@ -566,6 +591,7 @@ CF_TEST_MAIN("thread_pool", CF_TEST(test_submit_results),
              CF_TEST(test_task_error), CF_TEST(test_result_ownership),
              CF_TEST(test_input_ownership), CF_TEST(test_thread_names),
              CF_TEST(test_max_workers_and_stats), CF_TEST(test_workers_reused),
+             CF_TEST(test_busy_worker_not_counted_idle),
              CF_TEST(test_idle_timeout), CF_TEST(test_initializer),
              CF_TEST(test_initializer_failure_breaks_pool),
              CF_TEST(test_shutdown), CF_TEST(test_shutdown_cancel_futures),
