@@ -2,16 +2,24 @@
  * The thread-pool backend.
  *
  * Data path: cf_submit() -> cf__tp_submit() pushes the future on the pool's
- * ring under the pool lock and, if no idle worker will see it, wakes a
- * sleeper or starts a thread -> a worker's cf__tp_take() pops it ->
- * cf__tp_run() starts it, runs the task (future.c completes it: waiters,
- * callbacks) and drops the executor's reference.
+ * inbox, a lock-free stack (one CAS, no lock) -> a worker's cf__tp_take()
+ * moves the inbox, reversed, onto the FIFO under the pool lock and pops the
+ * oldest -> cf__tp_run() starts it, runs the task, completes the future
+ * (future.c: waiters, callbacks) and drops the executor's reference.
  *
- * Idle workers first spin briefly on an atomic copy of the queue length (at
- * most one spinner at a time, so an idle pool does not burn every core), then
- * sleep on a futex word.  A worker that blocks in a wait helps instead: it
- * runs queued tasks of its pool (cf__tp_help), and a submit that finds no
- * idle worker pokes such a helper.
+ * The inbox word also carries CLOSED: shutdown sets it atomically, so a
+ * submit either lands before it (and runs) or is refused; none is lost.
+ *
+ * Idle workers first spin briefly on the queue (at most one spinner at a
+ * time, so an idle pool does not burn every core), then sleep on a futex
+ * word.  A submit looks at those counters without the lock and takes the
+ * slow path (the lock) only to wake a sleeper, poke a helper or start a
+ * thread.  Sleepers announce themselves before a last look at the inbox and
+ * submitters push before looking at the sleepers, both sequentially
+ * consistent: one of the two always sees the other, so no wakeup is lost.
+ *
+ * A worker that blocks in a wait helps instead: it runs queued tasks of its
+ * pool (cf__tp_help), and a submit that finds no idle worker pokes it.
  */
 #include "internal.h"
 
@@ -24,6 +32,7 @@
 #define CF__TP_SPIN_NS 50000   /* idle spin before sleeping */
 #define CF__TP_MAX_DEPTH 64    /* nesting of tasks run while helping */
 #define CF__TP_DEFAULT_PREFIX "cf-worker"
+#define CF__TP_CLOSED ((uintptr_t)1) /* in the inbox word */
 
 enum { CF__SLOT_FREE, CF__SLOT_LIVE, CF__SLOT_EXITED };
 
@@ -42,20 +51,25 @@ typedef struct cf__tp_worker {
 
 struct cf__tpool {
   cf_executor base;
-  cf__lock lock;
-  /* The queue: a ring of futures, each holding the executor's reference. */
-  cf_future **ring;
-  size_t cap, head, len;
-  _Atomic size_t nqueued; /* copy of len for lock-free peeks by spinners */
-  _Atomic int nthreads; /* written under the lock */
-  int nspinning, nsleeping, nwaking;
+  /* Written by every submit: a line of its own. */
+  _Atomic uintptr_t inbox __attribute__((aligned(64)));
+  /* Read by every submit, written rarely (under the lock). */
+  _Atomic int nthreads __attribute__((aligned(64)));
+  _Atomic int nspinning, nsleeping, nhelpers;
+  _Atomic bool broken;
+  /* The workers' side, under the lock. */
+  cf__lock lock __attribute__((aligned(64)));
+  cf_future *fifo_head, *fifo_tail;
+  size_t fifo_len;
+  _Atomic size_t fifo_count; /* copy of fifo_len for lock-free peeks */
+  int nwaking;
   /* Workers between completing a task and asking for the next: about to be
    * idle, so a submit in that window need not start a thread.  Counted only
    * while the pool can still grow; at full size nobody reads it. */
   _Atomic int nfinishing;
   _Atomic uint32_t wake_seq; /* futex word of sleeping workers */
   cf__waiter *helpers;       /* workers blocked in a wait */
-  bool shutdown, broken, self_destroy;
+  bool shutdown, self_destroy;
   int broken_code;
   int next_id;
   uint64_t cancelled; /* cancelled by cf_shutdown(cancel_futures) */
@@ -79,44 +93,90 @@ static cf__tp_worker *cf__tp_self(cf__tpool *p) {
   return w->pool == p ? w : NULL;
 }
 
-/* ---- the queue (pool lock held) ---------------------------------------------- */
+/* ---- the queue --------------------------------------------------------------- */
 
-static int cf__tp_push_locked(cf__tpool *p, cf_future *f) {
-  if (p->len == p->cap) {
-    size_t ncap = p->cap ? p->cap * 2 : 64;
-    cf_future **nr = malloc(ncap * sizeof *nr);
-    if (!nr)
-      return CF_ENOMEM;
-    for (size_t i = 0; i < p->len; i++)
-      nr[i] = p->ring[(p->head + i) & (p->cap - 1)];
-    free(p->ring);
-    p->ring = nr;
-    p->cap = ncap;
-    p->head = 0;
-  }
-  p->ring[(p->head + p->len) & (p->cap - 1)] = f;
-  p->len++;
-  atomic_store_explicit(&p->nqueued, p->len, memory_order_relaxed);
+static cf_future *cf__inbox_list(uintptr_t word) {
+  return (cf_future *)(word & ~CF__TP_CLOSED);
+}
+
+/* Lock-free: any thread.  Fails once the pool is closed. */
+static int cf__tp_push(cf__tpool *p, cf_future *f) {
+  uintptr_t h = atomic_load_explicit(&p->inbox, memory_order_relaxed);
+  do {
+    if (h & CF__TP_CLOSED)
+      return atomic_load(&p->broken) ? CF_EBROKEN : CF_ESHUTDOWN;
+    f->next = cf__inbox_list(h);
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->inbox, &h, (uintptr_t)f, memory_order_seq_cst,
+      memory_order_relaxed));
   return CF_OK;
 }
 
+/* Anything queued?  Lock-free, for spinners. */
+static bool cf__tp_has_work(cf__tpool *p) {
+  return atomic_load_explicit(&p->fifo_count, memory_order_relaxed) ||
+         cf__inbox_list(atomic_load(&p->inbox));
+}
+
+/* Moves the inbox (newest first) to the FIFO's tail, oldest first. */
+static void cf__tp_refill_locked(cf__tpool *p) {
+  uintptr_t h = atomic_load_explicit(&p->inbox, memory_order_acquire);
+  while (cf__inbox_list(h) &&
+         !atomic_compare_exchange_weak_explicit(&p->inbox, &h,
+                                                h & CF__TP_CLOSED,
+                                                memory_order_acquire,
+                                                memory_order_acquire))
+    ;
+  cf_future *l = cf__inbox_list(h), *rev = NULL, *last = l;
+  size_t n = 0;
+  while (l) {
+    cf_future *next = l->next;
+    l->next = rev;
+    rev = l;
+    l = next;
+    n++;
+  }
+  if (!n)
+    return;
+  if (p->fifo_tail)
+    p->fifo_tail->next = rev;
+  else
+    p->fifo_head = rev;
+  p->fifo_tail = last;
+  p->fifo_len += n;
+  atomic_store_explicit(&p->fifo_count, p->fifo_len, memory_order_relaxed);
+}
+
 static cf_future *cf__tp_pop_locked(cf__tpool *p) {
-  cf_future *f = p->ring[p->head];
-  p->head = (p->head + 1) & (p->cap - 1);
-  p->len--;
-  atomic_store_explicit(&p->nqueued, p->len, memory_order_relaxed);
+  if (!p->fifo_head)
+    cf__tp_refill_locked(p);
+  cf_future *f = p->fifo_head;
+  if (f) {
+    p->fifo_head = f->next;
+    if (!p->fifo_head)
+      p->fifo_tail = NULL;
+    p->fifo_len--;
+    atomic_store_explicit(&p->fifo_count, p->fifo_len, memory_order_relaxed);
+  }
   return f;
+}
+
+/* Queued futures, FIFO and inbox (the inbox's nodes below its head only
+ * change under the lock, so walking them is safe). */
+static size_t cf__tp_queued_locked(cf__tpool *p) {
+  size_t n = p->fifo_len;
+  for (cf_future *f = cf__inbox_list(atomic_load(&p->inbox)); f; f = f->next)
+    n++;
+  return n;
 }
 
 /* Empties the queue into a NULL-terminated list linked through f->next. */
 static cf_future *cf__tp_steal_locked(cf__tpool *p) {
-  cf_future *list = NULL, **tail = &list;
-  while (p->len) {
-    cf_future *f = cf__tp_pop_locked(p);
-    f->next = NULL;
-    *tail = f;
-    tail = &f->next;
-  }
+  cf__tp_refill_locked(p);
+  cf_future *list = p->fifo_head;
+  p->fifo_head = p->fifo_tail = NULL;
+  p->fifo_len = 0;
+  atomic_store_explicit(&p->fifo_count, 0, memory_order_relaxed);
   return list;
 }
 
@@ -166,8 +226,9 @@ static bool cf__tp_run(cf__tp_worker *w, cf_future *f, bool finishing) {
 static void cf__tp_break(cf__tpool *p, int code) {
   cf__lock_acquire(&p->lock);
   cf_future *list = NULL;
-  if (!p->broken) {
-    p->broken = true;
+  if (!atomic_load(&p->broken)) {
+    atomic_store(&p->broken, true);
+    atomic_fetch_or(&p->inbox, CF__TP_CLOSED);
     p->broken_code = code;
     list = cf__tp_steal_locked(p);
     cf__tp_wake_all_locked(p);
@@ -203,10 +264,11 @@ static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
   if (finished)
     atomic_fetch_sub_explicit(&p->nfinishing, 1, memory_order_relaxed);
   for (;;) {
-    if (p->len) {
-      cf_future *f = cf__tp_pop_locked(p);
+    cf_future *f = cf__tp_pop_locked(p);
+    if (f) {
       /* More work and nobody about to take it: pass the wakeup on. */
-      bool wake = p->len && p->nspinning == 0 && p->nsleeping > p->nwaking;
+      bool wake = cf__tp_has_work(p) && atomic_load(&p->nspinning) == 0 &&
+                  atomic_load(&p->nsleeping) > p->nwaking;
       if (wake) {
         p->nwaking++;
         atomic_fetch_add(&p->wake_seq, 1);
@@ -216,36 +278,41 @@ static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
         cf__futex_wake(&p->wake_seq, 1);
       return f;
     }
-    if (p->shutdown || p->broken)
+    if (p->shutdown || atomic_load(&p->broken))
       break;
-    if (!spun && p->nspinning == 0) {
+    if (!spun && atomic_load(&p->nspinning) == 0) {
       spun = true;
-      p->nspinning++;
+      atomic_fetch_add(&p->nspinning, 1);
       cf__lock_release(&p->lock);
       int64_t end = cf__now_ns() + CF__TP_SPIN_NS;
       do {
         for (int i = 0; i < 64; i++) {
-          if (atomic_load_explicit(&p->nqueued, memory_order_relaxed))
+          if (cf__tp_has_work(p))
             goto spun;
           cf__cpu_relax();
         }
       } while (cf__now_ns() < end);
     spun:
       cf__lock_acquire(&p->lock);
-      p->nspinning--;
+      atomic_fetch_sub(&p->nspinning, 1);
       continue;
     }
-    p->nsleeping++;
+    /* Announce the sleep, then look once more (see the top comment). */
+    atomic_fetch_add(&p->nsleeping, 1);
+    if (cf__tp_has_work(p)) {
+      atomic_fetch_sub(&p->nsleeping, 1);
+      continue;
+    }
     uint32_t seq = atomic_load(&p->wake_seq);
     cf__lock_release(&p->lock);
     int r = cf__futex_wait(&p->wake_seq, seq,
                            p->idle_ns > 0 ? cf__deadline(p->idle_ns)
                                           : CF__NEVER);
     cf__lock_acquire(&p->lock);
-    p->nsleeping--;
+    atomic_fetch_sub(&p->nsleeping, 1);
     if (p->nwaking)
       p->nwaking--;
-    if (r == ETIMEDOUT && p->len == 0)
+    if (r == ETIMEDOUT && !cf__tp_has_work(p))
       break; /* idle too long: exit, a later submit starts a new thread */
   }
   *free_pool = cf__tp_retire_locked(p, w);
@@ -295,26 +362,32 @@ static int cf__tp_help(cf__worker_ctx *ctx, cf__waiter *wt, uint32_t seq0,
   if (ctx->depth >= CF__TP_MAX_DEPTH)
     return cf__waiter_park(wt, seq0, deadline);
   cf__lock_acquire(&p->lock);
-  if (p->len) {
-    cf_future *f = cf__tp_pop_locked(p);
+  cf_future *f = cf__tp_pop_locked(p);
+  if (f) {
     cf__lock_release(&p->lock);
     ctx->depth++;
     cf__tp_run(w, f, false); /* not going back to idle: still waiting */
     ctx->depth--;
     return 0;
   }
-  /* Nothing queued: sleep, but let a submit poke us when work arrives. */
+  /* Nothing queued: sleep, but let a submit poke us when work arrives.
+   * Announce first, then look once more, as sleeping workers do. */
   wt->next_helper = p->helpers;
   p->helpers = wt;
-  cf__lock_release(&p->lock);
-  int r = cf__waiter_park(wt, seq0, deadline);
-  cf__lock_acquire(&p->lock);
+  atomic_fetch_add(&p->nhelpers, 1);
+  int r = 0;
+  if (!cf__tp_has_work(p)) {
+    cf__lock_release(&p->lock);
+    r = cf__waiter_park(wt, seq0, deadline);
+    cf__lock_acquire(&p->lock);
+  }
   for (cf__waiter **h = &p->helpers; *h; h = &(*h)->next_helper) {
     if (*h == wt) {
       *h = wt->next_helper;
       break;
     }
   }
+  atomic_fetch_sub(&p->nhelpers, 1);
   cf__lock_release(&p->lock);
   return r;
 }
@@ -349,42 +422,70 @@ static int cf__tp_spawn_locked(cf__tpool *p) {
   return CF_OK;
 }
 
-static int cf__tp_submit(cf_executor *ex, cf_future *f) {
-  cf__tpool *p = (cf__tpool *)ex;
+/* The slow half of a submit: wake a sleeper, start a thread, or poke a
+ * helper, as the counters say. */
+static void cf__tp_submit_slow(cf__tpool *p) {
+  cf_future *orphans = NULL;
   cf__lock_acquire(&p->lock);
-  int rc = p->broken ? CF_EBROKEN : p->shutdown ? CF_ESHUTDOWN : CF_OK;
-  if (rc == CF_OK)
-    rc = cf__tp_push_locked(p, f);
-  if (rc != CF_OK) {
-    cf__lock_release(&p->lock);
-    return rc;
-  }
-  /* Who will run it?  Idle workers not yet woken are spinners and sleepers
-   * that no earlier submit claimed. */
-  int idle = p->nspinning + p->nsleeping - p->nwaking +
-             atomic_load_explicit(&p->nfinishing, memory_order_relaxed);
+  size_t queued = cf__tp_queued_locked(p);
+  int nspinning = atomic_load(&p->nspinning);
+  int nsleeping = atomic_load(&p->nsleeping);
+  int nthreads = atomic_load(&p->nthreads);
+  size_t idle = (size_t)(nspinning + nsleeping - p->nwaking +
+                         atomic_load(&p->nfinishing));
   bool wake = false;
-  if ((size_t)p->nspinning + (size_t)p->nwaking < p->len &&
-      p->nsleeping > p->nwaking) {
+  if ((size_t)(nspinning + p->nwaking) < queued && nsleeping > p->nwaking) {
     p->nwaking++;
     atomic_fetch_add(&p->wake_seq, 1);
     wake = true;
-  } else if (p->len > (size_t)idle && p->nthreads < p->base.max_workers) {
+  } else if (queued > idle && nthreads < p->base.max_workers &&
+             !p->shutdown) {
     /* As Python: a new thread when none is idle, up to max_workers. */
-    int src = cf__tp_spawn_locked(p);
-    if (src != CF_OK && p->nthreads == 0) {
-      /* Nobody could ever run it: take it back and say so. */
-      p->len--;
-      atomic_store_explicit(&p->nqueued, p->len, memory_order_relaxed);
-      cf__lock_release(&p->lock);
-      return src;
-    }
+    if (cf__tp_spawn_locked(p) != CF_OK && atomic_load(&p->nthreads) == 0)
+      orphans = cf__tp_steal_locked(p);
   }
-  if (!wake && p->helpers && p->len > (size_t)idle)
+  if (!wake && p->helpers && queued > idle)
     cf__waiter_poke(p->helpers); /* a worker blocked in a wait can run it */
   cf__lock_release(&p->lock);
   if (wake)
     cf__futex_wake(&p->wake_seq, 1);
+  /* The last worker retired after an idle timeout and none can start:
+   * better a clear failure than a future that never completes. */
+  while (orphans) {
+    cf_future *next = orphans->next;
+    cf__future_fail(orphans, CF_EAGAIN, 0, NULL);
+    cf_future_release(orphans);
+    orphans = next;
+  }
+}
+
+static int cf__tp_submit(cf_executor *ex, cf_future *f) {
+  cf__tpool *p = (cf__tpool *)ex;
+  bool started = false;
+  if (CF__UNLIKELY(atomic_load_explicit(&p->nthreads, memory_order_relaxed) ==
+                   0)) {
+    /* The first thread starts before the first push, so that a failure to
+     * start it can still refuse the submit. */
+    cf__lock_acquire(&p->lock);
+    int rc = atomic_load(&p->broken) ? CF_EBROKEN
+             : p->shutdown           ? CF_ESHUTDOWN
+                                     : CF_OK;
+    if (rc == CF_OK && atomic_load(&p->nthreads) == 0) {
+      rc = cf__tp_spawn_locked(p);
+      started = rc == CF_OK;
+    }
+    cf__lock_release(&p->lock);
+    if (rc != CF_OK)
+      return rc;
+  }
+  int rc = cf__tp_push(p, f);
+  if (rc != CF_OK || started) /* a thread just started for this one */
+    return rc;
+  /* After the push (seq_cst): who will run it? */
+  if (atomic_load(&p->nthreads) < p->base.max_workers ||
+      (atomic_load(&p->nsleeping) > 0 && atomic_load(&p->nspinning) == 0) ||
+      atomic_load(&p->nhelpers) > 0)
+    cf__tp_submit_slow(p);
   return CF_OK;
 }
 
@@ -412,6 +513,7 @@ static int cf__tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures) {
   cf__tpool *p = (cf__tpool *)ex;
   cf__lock_acquire(&p->lock);
   p->shutdown = true;
+  atomic_fetch_or(&p->inbox, CF__TP_CLOSED);
   cf_future *list = cancel_futures ? cf__tp_steal_locked(p) : NULL;
   cf__tp_wake_all_locked(p);
   cf__lock_release(&p->lock);
@@ -437,7 +539,6 @@ static int cf__tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures) {
 
 static void cf__tp_free(cf__tpool *p) {
   pthread_mutex_destroy(&p->join_mu);
-  free(p->ring);
   free(p->workers);
   free(p->initarg);
   free(p);
@@ -463,8 +564,9 @@ static void cf__tp_stats(cf_executor *ex, cf_executor_stats *st) {
   cf__tpool *p = (cf__tpool *)ex;
   cf__lock_acquire(&p->lock);
   st->workers = (size_t)p->nthreads;
-  st->idle_workers = (size_t)(p->nspinning + p->nsleeping);
-  st->queued = p->len;
+  st->idle_workers =
+      (size_t)(atomic_load(&p->nspinning) + atomic_load(&p->nsleeping));
+  st->queued = cf__tp_queued_locked(p);
   st->running = 0;
   st->completed = st->failed = 0;
   st->cancelled = p->cancelled;
@@ -513,9 +615,11 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
     return CF_EINVAL;
   int max = o.max_workers ? o.max_workers : cf__default_thread_workers();
 
-  cf__tpool *p = calloc(1, sizeof *p);
+  /* aligned_alloc: the struct keeps hot fields on separate cache lines. */
+  cf__tpool *p = aligned_alloc(64, sizeof *p);
   if (!p)
     return CF_ENOMEM;
+  memset(p, 0, sizeof *p);
   p->workers = aligned_alloc(64, (size_t)max * sizeof *p->workers);
   if (o.initarg_len)
     p->initarg = malloc(o.initarg_len);
