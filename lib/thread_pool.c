@@ -24,6 +24,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,16 +54,18 @@ struct cf__tpool {
   cf_executor base;
   /* Written by every submit: a line of its own. */
   _Atomic uintptr_t inbox __attribute__((aligned(64)));
+  _Atomic size_t npushed; /* same line: the CAS already owns it */
   /* Read by every submit, written rarely (under the lock). */
   _Atomic int nthreads __attribute__((aligned(64)));
   _Atomic int nspinning, nsleeping, nhelpers;
+  _Atomic int nwaking; /* sleepers woken but not yet running */
   _Atomic bool broken;
   /* The workers' side, under the lock. */
   cf__lock lock __attribute__((aligned(64)));
   cf_future *fifo_head, *fifo_tail;
   size_t fifo_len;
   _Atomic size_t fifo_count; /* copy of fifo_len for lock-free peeks */
-  int nwaking;
+  size_t npopped;
   /* Workers between completing a task and asking for the next: about to be
    * idle, so a submit in that window need not start a thread.  Counted only
    * while the pool can still grow; at full size nobody reads it. */
@@ -109,6 +112,7 @@ static int cf__tp_push(cf__tpool *p, cf_future *f) {
   } while (!atomic_compare_exchange_weak_explicit(
       &p->inbox, &h, (uintptr_t)f, memory_order_seq_cst,
       memory_order_relaxed));
+  atomic_fetch_add_explicit(&p->npushed, 1, memory_order_relaxed);
   return CF_OK;
 }
 
@@ -156,18 +160,16 @@ static cf_future *cf__tp_pop_locked(cf__tpool *p) {
     if (!p->fifo_head)
       p->fifo_tail = NULL;
     p->fifo_len--;
+    p->npopped++;
     atomic_store_explicit(&p->fifo_count, p->fifo_len, memory_order_relaxed);
   }
   return f;
 }
 
-/* Queued futures, FIFO and inbox (the inbox's nodes below its head only
- * change under the lock, so walking them is safe). */
+/* Queued futures, FIFO and inbox (a push may be counted a moment late). */
 static size_t cf__tp_queued_locked(cf__tpool *p) {
-  size_t n = p->fifo_len;
-  for (cf_future *f = cf__inbox_list(atomic_load(&p->inbox)); f; f = f->next)
-    n++;
-  return n;
+  size_t pushed = atomic_load_explicit(&p->npushed, memory_order_relaxed);
+  return pushed > p->npopped ? pushed - p->npopped : 0;
 }
 
 /* Empties the queue into a NULL-terminated list linked through f->next. */
@@ -175,6 +177,7 @@ static cf_future *cf__tp_steal_locked(cf__tpool *p) {
   cf__tp_refill_locked(p);
   cf_future *list = p->fifo_head;
   p->fifo_head = p->fifo_tail = NULL;
+  p->npopped += p->fifo_len;
   p->fifo_len = 0;
   atomic_store_explicit(&p->fifo_count, 0, memory_order_relaxed);
   return list;
@@ -268,9 +271,9 @@ static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
     if (f) {
       /* More work and nobody about to take it: pass the wakeup on. */
       bool wake = cf__tp_has_work(p) && atomic_load(&p->nspinning) == 0 &&
-                  atomic_load(&p->nsleeping) > p->nwaking;
+                  atomic_load(&p->nsleeping) > atomic_load(&p->nwaking);
       if (wake) {
-        p->nwaking++;
+        atomic_fetch_add(&p->nwaking, 1);
         atomic_fetch_add(&p->wake_seq, 1);
       }
       cf__lock_release(&p->lock);
@@ -291,6 +294,9 @@ static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
             goto spun;
           cf__cpu_relax();
         }
+        /* Let a runnable submitter on this CPU have it: it is the one who
+         * will give us work. */
+        sched_yield();
       } while (cf__now_ns() < end);
     spun:
       cf__lock_acquire(&p->lock);
@@ -310,8 +316,8 @@ static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
                                           : CF__NEVER);
     cf__lock_acquire(&p->lock);
     atomic_fetch_sub(&p->nsleeping, 1);
-    if (p->nwaking)
-      p->nwaking--;
+    if (atomic_load(&p->nwaking))
+      atomic_fetch_sub(&p->nwaking, 1);
     if (r == ETIMEDOUT && !cf__tp_has_work(p))
       break; /* idle too long: exit, a later submit starts a new thread */
   }
@@ -431,11 +437,12 @@ static void cf__tp_submit_slow(cf__tpool *p) {
   int nspinning = atomic_load(&p->nspinning);
   int nsleeping = atomic_load(&p->nsleeping);
   int nthreads = atomic_load(&p->nthreads);
-  size_t idle = (size_t)(nspinning + nsleeping - p->nwaking +
+  int nwaking = atomic_load(&p->nwaking);
+  size_t idle = (size_t)(nspinning + nsleeping - nwaking +
                          atomic_load(&p->nfinishing));
   bool wake = false;
-  if ((size_t)(nspinning + p->nwaking) < queued && nsleeping > p->nwaking) {
-    p->nwaking++;
+  if ((size_t)(nspinning + nwaking) < queued && nsleeping > nwaking) {
+    atomic_fetch_add(&p->nwaking, 1);
     atomic_fetch_add(&p->wake_seq, 1);
     wake = true;
   } else if (queued > idle && nthreads < p->base.max_workers &&
@@ -483,7 +490,8 @@ static int cf__tp_submit(cf_executor *ex, cf_future *f) {
     return rc;
   /* After the push (seq_cst): who will run it? */
   if (atomic_load(&p->nthreads) < p->base.max_workers ||
-      (atomic_load(&p->nsleeping) > 0 && atomic_load(&p->nspinning) == 0) ||
+      (atomic_load(&p->nspinning) == 0 &&
+       atomic_load(&p->nsleeping) > atomic_load(&p->nwaking)) ||
       atomic_load(&p->nhelpers) > 0)
     cf__tp_submit_slow(p);
   return CF_OK;
