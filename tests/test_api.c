@@ -127,6 +127,42 @@ static void test_null_waits_and_maps(void) {
   cf_executor_release(ex);
 }
 
+/* Out of memory comes back as CF_ENOMEM and the executor keeps working.
+ * (A size no allocator can satisfy stands in for exhausted memory; issue
+ * "hardening" injects failures at every allocation.) */
+static int task_huge_result(cf_task *t, const void *in, size_t len) {
+  (void)in;
+  (void)len;
+  return cf_task_return_buffer(t, (size_t)1 << 62) ? 0 : CF_ENOMEM;
+}
+
+static void test_out_of_memory_is_clean(void) {
+  cf_executor *ex = make_pool(2);
+  static const char buf[32];
+  cf_future *f = (cf_future *)1;
+  CU_ASSERT_EQUAL(cf_submit(ex, task_noop, buf, (size_t)1 << 62, &f),
+                  CF_ENOMEM);
+  CU_ASSERT_PTR_NULL(f);
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_huge_result, NULL, 0, &f), CF_OK);
+  int code;
+  CU_ASSERT_EQUAL(cf_future_error(f, CF_FOREVER, &code, NULL), CF_ETASK);
+  CU_ASSERT_EQUAL(code, CF_ENOMEM);
+  cf_future_release(f);
+  cf_future *u;
+  cf_future_create(&u);
+  CU_ASSERT_EQUAL(cf_future_set_result(u, buf, (size_t)1 << 62), CF_ENOMEM);
+  CU_ASSERT_FALSE(cf_future_done(u)); /* unchanged */
+  CU_ASSERT_EQUAL(cf_future_set_result(u, buf, 4), CF_OK);
+  cf_future_release(u);
+  /* Still usable. */
+  uint64_t v = 6;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_square, &v, sizeof v, &f), CF_OK);
+  CU_ASSERT_EQUAL(result_u64(f), 37);
+  cf_future_release(f);
+  cf_executor_release(ex);
+}
+
 CF_TEST_MAIN("api", CF_TEST(test_strerror), CF_TEST(test_null_futures),
              CF_TEST(test_null_tasks), CF_TEST(test_null_executors),
-             CF_TEST(test_null_waits_and_maps))
+             CF_TEST(test_null_waits_and_maps),
+             CF_TEST(test_out_of_memory_is_clean))

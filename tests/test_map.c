@@ -191,7 +191,7 @@ static void test_map_bounded(void) {
 
 static void test_map_timeout(void) {
   cf_executor *ex = make_pool(2);
-  long ms[6] = {0, 0, 400, 400, 400, 400};
+  long ms[6] = {0, 0, 2000, 2000, 2000, 2000};
   cf_map_options o = opts_with(1, 0, false);
   o.timeout_ns = CF_MSEC(100);
   cf_map_iter *m;
@@ -200,9 +200,7 @@ static void test_map_timeout(void) {
   cf_map_item it;
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
-  int64_t t0 = cf_test_now_ms();
-  CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_ETIMEDOUT);
-  CU_ASSERT_TRUE(cf_test_now_ms() - t0 < 400); /* did not wait the task */
+  CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_ETIMEDOUT); /* not the 2 s task */
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_EOF);
   cf_map_destroy(m); /* waits for the two running sleeps only */
   cf_executor_stats st;

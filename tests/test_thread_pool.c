@@ -441,6 +441,54 @@ static void test_release_runs_queued(void) {
   CU_ASSERT_EQUAL(atomic_load(&g_ran), 30);
 }
 
+/* Releasing a pending future does not cancel it: the task still runs. */
+static void test_release_pending_does_not_cancel(void) {
+  atomic_store(&g_ran, 0);
+  cf_executor *ex = make_pool(1);
+  cf_test_gate gate;
+  gate_init(&gate);
+  cf_future *blocker = submit_ptr(ex, task_gate, &gate);
+  cf_future *f;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_count, NULL, 0, &f), CF_OK);
+  CU_ASSERT_EQUAL(cf_future_state(f), CF_PENDING);
+  cf_future_release(f); /* our only reference, while it is queued */
+  gate_open(&gate);
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&g_ran) == 1));
+  cf_future_release(blocker);
+  cf_executor_release(ex);
+  gate_destroy(&gate);
+}
+
+static int count_threads(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  while (d && (e = readdir(d)))
+    n += e->d_name[0] != '.';
+  if (d)
+    closedir(d);
+  return n;
+}
+
+/* Destroying the executor joins every thread it started. */
+static void test_destroy_joins_threads(void) {
+  int before = count_threads();
+  cf_executor *ex = make_pool(4);
+  cf_test_gate gate;
+  gate_init(&gate);
+  cf_future *fs[4];
+  for (int i = 0; i < 4; i++)
+    fs[i] = submit_ptr(ex, task_gate, &gate);
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&gate.entered) == 4));
+  CU_ASSERT_EQUAL(count_threads(), before + 4);
+  gate_open(&gate);
+  for (int i = 0; i < 4; i++)
+    cf_future_release(fs[i]);
+  cf_executor_release(ex);
+  CU_ASSERT_EQUAL(count_threads(), before); /* joined, not just detached */
+  gate_destroy(&gate);
+}
+
 /* ---- tasks using their own pool ------------------------------------------------ */
 
 static cf_executor *g_ex;
@@ -598,6 +646,8 @@ CF_TEST_MAIN("thread_pool", CF_TEST(test_submit_results),
              CF_TEST(test_initializer_failure_breaks_pool),
              CF_TEST(test_shutdown), CF_TEST(test_shutdown_cancel_futures),
              CF_TEST(test_release_runs_queued),
+             CF_TEST(test_release_pending_does_not_cancel),
+             CF_TEST(test_destroy_joins_threads),
              CF_TEST(test_help_while_waiting),
              CF_TEST(test_help_with_late_submit),
              CF_TEST(test_self_wait_is_deadlock),
