@@ -342,6 +342,69 @@ CF_API int cf_thread_pool_create(const cf_thread_pool_options *opts,
                                  cf_executor **out);
 
 /* ------------------------------------------------------------------------ */
+/* The process-pool backend                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Tasks run in worker processes, so CPU-bound work runs in parallel and a
+ * crashing task cannot take the caller down.
+ *
+ * How workers start: never by fork() of the caller (unsafe with threads).
+ * A worker is a fresh exec of the program's own binary (/proc/self/exe);
+ * cfutures takes over before main() runs (the library's constructor sees the
+ * worker's environment) and serves tasks.  Hence:
+ *   - a task function must live in the program or in a shared library it
+ *     links (it is found again by module and offset), not in a module the
+ *     program dlopen()ed itself, nor be a pointer into JIT memory;
+ *   - a worker sees its task's input bytes and whatever the initializer set
+ *     up, never the parent's memory: globals have their initial values
+ *     (static constructors of the program may not have run);
+ *   - the program must link libcfutures (not dlopen it), so that its
+ *     constructor runs in the worker.
+ * A worker inherits the environment and the current directory, no other
+ * file descriptor, and starts with all signals at their defaults, unblocked.
+ *
+ * Done callbacks run in the calling process, on the pool's I/O thread
+ * (named "cf-procpool"); like any callback they may call cfutures, but a
+ * callback that blocks delays every other completion of its pool. */
+
+typedef enum cf_death_policy {
+  /* As Python: a worker dying mid-task breaks the pool.  Its task fails with
+   * CF_EWORKERDIED, every other pending or running future with CF_EBROKEN,
+   * the other workers are killed and cf_submit() returns CF_EBROKEN. */
+  CF_ON_DEATH_BREAK = 0,
+  /* As loky: only the dead worker's task fails (CF_EWORKERDIED); a new
+   * worker takes its place and the pool goes on. */
+  CF_ON_DEATH_RESTART = 1
+} cf_death_policy;
+
+typedef struct cf_process_pool_options {
+  int max_workers;            /* 0 = online CPUs */
+  cf_initializer_fn initializer; /* run in each worker; NULL = none */
+  const void *initarg;        /* copied to each worker */
+  size_t initarg_len;
+  int max_tasks_per_child;    /* a worker is replaced after this many tasks;
+                                 0 = never */
+  cf_death_policy on_worker_death;
+} cf_process_pool_options;
+
+/* Fills *opts with the defaults.  Returns CF_OK or CF_EINVAL. */
+CF_API int cf_process_pool_options_init(cf_process_pool_options *opts);
+
+/* Creates a process pool (opts NULL = defaults).  Workers start lazily, one
+ * per submit that finds none idle, up to max_workers.  Returns CF_OK,
+ * CF_EINVAL (negative counts, an initializer that cannot be located in a
+ * worker), CF_ENOMEM or CF_ESYS. */
+CF_API int cf_process_pool_create(const cf_process_pool_options *opts,
+                                  cf_executor **out);
+
+/* Like Python 3.14's terminate_workers() / kill_workers(): shuts the
+ * executor down, cancels what has not started, and sends `sig` (e.g.
+ * SIGTERM or SIGKILL) to every worker; the futures that were running fail
+ * with CF_EWORKERDIED.  Returns CF_OK, CF_EINVAL, or CF_ENOTSUP for an
+ * executor that has no worker processes. */
+CF_API int cf_terminate_workers(cf_executor *ex, int sig);
+
+/* ------------------------------------------------------------------------ */
 /* wait / as_completed                                                       */
 /* ------------------------------------------------------------------------ */
 

@@ -99,3 +99,11 @@ int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out) {
 int cf_executor_max_workers(cf_executor *ex) {
   return ex ? ex->max_workers : CF_EINVAL;
 }
+
+int cf_terminate_workers(cf_executor *ex, int sig) {
+  if (!ex)
+    return CF_EINVAL;
+  if (!ex->backend->terminate)
+    return CF_ENOTSUP;
+  return ex->backend->terminate(ex, sig);
+}

@@ -8,6 +8,8 @@
  *   executor.c     the generic executor: submit, shutdown, refcounting
  *   map.c          cf_map(): bounded, chunked, ordered or not
  *   thread_pool.c  the thread-pool backend
+ *   process_pool.c the process-pool backend, and the worker process
+ *   ipc.c          the process pool's wire protocol
  *   task.c         the cf_task handle a task reports through
  */
 #ifndef CF_INTERNAL_H
@@ -188,6 +190,8 @@ typedef struct cf__backend {
   /* Last reference gone: shut down with wait, join, free. */
   void (*destroy)(cf_executor *ex);
   void (*stats)(cf_executor *ex, cf_executor_stats *out);
+  /* Signals the workers (NULL: the backend has no worker processes). */
+  int (*terminate)(cf_executor *ex, int sig);
 } cf__backend;
 
 struct cf_executor {

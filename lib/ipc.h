@@ -1,0 +1,107 @@
+/*
+ * The process pool's wire protocol between the parent and a worker, over a
+ * stream socket.  Every message is a frame: a fixed header, then `len`
+ * payload bytes.  Everything the parent reads from a worker goes through the
+ * decoders here, which check every length against the bytes actually
+ * received: a malformed or truncated message becomes CF_EPROTO, never a
+ * crash (fuzzed by tests/fuzz_ipc.c, replayed by tests/test_ipc.c).
+ *
+ * Parent -> worker:  INIT  fnref initarg...        (always first)
+ *                    TASK  fnref input...
+ *                    CHUNK fnref u64 n, n x (u64 len, bytes)
+ *                    EXIT
+ * Worker -> parent:  READY | INITFAIL i32 code
+ *                    RESULT i32 rc, u32 has_msg, bytes (result, or message)
+ *                    CHUNKRESULT u64 n, n x (i32 status, i32 code,
+ *                                           u32 has_msg, u32 0, u64 len, bytes)
+ * A fnref is u32 name_len (UINT32_MAX: no function), name, u64 offset: the
+ * module that holds the function and its offset from the module's load
+ * address, so it resolves in a fresh exec of the same binary.
+ */
+#ifndef CF_IPC_H
+#define CF_IPC_H
+
+#include "internal.h"
+
+#include <sys/uio.h>
+
+#define CF__IPC_MAGIC 0x31574643u /* "CFW1" */
+#define CF__IPC_MAX_PAYLOAD ((uint64_t)1 << 40)
+
+enum {
+  CF__MSG_INIT = 1,
+  CF__MSG_TASK,
+  CF__MSG_CHUNK,
+  CF__MSG_EXIT,
+  CF__MSG_READY,
+  CF__MSG_INITFAIL,
+  CF__MSG_RESULT,
+  CF__MSG_CHUNKRESULT
+};
+
+typedef struct cf__frame {
+  uint32_t magic;
+  uint32_t type;
+  uint64_t id;
+  uint64_t len;
+} cf__frame;
+
+/* Per-item status on the wire. */
+enum { CF__ITEM_OK = 0, CF__ITEM_FAILED = 1, CF__ITEM_NOT_RUN = 2 };
+
+/* ---- function references --------------------------------------------------- */
+
+typedef struct cf__fnref {
+  char name[512]; /* "" for the main program */
+  uint64_t offset;
+  bool none;
+} cf__fnref;
+
+/* Finds the module holding `addr`.  Returns CF_OK or CF_EINVAL. */
+int cf__fnref_locate(uintptr_t addr, cf__fnref *ref);
+/* Finds it again (in a worker): the address, or 0 if no executable segment
+ * of a module of that name holds it. */
+uintptr_t cf__fnref_resolve(const char *name, size_t name_len,
+                            uint64_t offset);
+/* Bytes of the fnref's wire form, and the encoding into `out`. */
+size_t cf__fnref_size(const cf__fnref *ref);
+void cf__fnref_put(const cf__fnref *ref, unsigned char *out);
+/* Parses a fnref at the start of p[0..n).  Returns the bytes it used, or 0
+ * if malformed; name points into p. */
+size_t cf__fnref_get(const unsigned char *p, size_t n, const char **name,
+                     size_t *name_len, uint64_t *offset, bool *none);
+
+/* ---- framing ------------------------------------------------------------------- */
+
+/* Sends one frame whose payload is the concatenation of iov[0..niov).
+ * Blocking; restarts after EINTR; never raises SIGPIPE.  Returns CF_OK or
+ * CF_ESYS (the peer is gone). */
+int cf__ipc_send(int fd, uint32_t type, uint64_t id, const struct iovec *iov,
+                 int niov);
+/* Reads exactly n bytes.  Returns CF_OK, CF_EOF (clean end before any
+ * byte), CF_EPROTO (end in the middle) or CF_ESYS. */
+int cf__ipc_read(int fd, void *buf, size_t n);
+/* Reads a frame header and checks it.  Returns CF_OK, CF_EOF, CF_EPROTO or
+ * CF_ESYS. */
+int cf__ipc_read_frame(int fd, cf__frame *fr);
+
+/* ---- decoding what workers send ---------------------------------------------- */
+
+/* A RESULT payload: on CF_OK, *rc is the task's code; data/len are the
+ * result (rc == 0) or the message (rc != 0, has_msg).  Pointers into p. */
+typedef struct cf__result_view {
+  int32_t rc;
+  bool has_msg;
+  const unsigned char *data;
+  size_t len;
+} cf__result_view;
+int cf__ipc_decode_result(const unsigned char *p, size_t n,
+                          cf__result_view *out);
+
+/* A CHUNKRESULT payload for a chunk of `expect` items: fills items[] (their
+ * buffers and messages are copied, so they outlive p).  Returns CF_OK,
+ * CF_EPROTO (items[] then left empty) or CF_ENOMEM. */
+int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
+                                size_t expect, cf__item *items);
+
+#endif /* CF_IPC_H */

@@ -1,0 +1,989 @@
+/*
+ * The process-pool backend.
+ *
+ * Data path: cf_submit() -> cf__pp_submit() queues the future and pokes the
+ * pool's manager thread (eventfd) -> the manager (cf__pp_manager) hands it to
+ * an idle worker process as a TASK or CHUNK frame -> the worker runs it and
+ * answers RESULT / CHUNKRESULT -> the manager completes the future, so done
+ * callbacks run on the manager thread.
+ *
+ * Workers are never forked from the caller (unsafe with threads, CPython
+ * gh-90622): the manager posix_spawn()s the program's own binary with
+ * CF__PROCESS_WORKER_FD set; the constructor at the end of this file sees it
+ * before main() and runs the worker loop.  Task functions travel as module
+ * name + offset (ipc.c), so they resolve at the worker's load address.
+ *
+ * A worker's death is seen as EOF on its socket or its pidfd becoming
+ * readable (no SIGCHLD handler: the application keeps its signals), and the
+ * manager reaps exactly that child with waitpid(pid).
+ */
+#include "internal.h"
+#include "ipc.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+extern char **environ;
+
+#define CF__PP_ENV "CF__PROCESS_WORKER_FD"
+#define CF__PP_FD 3 /* the worker's end of its socket, in the worker */
+
+enum { CF__W_FREE, CF__W_STARTING, CF__W_IDLE, CF__W_BUSY, CF__W_EXITING };
+
+typedef struct cf__pworker {
+  pid_t pid;
+  int fd, pidfd;
+  int state;
+  cf_future *task; /* running future, with the executor's reference */
+  uint64_t task_id;
+  int ntasks;
+} cf__pworker;
+
+typedef struct cf__ppool {
+  cf_executor base;
+  pthread_mutex_t mu; /* queue, flags and counters */
+  cf_future *qhead, *qtail;
+  size_t qlen;
+  bool shutdown, broken, self_destroy, stopped;
+  int term_sig;
+  size_t nlive, nidle, nbusy;
+  uint64_t completed, failed, cancelled;
+  int evfd;
+  pthread_t manager;
+  pthread_mutex_t join_mu;
+  bool joined;
+  /* manager thread only */
+  cf__pworker *w;
+  bool term_sent;
+  uint64_t next_id;
+  struct {
+    uintptr_t fn;
+    cf__fnref ref;
+  } cache[8];
+  unsigned cache_next;
+  /* options */
+  cf_process_pool_options o;
+  void *initarg;
+  cf__fnref initref;
+  char exe[PATH_MAX];
+} cf__ppool;
+
+static void cf__pp_free(cf__ppool *p);
+
+static bool cf__pp_on_manager(cf__ppool *p) {
+  return pthread_equal(pthread_self(), p->manager);
+}
+
+static void cf__pp_poke(cf__ppool *p) {
+  uint64_t one = 1;
+  while (write(p->evfd, &one, sizeof one) < 0 && errno == EINTR)
+    ;
+}
+
+static void cf__pp_count(cf__ppool *p, uint64_t *counter) {
+  pthread_mutex_lock(&p->mu);
+  (*counter)++;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Sets a worker's state, keeping the idle/busy counts (for stats). */
+static void cf__pp_set_state(cf__ppool *p, cf__pworker *w, int state) {
+  pthread_mutex_lock(&p->mu);
+  p->nidle -= w->state == CF__W_IDLE;
+  p->nbusy -= w->state == CF__W_BUSY;
+  p->nlive -= w->state != CF__W_FREE;
+  w->state = state;
+  p->nidle += state == CF__W_IDLE;
+  p->nbusy += state == CF__W_BUSY;
+  p->nlive += state != CF__W_FREE;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Empties the queue into a list linked through f->next (lock held). */
+static cf_future *cf__pp_steal_locked(cf__ppool *p) {
+  cf_future *l = p->qhead;
+  p->qhead = p->qtail = NULL;
+  p->qlen = 0;
+  return l;
+}
+
+static void cf__pp_fail_list(cf_future *l, int status, int code,
+                             const char *msg) {
+  while (l) {
+    cf_future *next = l->next;
+    cf__future_fail(l, status, code, msg ? strdup(msg) : NULL);
+    cf_future_release(l);
+    l = next;
+  }
+}
+
+/* ---- workers: start, stop, death --------------------------------------------- */
+
+static int cf__pp_fnref(cf__ppool *p, cf_task_fn fn, cf__fnref *out) {
+  uintptr_t a = (uintptr_t)fn;
+  for (unsigned i = 0; i < 8; i++)
+    if (p->cache[i].fn == a) {
+      *out = p->cache[i].ref;
+      return CF_OK;
+    }
+  int rc = cf__fnref_locate(a, out);
+  if (rc == CF_OK) {
+    unsigned i = p->cache_next++ % 8;
+    p->cache[i].fn = a;
+    p->cache[i].ref = *out;
+  }
+  return rc;
+}
+
+/* The environment of a worker: ours, plus where its socket is. */
+static char **cf__pp_envp(void) {
+  size_t n = 0;
+  while (environ && environ[n])
+    n++;
+  char **env = malloc((n + 2) * sizeof *env);
+  if (!env)
+    return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(environ[i], CF__PP_ENV "=", sizeof CF__PP_ENV) != 0)
+      env[k++] = environ[i];
+  env[k++] = CF__PP_ENV "=3";
+  env[k] = NULL;
+  return env;
+}
+
+static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return CF_ESYS;
+  char **env = cf__pp_envp();
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&at);
+  posix_spawn_file_actions_adddup2(&fa, sv[1], CF__PP_FD);
+#ifdef HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCLOSEFROM_NP
+  posix_spawn_file_actions_addclosefrom_np(&fa, CF__PP_FD + 1);
+#endif
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &all);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  char *argv[] = {p->exe, NULL};
+  pid_t pid = 0;
+  int e = env ? posix_spawn(&pid, p->exe, &fa, &at, argv, env) : ENOMEM;
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  free(env);
+  close(sv[1]);
+  if (e != 0) {
+    close(sv[0]);
+    return e == ENOMEM ? CF_ENOMEM : CF_EAGAIN;
+  }
+  w->pid = pid;
+  w->fd = sv[0];
+  w->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  w->task = NULL;
+  w->ntasks = 0;
+  cf__pp_set_state(p, w, CF__W_STARTING);
+  /* INIT goes first; its answer (READY / INITFAIL) comes back through the
+   * manager's poll.  A failed send shows up there as the worker's death. */
+  unsigned char ref[sizeof(cf__fnref) + 16];
+  cf__fnref_put(&p->initref, ref);
+  struct iovec iov[2] = {{ref, cf__fnref_size(&p->initref)},
+                         {p->initarg, p->o.initarg_len}};
+  cf__ipc_send(w->fd, CF__MSG_INIT, 0, iov, 2);
+  return CF_OK;
+}
+
+/* Reaps w (killing it first if it still runs) and returns its wait status. */
+static int cf__pp_reap(cf__ppool *p, cf__pworker *w, bool kill_first) {
+  int st = -1;
+  if (kill_first)
+    kill(w->pid, SIGKILL);
+  while (waitpid(w->pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  close(w->fd);
+  if (w->pidfd >= 0)
+    close(w->pidfd);
+  w->fd = w->pidfd = -1;
+  cf__pp_set_state(p, w, CF__W_FREE);
+  return st;
+}
+
+static char *cf__pp_describe(int st) {
+  char *msg = NULL;
+  int r;
+  if (st != -1 && WIFSIGNALED(st))
+    r = asprintf(&msg, "worker killed by signal %d (%s)", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+  else if (st != -1 && WIFEXITED(st))
+    r = asprintf(&msg, "worker exited with status %d", WEXITSTATUS(st));
+  else
+    r = asprintf(&msg, "worker died");
+  return r < 0 ? NULL : msg;
+}
+
+/* The pool cannot go on: fail everything, kill every worker. */
+static void cf__pp_break(cf__ppool *p, int code, const char *why) {
+  pthread_mutex_lock(&p->mu);
+  bool was = p->broken;
+  p->broken = true;
+  cf_future *l = cf__pp_steal_locked(p);
+  pthread_mutex_unlock(&p->mu);
+  if (was)
+    return;
+  cf__pp_fail_list(l, CF_EBROKEN, code, why);
+  for (int i = 0; i < p->base.max_workers; i++) {
+    cf__pworker *w = &p->w[i];
+    if (w->state == CF__W_FREE)
+      continue;
+    cf_future *f = w->task;
+    w->task = NULL;
+    cf__pp_reap(p, w, true);
+    if (f) {
+      cf__future_fail(f, CF_EBROKEN, code, why ? strdup(why) : NULL);
+      cf__pp_count(p, &p->failed);
+      cf_future_release(f);
+    }
+  }
+}
+
+/* w's process is gone (or must go). */
+static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
+                         const char *proto_error) {
+  int prev = w->state;
+  cf_future *f = w->task;
+  w->task = NULL;
+  int st = cf__pp_reap(p, w, true);
+  if (prev == CF__W_EXITING)
+    return; /* retired on purpose */
+  char *msg = proto_error ? strdup(proto_error) : cf__pp_describe(st);
+  if (prev == CF__W_STARTING) {
+    char why[160];
+    snprintf(why, sizeof why, "a worker failed to start: %s",
+             msg ? msg : "died");
+    free(msg);
+    cf__pp_break(p, st, why);
+    return;
+  }
+  if (f) {
+    cf__future_fail(f, status, status == CF_EWORKERDIED ? st : 0,
+                    msg ? strdup(msg) : NULL);
+    cf__pp_count(p, &p->failed);
+    cf_future_release(f);
+  }
+  pthread_mutex_lock(&p->mu);
+  bool brk = f && status == CF_EWORKERDIED && !p->term_sig &&
+             p->o.on_worker_death == CF_ON_DEATH_BREAK;
+  pthread_mutex_unlock(&p->mu);
+  if (brk) {
+    char why[200];
+    snprintf(why, sizeof why, "the pool is broken: %s", msg ? msg : "");
+    cf__pp_break(p, st, why);
+  }
+  free(msg);
+}
+
+/* ---- sending tasks ---------------------------------------------------------------- */
+
+/* A chunk goes as one message: fnref, n, then each input's length and
+ * bytes. */
+static int cf__pp_send_chunk(cf__ppool *p, cf__pworker *w, uint64_t id,
+                             cf__chunk *c) {
+  cf__fnref ref;
+  if (cf__pp_fnref(p, c->fn, &ref) != CF_OK)
+    return CF_EINVAL;
+  size_t total = cf__fnref_size(&ref) + 8;
+  for (size_t i = 0; i < c->n; i++) {
+    size_t len;
+    cf__chunk_input(c, i, &len);
+    total += 8 + len;
+  }
+  unsigned char *buf = malloc(total);
+  if (!buf)
+    return CF_ENOMEM;
+  cf__fnref_put(&ref, buf);
+  size_t off = cf__fnref_size(&ref);
+  uint64_t n = c->n;
+  memcpy(buf + off, &n, 8);
+  off += 8;
+  for (size_t i = 0; i < c->n; i++) {
+    size_t len;
+    const void *in = cf__chunk_input(c, i, &len);
+    uint64_t l = len;
+    memcpy(buf + off, &l, 8);
+    if (len)
+      memcpy(buf + off + 8, in, len);
+    off += 8 + len;
+  }
+  struct iovec iov = {buf, total};
+  int rc = cf__ipc_send(w->fd, CF__MSG_CHUNK, id, &iov, 1);
+  free(buf);
+  return rc;
+}
+
+static cf__chunk *cf__pp_chunk_of(cf_future *f) {
+  cf__chunk *c = NULL;
+  if (f->fn == cf__chunk_task)
+    memcpy(&c, cf__buf_data(&f->in), sizeof c);
+  return c;
+}
+
+/* Hands a started future to an idle worker. */
+static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
+  w->task = f;
+  cf__pp_set_state(p, w, CF__W_BUSY);
+  uint64_t id = w->task_id = ++p->next_id;
+  cf__chunk *c = cf__pp_chunk_of(f);
+  int rc;
+  if (c) {
+    rc = cf__pp_send_chunk(p, w, id, c);
+  } else {
+    cf__fnref ref;
+    rc = cf__pp_fnref(p, f->fn, &ref);
+    if (rc == CF_OK) {
+      unsigned char rb[sizeof(cf__fnref) + 16];
+      cf__fnref_put(&ref, rb);
+      struct iovec iov[2] = {{rb, cf__fnref_size(&ref)},
+                             {(void *)cf__buf_data(&f->in), f->in.len}};
+      rc = cf__ipc_send(w->fd, CF__MSG_TASK, id, iov, 2);
+    }
+  }
+  if (rc == CF_EINVAL || rc == CF_ENOMEM) {
+    /* Nothing was sent: fail the task, the worker stays idle. */
+    w->task = NULL;
+    cf__pp_set_state(p, w, CF__W_IDLE);
+    cf__future_fail(f, rc == CF_EINVAL ? CF_ETASK : CF_ENOMEM, rc,
+                    strdup(rc == CF_EINVAL
+                               ? "the task function is not in a module a "
+                                 "worker process can load"
+                               : "out of memory"));
+    cf__pp_count(p, &p->failed);
+    cf_future_release(f);
+  } else if (rc != CF_OK) {
+    cf__pp_death(p, w, CF_EWORKERDIED, NULL); /* the worker is gone */
+  }
+}
+
+/* ---- receiving results ---------------------------------------------------------- */
+
+/* Reads one frame from w and acts on it. */
+static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
+  cf__frame fr;
+  int rc = cf__ipc_read_frame(w->fd, &fr);
+  if (rc == CF_EOF || rc == CF_ESYS) {
+    cf__pp_death(p, w, CF_EWORKERDIED, NULL);
+    return;
+  }
+  if (rc != CF_OK) {
+    cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
+    return;
+  }
+  if (fr.type == CF__MSG_READY && w->state == CF__W_STARTING &&
+      fr.len == 0) {
+    cf__pp_set_state(p, w, CF__W_IDLE);
+    return;
+  }
+  if (fr.type == CF__MSG_INITFAIL && w->state == CF__W_STARTING &&
+      fr.len == 4) {
+    int32_t code = 0;
+    cf__ipc_read(w->fd, &code, 4);
+    char why[100];
+    snprintf(why, sizeof why, "process pool initializer failed with code %d",
+             code);
+    cf__pp_set_state(p, w, CF__W_EXITING);
+    cf__pp_break(p, code, why);
+    return;
+  }
+  cf_future *f = w->task;
+  cf__chunk *c = f ? cf__pp_chunk_of(f) : NULL;
+  bool expected = w->state == CF__W_BUSY &&
+                  fr.type == (c ? CF__MSG_CHUNKRESULT : CF__MSG_RESULT) &&
+                  fr.id == w->task_id;
+  unsigned char head[8];
+  cf__result_view v = {0};
+  if (!expected || (!c && (fr.len < 8 ||
+                           cf__ipc_read(w->fd, head, 8) != CF_OK ||
+                           cf__ipc_decode_result(head, 8, &v) != CF_OK))) {
+    cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
+    return;
+  }
+  /* The payload is read straight into the buffer the future keeps. */
+  size_t len = c ? (size_t)fr.len : (size_t)fr.len - 8;
+  unsigned char *buf = len ? malloc(len) : NULL;
+  if (len && !buf) {
+    cf__pp_death(p, w, CF_ENOMEM, "out of memory for a worker's result");
+    return;
+  }
+  if (len && cf__ipc_read(w->fd, buf, len) != CF_OK) {
+    free(buf);
+    cf__pp_death(p, w, CF_EWORKERDIED, NULL);
+    return;
+  }
+  cf_task t = {0};
+  int task_rc = 0;
+  if (c) {
+    rc = cf__ipc_decode_chunk_result(buf, len, c->n, c->items);
+    free(buf);
+    if (rc != CF_OK) {
+      cf__pp_death(p, w, rc, rc == CF_EPROTO ? "malformed message from worker"
+                                             : "out of memory");
+      return;
+    }
+  } else if (v.rc == 0) {
+    t.out.len = len;
+    if (len <= CF__INLINE) {
+      memcpy(t.out.u.inl, buf, len);
+      free(buf);
+    } else {
+      t.out.u.h.ptr = buf;
+      t.out.u.h.free_fn = free;
+    }
+  } else {
+    task_rc = v.rc;
+    if (v.has_msg && (t.errmsg = malloc(len + 1))) {
+      memcpy(t.errmsg, buf, len);
+      t.errmsg[len] = '\0';
+    }
+    free(buf);
+  }
+  w->task = NULL;
+  w->ntasks++;
+  bool retire = p->o.max_tasks_per_child > 0 &&
+                w->ntasks >= p->o.max_tasks_per_child;
+  if (retire) {
+    cf__ipc_send(w->fd, CF__MSG_EXIT, 0, NULL, 0);
+    cf__pp_set_state(p, w, CF__W_EXITING);
+  } else {
+    cf__pp_set_state(p, w, CF__W_IDLE);
+  }
+  cf__pp_count(p, task_rc == 0 ? &p->completed : &p->failed);
+  cf__future_finish(f, task_rc, &t); /* callbacks run here */
+  cf_future_release(f);
+}
+
+/* ---- the manager ----------------------------------------------------------------- */
+
+/* Starts queued tasks on idle workers; starts workers as needed. */
+static void cf__pp_dispatch(cf__ppool *p) {
+  for (;;) {
+    cf__pworker *idle = NULL, *free_slot = NULL;
+    int starting = 0;
+    for (int i = 0; i < p->base.max_workers; i++) {
+      cf__pworker *w = &p->w[i];
+      if (w->state == CF__W_IDLE && !idle)
+        idle = w;
+      else if (w->state == CF__W_FREE && !free_slot)
+        free_slot = w;
+      starting += w->state == CF__W_STARTING;
+    }
+    pthread_mutex_lock(&p->mu);
+    cf_future *f = NULL;
+    bool spawn = false;
+    if (!p->broken && !p->term_sig && p->qhead) {
+      if (idle) {
+        f = p->qhead;
+        p->qhead = f->next;
+        if (!p->qhead)
+          p->qtail = NULL;
+        p->qlen--;
+      } else {
+        spawn = free_slot && (size_t)starting < p->qlen;
+      }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (spawn) {
+      int rc = cf__pp_spawn(p, free_slot);
+      pthread_mutex_lock(&p->mu);
+      bool none = p->nlive == 0;
+      pthread_mutex_unlock(&p->mu);
+      if (rc != CF_OK && none)
+        cf__pp_break(p, 0, "could not start a worker process");
+      return;
+    }
+    if (!f)
+      return;
+    if (!cf__future_start(f)) { /* cancelled while queued */
+      cf__pp_count(p, &p->cancelled);
+      cf_future_release(f);
+      continue;
+    }
+    cf__pp_send(p, idle, f);
+  }
+}
+
+static bool cf__pp_done(cf__ppool *p) {
+  pthread_mutex_lock(&p->mu);
+  bool done = (p->broken && p->nlive == 0) ||
+              (p->shutdown && !p->qhead && p->nbusy == 0);
+  pthread_mutex_unlock(&p->mu);
+  return done;
+}
+
+static void *cf__pp_manager(void *arg) {
+  cf__ppool *p = arg;
+  pthread_setname_np(pthread_self(), "cf-procpool");
+  int n = p->base.max_workers;
+  struct pollfd *pf = malloc(((size_t)n * 2 + 1) * sizeof *pf);
+  int *who = malloc(((size_t)n * 2 + 1) * sizeof *who);
+  while (pf && who) {
+    pthread_mutex_lock(&p->mu);
+    int sig = p->term_sig;
+    pthread_mutex_unlock(&p->mu);
+    if (sig && !p->term_sent) {
+      p->term_sent = true;
+      for (int i = 0; i < n; i++)
+        if (p->w[i].state != CF__W_FREE)
+          kill(p->w[i].pid, sig);
+    }
+    cf__pp_dispatch(p);
+    if (cf__pp_done(p) && !sig)
+      break;
+    int k = 0;
+    pf[k] = (struct pollfd){p->evfd, POLLIN, 0};
+    who[k++] = -1;
+    bool any = false;
+    for (int i = 0; i < n; i++) {
+      if (p->w[i].state == CF__W_FREE)
+        continue;
+      any = true;
+      pf[k] = (struct pollfd){p->w[i].fd, POLLIN, 0};
+      who[k++] = i;
+      if (p->w[i].pidfd >= 0) {
+        pf[k] = (struct pollfd){p->w[i].pidfd, POLLIN, 0};
+        who[k++] = i;
+      }
+    }
+    if (sig && !any)
+      break; /* terminated: every worker is gone */
+    if (poll(pf, (nfds_t)k, -1) < 0)
+      continue; /* EINTR */
+    if (pf[0].revents) {
+      uint64_t v;
+      while (read(p->evfd, &v, sizeof v) < 0 && errno == EINTR)
+        ;
+    }
+    for (int j = 1; j < k; j++) {
+      cf__pworker *w = &p->w[who[j]];
+      if (!pf[j].revents || w->state == CF__W_FREE || pf[j].fd != w->fd)
+        continue;
+      cf__pp_receive(p, w);
+    }
+    /* A pidfd that fired with its socket quiet: the worker is gone (its
+     * socket may also live on in a child it forked). */
+    for (int j = 1; j < k; j++) {
+      cf__pworker *w = &p->w[who[j]];
+      if (pf[j].revents && w->state != CF__W_FREE && pf[j].fd == w->pidfd) {
+        struct pollfd q = {w->fd, POLLIN, 0};
+        if (poll(&q, 1, 0) == 1)
+          cf__pp_receive(p, w); /* drain what it said last */
+        else
+          cf__pp_death(p, w, CF_EWORKERDIED, NULL);
+      }
+    }
+  }
+  /* Retire every worker: EXIT, then reap. */
+  for (int i = 0; i < n; i++) {
+    cf__pworker *w = &p->w[i];
+    if (w->state == CF__W_FREE)
+      continue;
+    cf__ipc_send(w->fd, CF__MSG_EXIT, 0, NULL, 0);
+    cf_future *f = w->task;
+    w->task = NULL;
+    int st = cf__pp_reap(p, w, false);
+    if (f) {
+      cf__future_fail(f, CF_EWORKERDIED, st, cf__pp_describe(st));
+      cf_future_release(f);
+    }
+  }
+  free(pf);
+  free(who);
+  pthread_mutex_lock(&p->mu);
+  p->stopped = true;
+  bool self_free = p->self_destroy;
+  cf_future *left = cf__pp_steal_locked(p);
+  pthread_mutex_unlock(&p->mu);
+  cf__pp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
+  if (self_free) {
+    pthread_detach(pthread_self());
+    cf__pp_free(p);
+  }
+  return NULL;
+}
+
+/* ---- the backend -------------------------------------------------------------------- */
+
+static int cf__pp_submit(cf_executor *ex, cf_future *f) {
+  cf__ppool *p = (cf__ppool *)ex;
+  pthread_mutex_lock(&p->mu);
+  int rc = p->broken ? CF_EBROKEN : p->shutdown ? CF_ESHUTDOWN : CF_OK;
+  if (rc == CF_OK) {
+    f->next = NULL;
+    if (p->qtail)
+      p->qtail->next = f;
+    else
+      p->qhead = f;
+    p->qtail = f;
+    p->qlen++;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (rc == CF_OK)
+    cf__pp_poke(p);
+  return rc;
+}
+
+static void cf__pp_join(cf__ppool *p) {
+  if (cf__pp_on_manager(p))
+    return; /* from a callback: the manager finishes after it returns */
+  pthread_mutex_lock(&p->join_mu);
+  if (!p->joined) {
+    pthread_join(p->manager, NULL);
+    p->joined = true;
+  }
+  pthread_mutex_unlock(&p->join_mu);
+}
+
+static int cf__pp_stop(cf__ppool *p, bool wait, bool cancel, int sig) {
+  pthread_mutex_lock(&p->mu);
+  p->shutdown = true;
+  if (sig)
+    p->term_sig = sig;
+  cf_future *l = cancel ? cf__pp_steal_locked(p) : NULL;
+  pthread_mutex_unlock(&p->mu);
+  cf__pp_poke(p);
+  uint64_t n = 0;
+  while (l) {
+    cf_future *next = l->next;
+    cf_future_cancel(l);
+    cf_future_release(l);
+    n++;
+    l = next;
+  }
+  pthread_mutex_lock(&p->mu);
+  p->cancelled += n;
+  pthread_mutex_unlock(&p->mu);
+  if (wait)
+    cf__pp_join(p);
+  return CF_OK;
+}
+
+static int cf__pp_shutdown(cf_executor *ex, bool wait, bool cancel) {
+  return cf__pp_stop((cf__ppool *)ex, wait, cancel, 0);
+}
+
+static int cf__pp_terminate(cf_executor *ex, int sig) {
+  if (sig <= 0 || sig >= NSIG)
+    return CF_EINVAL;
+  return cf__pp_stop((cf__ppool *)ex, true, true, sig);
+}
+
+static void cf__pp_free(cf__ppool *p) {
+  close(p->evfd);
+  pthread_mutex_destroy(&p->mu);
+  pthread_mutex_destroy(&p->join_mu);
+  free(p->w);
+  free(p->initarg);
+  free(p);
+}
+
+static void cf__pp_destroy(cf_executor *ex) {
+  cf__ppool *p = (cf__ppool *)ex;
+  cf__pp_stop(p, true, false, 0);
+  if (cf__pp_on_manager(p)) {
+    pthread_mutex_lock(&p->mu);
+    p->self_destroy = true; /* the manager frees the pool as it exits */
+    pthread_mutex_unlock(&p->mu);
+    return;
+  }
+  cf__pp_free(p);
+}
+
+static void cf__pp_stats(cf_executor *ex, cf_executor_stats *st) {
+  cf__ppool *p = (cf__ppool *)ex;
+  pthread_mutex_lock(&p->mu);
+  st->workers = p->nlive;
+  st->idle_workers = p->nidle;
+  st->queued = p->qlen;
+  st->running = p->nbusy;
+  st->completed = p->completed;
+  st->failed = p->failed;
+  st->cancelled = p->cancelled;
+  pthread_mutex_unlock(&p->mu);
+}
+
+static const cf__backend cf__pp_backend = {
+    .name = "process",
+    .submit = cf__pp_submit,
+    .shutdown = cf__pp_shutdown,
+    .destroy = cf__pp_destroy,
+    .stats = cf__pp_stats,
+    .terminate = cf__pp_terminate,
+};
+
+int cf_process_pool_options_init(cf_process_pool_options *o) {
+  if (!o)
+    return CF_EINVAL;
+  memset(o, 0, sizeof *o);
+  return CF_OK;
+}
+
+int cf_process_pool_create(const cf_process_pool_options *opts,
+                           cf_executor **out) {
+  if (!out)
+    return CF_EINVAL;
+  *out = NULL;
+  cf_process_pool_options o;
+  cf_process_pool_options_init(&o);
+  if (opts)
+    o = *opts;
+  if (o.max_workers < 0 || o.max_tasks_per_child < 0 ||
+      (o.initarg_len && !o.initarg) ||
+      (o.on_worker_death != CF_ON_DEATH_BREAK &&
+       o.on_worker_death != CF_ON_DEATH_RESTART))
+    return CF_EINVAL;
+  if (!o.max_workers) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    o.max_workers = n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+  }
+  cf__ppool *p = calloc(1, sizeof *p);
+  if (!p)
+    return CF_ENOMEM;
+  p->o = o;
+  if (cf__fnref_locate((uintptr_t)o.initializer, &p->initref) != CF_OK) {
+    free(p);
+    return CF_EINVAL;
+  }
+  ssize_t n = readlink("/proc/self/exe", p->exe, sizeof p->exe - 1);
+  p->w = calloc((size_t)o.max_workers, sizeof *p->w);
+  p->initarg = o.initarg_len ? malloc(o.initarg_len) : NULL;
+  p->evfd = eventfd(0, EFD_CLOEXEC);
+  if (n <= 0 || !p->w || (o.initarg_len && !p->initarg) || p->evfd < 0) {
+    int rc = n <= 0 || p->evfd < 0 ? CF_ESYS : CF_ENOMEM;
+    if (p->evfd >= 0)
+      close(p->evfd);
+    free(p->w);
+    free(p->initarg);
+    free(p);
+    return rc;
+  }
+  p->exe[n] = '\0';
+  if (o.initarg_len)
+    memcpy(p->initarg, o.initarg, o.initarg_len);
+  for (int i = 0; i < o.max_workers; i++)
+    p->w[i].fd = p->w[i].pidfd = -1;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_mutex_init(&p->join_mu, NULL);
+  cf__executor_init(&p->base, &cf__pp_backend, o.max_workers);
+  /* The manager runs with every signal blocked: they are the
+   * application's. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int e = pthread_create(&p->manager, NULL, cf__pp_manager, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (e != 0) {
+    close(p->evfd);
+    free(p->w);
+    free(p->initarg);
+    free(p);
+    return CF_EAGAIN;
+  }
+  *out = &p->base;
+  return CF_OK;
+}
+
+/* ---- the worker process ------------------------------------------------------------- */
+
+static int cf__worker_reply(int fd, uint64_t id, int32_t rc, const char *msg,
+                            const cf__buf *out) {
+  unsigned char head[8];
+  uint32_t has_msg = rc != 0 && msg;
+  memcpy(head, &rc, 4);
+  memcpy(head + 4, &has_msg, 4);
+  struct iovec iov[2] = {{head, 8}, {NULL, 0}};
+  if (rc == 0) {
+    iov[1].iov_base = (void *)cf__buf_data(out);
+    iov[1].iov_len = out->len;
+  } else if (msg) {
+    iov[1].iov_base = (void *)msg;
+    iov[1].iov_len = strlen(msg);
+  }
+  return cf__ipc_send(fd, CF__MSG_RESULT, id, iov, 2);
+}
+
+static cf_task_fn cf__worker_fn(const unsigned char *p, size_t n,
+                                size_t *used) {
+  const char *name = NULL;
+  size_t name_len = 0;
+  uint64_t off = 0;
+  bool none;
+  *used = cf__fnref_get(p, n, &name, &name_len, &off, &none);
+  if (!*used || none)
+    return NULL;
+  return (cf_task_fn)cf__fnref_resolve(name, name_len, off);
+}
+
+/* Runs a CHUNK message's inputs and answers with one CHUNKRESULT. */
+static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
+                            const unsigned char *p, size_t n) {
+  uint64_t count;
+  if (n < 8)
+    return CF_EPROTO;
+  memcpy(&count, p, 8);
+  size_t off = 8, cap = 8 + 4096, len = 8;
+  unsigned char *out = malloc(cap);
+  if (!out)
+    return CF_ENOMEM;
+  memcpy(out, &count, 8);
+  bool stop = false;
+  for (uint64_t i = 0; i < count; i++) {
+    uint64_t ilen;
+    if (n - off < 8 || (memcpy(&ilen, p + off, 8), ilen > n - off - 8)) {
+      free(out);
+      return CF_EPROTO;
+    }
+    const unsigned char *in = p + off + 8;
+    off += 8 + ilen;
+    int32_t status = CF__ITEM_NOT_RUN, code = 0;
+    cf_task t = {0};
+    const void *data = NULL;
+    uint64_t dlen = 0;
+    uint32_t has_msg = 0;
+    if (!stop) {
+      code = cf__task_invoke(fn, ilen ? in : NULL, (size_t)ilen, &t);
+      status = code == 0 ? CF__ITEM_OK : CF__ITEM_FAILED;
+      if (code == 0) {
+        data = cf__buf_data(&t.out);
+        dlen = t.out.len;
+      } else {
+        stop = true; /* the rest would only be cancelled */
+        if (t.errmsg) {
+          has_msg = 1;
+          data = t.errmsg;
+          dlen = strlen(t.errmsg);
+        }
+      }
+    }
+    size_t need = len + 24 + (size_t)dlen;
+    if (need > cap) {
+      while (cap < need)
+        cap *= 2;
+      unsigned char *nb = realloc(out, cap);
+      if (!nb) {
+        free(out);
+        cf__buf_free(&t.out);
+        free(t.errmsg);
+        return CF_ENOMEM;
+      }
+      out = nb;
+    }
+    uint32_t pad = 0;
+    memcpy(out + len, &status, 4);
+    memcpy(out + len + 4, &code, 4);
+    memcpy(out + len + 8, &has_msg, 4);
+    memcpy(out + len + 12, &pad, 4);
+    memcpy(out + len + 16, &dlen, 8);
+    if (dlen)
+      memcpy(out + len + 24, data, (size_t)dlen);
+    len += 24 + (size_t)dlen;
+    cf__buf_free(&t.out);
+    free(t.errmsg);
+  }
+  struct iovec iov = {out, len};
+  int rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
+  free(out);
+  return rc;
+}
+
+static int cf__worker_main(int fd) {
+  /* Die with the parent rather than live on as an orphan. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  for (;;) {
+    cf__frame fr;
+    if (cf__ipc_read_frame(fd, &fr) != CF_OK)
+      return 0; /* the parent is gone or closed the socket */
+    unsigned char *buf = fr.len ? malloc((size_t)fr.len) : NULL;
+    if ((fr.len && !buf) || cf__ipc_read(fd, buf, (size_t)fr.len) != CF_OK)
+      return 3;
+    size_t used = 0;
+    int rc = CF_OK;
+    switch (fr.type) {
+    case CF__MSG_INIT: {
+      const char *name = NULL;
+      size_t name_len = 0;
+      uint64_t off = 0;
+      bool none = false;
+      used = cf__fnref_get(buf, (size_t)fr.len, &name, &name_len, &off, &none);
+      cf_initializer_fn init =
+          used && !none
+              ? (cf_initializer_fn)cf__fnref_resolve(name, name_len, off)
+              : NULL;
+      int32_t code = !used || (!none && !init) ? CF_EINVAL : 0;
+      if (init)
+        code = init(fr.len > used ? buf + used : NULL, (size_t)fr.len - used);
+      if (code) {
+        struct iovec iov = {&code, 4};
+        cf__ipc_send(fd, CF__MSG_INITFAIL, 0, &iov, 1);
+        free(buf);
+        return 0;
+      }
+      rc = cf__ipc_send(fd, CF__MSG_READY, 0, NULL, 0);
+      break;
+    }
+    case CF__MSG_TASK: {
+      cf_task_fn fn = cf__worker_fn(buf, (size_t)fr.len, &used);
+      if (!fn) {
+        rc = cf__worker_reply(fd, fr.id, CF_EINVAL,
+                              "task function not found in the worker", NULL);
+        break;
+      }
+      cf_task t;
+      size_t ilen = (size_t)fr.len - used;
+      int32_t code = cf__task_invoke(fn, ilen ? buf + used : NULL, ilen, &t);
+      rc = cf__worker_reply(fd, fr.id, code, t.errmsg, &t.out);
+      cf__buf_free(&t.out);
+      free(t.errmsg);
+      break;
+    }
+    case CF__MSG_CHUNK: {
+      cf_task_fn fn = cf__worker_fn(buf, (size_t)fr.len, &used);
+      rc = fn ? cf__worker_chunk(fd, fr.id, fn, buf + used,
+                                 (size_t)fr.len - used)
+              : CF_EPROTO;
+      break;
+    }
+    case CF__MSG_EXIT:
+      free(buf);
+      return 0;
+    default:
+      rc = CF_EPROTO;
+    }
+    free(buf);
+    if (rc != CF_OK)
+      return 4;
+  }
+}
+
+/* Runs before main() in every process; in a worker it never returns. */
+__attribute__((constructor)) static void cf__worker_constructor(void) {
+  const char *v = getenv(CF__PP_ENV);
+  if (!v)
+    return;
+  int fd = atoi(v);
+  unsetenv(CF__PP_ENV); /* not for the worker's own children */
+  _exit(cf__worker_main(fd));
+}
