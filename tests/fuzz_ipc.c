@@ -1,0 +1,13 @@
+/* libFuzzer target for the process pool's wire decoders: whatever a worker
+ * sends, decoding never crashes, leaks or reads outside the message.
+ *   make fuzz   (needs clang), or see .ci/check-all */
+#include "ipc_input.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  int rc = cf_ipc_decode_input(data, size);
+  if (rc != CF_OK && rc != CF_EPROTO && rc != CF_ENOMEM)
+    abort();
+  return 0;
+}

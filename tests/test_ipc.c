@@ -1,0 +1,175 @@
+/* The process pool's wire protocol: function references, framing, and the
+ * decoders of what workers send, including a replay of the fuzz corpus of
+ * malformed messages (tests/corpus/ipc). */
+#include "test_util.h"
+
+#include "ipc_input.h"
+
+#include <dirent.h>
+#include <sys/socket.h>
+
+static void test_fnref_round_trip(void) {
+  cf__fnref ref;
+  CU_ASSERT_EQUAL_FATAL(cf__fnref_locate((uintptr_t)task_square, &ref), CF_OK);
+  CU_ASSERT_STRING_EQUAL(ref.name, ""); /* the main program */
+  unsigned char buf[sizeof ref + 16];
+  cf__fnref_put(&ref, buf);
+  const char *name;
+  size_t name_len;
+  uint64_t off;
+  bool none;
+  size_t used = cf__fnref_get(buf, cf__fnref_size(&ref), &name, &name_len,
+                              &off, &none);
+  CU_ASSERT_EQUAL(used, cf__fnref_size(&ref));
+  CU_ASSERT_FALSE(none);
+  CU_ASSERT_EQUAL(cf__fnref_resolve(name, name_len, off),
+                  (uintptr_t)task_square);
+  /* Truncated: refused. */
+  for (size_t k = 0; k < used; k++)
+    CU_ASSERT_EQUAL(cf__fnref_get(buf, k, &name, &name_len, &off, &none), 0);
+  /* Data, not code, is not a function; nor is an unknown module. */
+  static int data;
+  CU_ASSERT_EQUAL(cf__fnref_locate((uintptr_t)&data, &ref), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf__fnref_resolve("no-such.so", 10, 0), 0);
+  CU_ASSERT_EQUAL(cf__fnref_resolve("", 0, (uint64_t)1 << 60), 0);
+  CU_ASSERT_EQUAL(cf__fnref_locate(0, &ref), CF_OK);
+  CU_ASSERT_TRUE(ref.none);
+}
+
+static void test_frames(void) {
+  int sv[2];
+  CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  struct iovec iov[2] = {{(void *)"ab", 2}, {(void *)"cde", 3}};
+  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_RESULT, 7, iov, 2), CF_OK);
+  cf__frame fr;
+  char body[5];
+  CU_ASSERT_EQUAL(cf__ipc_read_frame(sv[1], &fr), CF_OK);
+  CU_ASSERT_EQUAL(fr.type, CF__MSG_RESULT);
+  CU_ASSERT_EQUAL(fr.id, 7);
+  CU_ASSERT_EQUAL(fr.len, 5);
+  CU_ASSERT_EQUAL(cf__ipc_read(sv[1], body, 5), CF_OK);
+  CU_ASSERT_EQUAL(memcmp(body, "abcde", 5), 0);
+  /* Bad magic, bad type, absurd length. */
+  cf__frame bad[3] = {{0xdeadbeef, CF__MSG_RESULT, 0, 0},
+                      {CF__IPC_MAGIC, 99, 0, 0},
+                      {CF__IPC_MAGIC, CF__MSG_RESULT, 0, UINT64_MAX}};
+  for (int i = 0; i < 3; i++) {
+    CU_ASSERT_EQUAL(write(sv[0], &bad[i], sizeof bad[i]),
+                    (ssize_t)sizeof bad[i]);
+    CU_ASSERT_EQUAL(cf__ipc_read_frame(sv[1], &fr), CF_EPROTO);
+  }
+  /* Truncated header, then end of stream. */
+  CU_ASSERT_EQUAL(write(sv[0], "CFW", 3), 3);
+  close(sv[0]);
+  CU_ASSERT_EQUAL(cf__ipc_read_frame(sv[1], &fr), CF_EPROTO);
+  CU_ASSERT_EQUAL(cf__ipc_read_frame(sv[1], &fr), CF_EOF);
+  close(sv[1]);
+}
+
+/* A well-formed CHUNKRESULT of three items: ok "xyz", failed 9 "bad",
+ * not run. */
+static size_t good_chunk(unsigned char *p) {
+  size_t off = 0;
+  uint64_t n = 3;
+  memcpy(p, &n, 8);
+  off = 8;
+  struct {
+    int32_t st, code;
+    uint32_t has_msg, pad;
+    const char *data;
+  } it[3] = {{CF__ITEM_OK, 0, 0, 0, "xyz"},
+             {CF__ITEM_FAILED, 9, 1, 0, "bad"},
+             {CF__ITEM_NOT_RUN, 0, 0, 0, ""}};
+  for (int i = 0; i < 3; i++) {
+    uint64_t len = strlen(it[i].data);
+    memcpy(p + off, &it[i].st, 4);
+    memcpy(p + off + 4, &it[i].code, 4);
+    memcpy(p + off + 8, &it[i].has_msg, 4);
+    memcpy(p + off + 12, &it[i].pad, 4);
+    memcpy(p + off + 16, &len, 8);
+    memcpy(p + off + 24, it[i].data, len);
+    off += 24 + len;
+  }
+  return off;
+}
+
+static void test_decode_chunk_result(void) {
+  unsigned char p[256];
+  size_t n = good_chunk(p);
+  cf__item items[3] = {{.status = CF_ECANCELLED},
+                       {.status = CF_ECANCELLED},
+                       {.status = CF_ECANCELLED}};
+  CU_ASSERT_EQUAL_FATAL(cf__ipc_decode_chunk_result(p, n, 3, items), CF_OK);
+  CU_ASSERT_EQUAL(items[0].status, CF_OK);
+  CU_ASSERT_EQUAL(items[0].out.len, 3);
+  CU_ASSERT_EQUAL(memcmp(cf__buf_data(&items[0].out), "xyz", 3), 0);
+  CU_ASSERT_EQUAL(items[1].status, CF_ETASK);
+  CU_ASSERT_EQUAL(items[1].code, 9);
+  CU_ASSERT_STRING_EQUAL(items[1].msg, "bad");
+  CU_ASSERT_EQUAL(items[2].status, CF_ECANCELLED);
+  free(items[1].msg);
+  /* Every truncation, a wrong count and trailing bytes are refused. */
+  for (size_t k = 0; k < n; k++) {
+    cf__item t[3] = {{.status = CF_ECANCELLED},
+                     {.status = CF_ECANCELLED},
+                     {.status = CF_ECANCELLED}};
+    CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(p, k, 3, t), CF_EPROTO);
+    CU_ASSERT_EQUAL(t[0].out.len, 0);
+    CU_ASSERT_PTR_NULL(t[1].msg);
+  }
+  cf__item t[4] = {{.status = CF_ECANCELLED}};
+  CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(p, n, 2, t), CF_EPROTO);
+  CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(p, n + 1, 3, t), CF_EPROTO);
+}
+
+static void test_decode_result(void) {
+  unsigned char p[16] = {0};
+  cf__result_view v;
+  CU_ASSERT_EQUAL(cf__ipc_decode_result(p, 8, &v), CF_OK);
+  CU_ASSERT_EQUAL(v.rc, 0);
+  CU_ASSERT_EQUAL(v.len, 0);
+  CU_ASSERT_EQUAL(cf__ipc_decode_result(p, 7, &v), CF_EPROTO);
+  p[4] = 1; /* a message on a success */
+  CU_ASSERT_EQUAL(cf__ipc_decode_result(p, 8, &v), CF_EPROTO);
+  p[0] = 3; /* failure with a message */
+  CU_ASSERT_EQUAL(cf__ipc_decode_result(p, 12, &v), CF_OK);
+  CU_ASSERT_TRUE(v.has_msg);
+  CU_ASSERT_EQUAL(v.len, 4);
+  p[4] = 2;
+  CU_ASSERT_EQUAL(cf__ipc_decode_result(p, 8, &v), CF_EPROTO);
+}
+
+/* Every file of the corpus decodes to CF_OK or CF_EPROTO, never a crash
+ * (ASan, UBSan and valgrind watch the replay in CI). */
+static void test_corpus_replay(void) {
+  const char *src = getenv("top_srcdir");
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/tests/corpus/ipc", src ? src : ".");
+  DIR *d = opendir(dir);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+  struct dirent *e;
+  int files = 0, refused = 0;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+      continue;
+    unsigned char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    int rc = cf_ipc_decode_input(buf, n);
+    CU_ASSERT_TRUE(rc == CF_OK || rc == CF_EPROTO);
+    refused += rc == CF_EPROTO;
+    files++;
+  }
+  closedir(d);
+  CU_ASSERT_TRUE(files >= 10);
+  CU_ASSERT_TRUE(refused >= files / 2); /* the corpus is mostly bad input */
+}
+
+CF_TEST_MAIN("ipc", CF_TEST(test_fnref_round_trip), CF_TEST(test_frames),
+             CF_TEST(test_decode_chunk_result), CF_TEST(test_decode_result),
+             CF_TEST(test_corpus_replay))
