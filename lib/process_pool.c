@@ -447,7 +447,8 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
   } else if (v.rc == 0) {
     t.out.len = len;
     if (len <= CF__INLINE) {
-      memcpy(t.out.u.inl, buf, len);
+      if (len)
+        memcpy(t.out.u.inl, buf, len);
       free(buf);
     } else {
       t.out.u.h.ptr = buf;
@@ -456,7 +457,8 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
   } else {
     task_rc = v.rc;
     if (v.has_msg && (t.errmsg = malloc(len + 1))) {
-      memcpy(t.errmsg, buf, len);
+      if (len)
+        memcpy(t.errmsg, buf, len);
       t.errmsg[len] = '\0';
     }
     free(buf);
