@@ -430,10 +430,12 @@ static void test_shutdown_and_terminate(void) {
 }
 
 static char g_cb_thread[16];
+static atomic_int g_cb_ran;
 static void cb_thread_name(cf_future *f, void *arg) {
   (void)f;
   (void)arg;
   pthread_getname_np(pthread_self(), g_cb_thread, sizeof g_cb_thread);
+  atomic_store(&g_cb_ran, 1);
 }
 
 static void test_callbacks_and_waits(void) {
@@ -458,7 +460,9 @@ static void test_callbacks_and_waits(void) {
     count++;
   CU_ASSERT_EQUAL(count, 10);
   cf_as_completed_destroy(it);
-  /* Callbacks run in this process, on the pool's manager thread. */
+  /* Callbacks run in this process, on the pool's manager thread (just
+   * after the waiters were woken, hence the wait). */
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&g_cb_ran) == 1));
   CU_ASSERT_STRING_EQUAL(g_cb_thread, "cf-procpool");
   for (int i = 0; i < 10; i++)
     cf_future_release(fs[i]);
