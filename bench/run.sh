@@ -1,6 +1,6 @@
 #!/bin/sh
-# make bench: runs cfutures, GLib's GThreadPool and Python's
-# ThreadPoolExecutor interleaved, RUNS times each (default 5), and prints the
+# make bench: runs cfutures (thread and process pools), GLib's GThreadPool
+# and Python's ThreadPoolExecutor / ProcessPoolExecutor interleaved, RUNS times each (default 5), and prints the
 # median of each metric and cfutures' ratio against each peer.  The machines
 # are small and shared: read the ratios, not single runs.
 #   usage: bench/run.sh BUILDDIR SRCDIR
@@ -19,8 +19,10 @@ while [ "$i" -le "$runs" ]; do
   if [ -x "$build/bench/bench_glib" ]; then
     "$build/bench/bench_glib" "$tasks" >> "$raw"
   fi
+  "$build/bench/bench_procs" 5000 20000 "$tasks" >> "$raw"
   if command -v python3 >/dev/null 2>&1; then
     python3 "$src/bench/py_threads.py" $((tasks / 10)) 2000 >> "$raw"
+    python3 "$src/bench/py_procs.py" 500 5000 $((tasks / 5)) >> "$raw"
   fi
   i=$((i + 1))
 done
