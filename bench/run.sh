@@ -1,8 +1,9 @@
 #!/bin/sh
 # make bench: runs cfutures (thread and process pools), GLib's GThreadPool
-# and Python's ThreadPoolExecutor / ProcessPoolExecutor interleaved, RUNS times each (default 5), and prints the
-# median of each metric and cfutures' ratio against each peer.  The machines
-# are small and shared: read the ratios, not single runs.
+# and Python's ThreadPoolExecutor / ProcessPoolExecutor interleaved, RUNS
+# times each (default 5), and prints the median of each metric and
+# cfutures' ratio against each peer.  The machines are small and shared:
+# read the ratios, not single runs.
 #   usage: bench/run.sh BUILDDIR SRCDIR
 set -eu
 build=${1:-.}

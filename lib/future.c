@@ -17,13 +17,14 @@
  */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* How long a waiter spins before sleeping: waking a thread on another CPU
  * costs tens of microseconds on small VMs, a short spin catches the result of
  * a short task much sooner. */
-#define CF__WAIT_SPIN_NS 20000
+#define CF__WAIT_SPIN_NS 50000
 
 _Thread_local cf__worker_ctx *cf__tls_worker;
 
@@ -348,6 +349,7 @@ static int cf__future_wait_slow(cf_future *f, int64_t timeout_ns) {
         return CF_OK;
       cf__cpu_relax();
     }
+    sched_yield(); /* the thread that will complete f may need this CPU */
   } while (cf__now_ns() < spin_end);
 
   uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);

@@ -117,6 +117,10 @@ static int task_take_mutex(cf_task *t, const void *in, size_t len) {
 
 static void test_same_tasks_as_threads(void) {
   cf_executor *ex = make_ppool(2, CF_ON_DEATH_BREAK);
+  cf_executor_stats st;
+  cf_executor_stats_get(ex, &st);
+  CU_ASSERT_EQUAL(st.workers, 0); /* started lazily */
+  CU_ASSERT_EQUAL(cf_executor_max_workers(ex), 2);
   cf_future *fs[50];
   for (uint64_t i = 0; i < 50; i++)
     fs[i] = submit_u64(ex, task_square, i);
