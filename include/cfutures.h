@@ -260,7 +260,8 @@ typedef struct cf_executor cf_executor;
 typedef int (*cf_initializer_fn)(const void *arg, size_t len);
 
 /* Submits fn(in) to the executor.  The input bytes are copied, so the caller
- * may reuse its buffer at once.  On CF_OK, *out (if out is not NULL) receives
+ * may reuse its buffer at once.  The caller must hold a reference to `ex`
+ * for the whole call (a task may drop references of its own at any time).  On CF_OK, *out (if out is not NULL) receives
  * a future the caller owns one reference to; pass out = NULL to fire and
  * forget.  Never blocks on the task.
  * Returns CF_OK, CF_EINVAL, CF_ENOMEM, CF_ESHUTDOWN (after cf_shutdown()),

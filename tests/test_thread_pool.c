@@ -585,24 +585,43 @@ static void test_self_wait_is_deadlock(void) {
   cf_executor_release(ex);
 }
 
-/* The last reference to the pool dropped inside one of its tasks. */
+/* The last reference to the pool dropped inside one of its tasks: the task
+ * owns a reference of its own (the caller must keep its reference while it
+ * is inside cf_submit), and the caller drops its reference first. */
+typedef struct release_arg {
+  cf_executor *ex;
+  cf_test_gate gate;
+} release_arg;
+
 static int task_release_pool(cf_task *t, const void *in, size_t len) {
   (void)t;
   (void)len;
-  cf_executor *ex;
-  memcpy(&ex, in, sizeof ex);
-  cf_executor_release(ex);
+  release_arg *a;
+  memcpy(&a, in, sizeof a);
+  cf_test_gate *g = &a->gate;
+  task_gate(t, &g, sizeof g); /* until the caller dropped its reference */
+  cf_executor_release(a->ex); /* the last reference */
   return 0;
 }
 
 static void test_release_from_own_task(void) {
-  cf_executor *ex = make_pool(2);
-  cf_future *f = submit_ptr(ex, task_release_pool, ex);
+  release_arg a;
+  gate_init(&a.gate);
+  a.ex = make_pool(2);
+  cf_executor_retain(a.ex); /* the task's reference */
+  release_arg *ap = &a;
+  cf_future *f;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(a.ex, task_release_pool, &ap, sizeof ap, &f),
+                        CF_OK);
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&a.gate.entered) == 1));
+  cf_executor_release(a.ex); /* ours: the task now holds the last one */
+  gate_open(&a.gate);
   CU_ASSERT_EQUAL(cf_future_result(f, CF_FOREVER, NULL, NULL), CF_OK);
   cf_future_release(f);
   /* The pool frees itself when the task's worker exits; valgrind and ASan
    * check that it does, and that nothing touches it afterwards. */
   cf_test_sleep_ms(50);
+  gate_destroy(&a.gate);
 }
 
 /* Callbacks that submit: a chain of 500 tasks, each scheduled by the done

@@ -1,0 +1,335 @@
+/*
+ * primecheck: which numbers are prime, checked in parallel with cfutures.
+ *
+ * The seed's Python program, ProcessPoolExecutor().map(isPrime, PRIMES),
+ * becomes cf_map() over a process pool: inputs go out in chunks, results
+ * come back in input order, and printing starts as soon as the first chunk
+ * is done.  See primecheck(1).
+ */
+#include <cfutures.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+static const uint64_t SEED_PRIMES[] = {109999999, 108376355, 1276544678,
+                                       123555677, 234645542424};
+
+/* ---- the tasks: one uint64_t in, one byte (1 = prime) out ------------------ */
+
+static uint64_t mulmod(uint64_t a, uint64_t b, uint64_t m) {
+  return (uint64_t)((unsigned __int128)a * b % m);
+}
+
+static uint64_t powmod(uint64_t a, uint64_t e, uint64_t m) {
+  uint64_t r = 1;
+  for (a %= m; e; e >>= 1, a = mulmod(a, a, m))
+    if (e & 1)
+      r = mulmod(r, a, m);
+  return r;
+}
+
+/* Deterministic Miller-Rabin: these twelve bases decide every n < 2^64. */
+static bool is_prime_mr(uint64_t n) {
+  static const uint64_t bases[] = {2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37};
+  if (n < 2)
+    return false;
+  for (size_t i = 0; i < 12; i++)
+    if (n % bases[i] == 0)
+      return n == bases[i];
+  uint64_t d = n - 1;
+  int s = 0;
+  while (d % 2 == 0) {
+    d /= 2;
+    s++;
+  }
+  for (size_t i = 0; i < 12; i++) {
+    uint64_t x = powmod(bases[i], d, n);
+    if (x == 1 || x == n - 1)
+      continue;
+    int r = 1;
+    for (; r < s; r++)
+      if ((x = mulmod(x, x, n)) == n - 1)
+        break;
+    if (r == s)
+      return false;
+  }
+  return true;
+}
+
+/* The seed's trial division by odd numbers up to sqrt(n), but right about
+ * 0, 1 and 2 (the seed calls 2 composite and 1 prime). */
+static bool is_prime_trial(uint64_t n) {
+  if (n < 2)
+    return false;
+  if (n % 2 == 0)
+    return n == 2;
+  for (uint64_t d = 3; d <= n / d; d += 2)
+    if (n % d == 0)
+      return false;
+  return true;
+}
+
+static int check_task(cf_task *t, const void *in, size_t len, bool trial) {
+  uint64_t n;
+  if (len != sizeof n)
+    return cf_task_fail(t, EINVAL, "expected 8 bytes, got %zu", len);
+  memcpy(&n, in, sizeof n);
+  unsigned char prime = trial ? is_prime_trial(n) : is_prime_mr(n);
+  return cf_task_return(t, &prime, 1);
+}
+
+static int task_mr(cf_task *t, const void *in, size_t len) {
+  return check_task(t, in, len, false);
+}
+
+static int task_trial(cf_task *t, const void *in, size_t len) {
+  return check_task(t, in, len, true);
+}
+
+/* ---- input --------------------------------------------------------------------- */
+
+/* Parses a whole token as a decimal number in [0, 2^64-1]: digits only, no
+ * sign, space, exponent or suffix.  On error prints why, naming the token. */
+static bool parse_u64(const char *tok, uint64_t *out) {
+  const char *why = NULL;
+  uint64_t v = 0;
+  if (!*tok)
+    why = "empty";
+  for (const char *p = tok; !why && *p; p++) {
+    if (!isdigit((unsigned char)*p))
+      why = "not a decimal integer (digits 0-9 only, no sign or exponent)";
+    else if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+      why = "larger than 18446744073709551615";
+    else
+      v = v * 10 + (uint64_t)(*p - '0');
+  }
+  if (why) {
+    fprintf(stderr, "primecheck: invalid number '%s': %s\n", tok, why);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+typedef struct numbers {
+  uint64_t *v;
+  size_t n, cap;
+} numbers;
+
+static bool push(numbers *ns, uint64_t v) {
+  if (ns->n == ns->cap) {
+    size_t cap = ns->cap ? ns->cap * 2 : 64;
+    uint64_t *nv = realloc(ns->v, cap * sizeof *nv);
+    if (!nv) {
+      fprintf(stderr, "primecheck: out of memory\n");
+      return false;
+    }
+    ns->v = nv;
+    ns->cap = cap;
+  }
+  ns->v[ns->n++] = v;
+  return true;
+}
+
+/* One number per line; all of it is read and checked before any output. */
+static bool read_stdin(numbers *ns) {
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  unsigned long lineno = 0;
+  bool ok = true;
+  while (ok && (len = getline(&line, &cap, stdin)) >= 0) {
+    lineno++;
+    if (len > 0 && line[len - 1] == '\n')
+      line[--len] = '\0';
+    uint64_t v;
+    if (!parse_u64(line, &v)) {
+      fprintf(stderr, "primecheck: (standard input, line %lu)\n", lineno);
+      ok = false;
+    } else {
+      ok = push(ns, v);
+    }
+  }
+  free(line);
+  return ok;
+}
+
+/* --range A B: the numbers are produced as the map asks for them. */
+typedef struct range {
+  uint64_t first, count_minus_1, value;
+} range;
+
+static int next_in_range(void *arg, size_t i, const void **in, size_t *len) {
+  range *r = arg;
+  if ((uint64_t)i > r->count_minus_1)
+    return CF_EOF;
+  r->value = r->first + i;
+  *in = &r->value;
+  *len = sizeof r->value;
+  return CF_OK;
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+static void usage(FILE *to) {
+  fprintf(to,
+          "usage: primecheck [OPTIONS] [N... | -]\n"
+          "Checks whether each N (0 to 18446744073709551615) is prime, in "
+          "parallel.\n"
+          "With no N, checks the list of the Python example.  '-' reads one "
+          "number per line from standard input.\n\n"
+          "  -r, --range A B       check every number from A to B\n"
+          "  -m, --method M        mr (Miller-Rabin, default) or trial (the "
+          "seed's trial division)\n"
+          "  -j, --jobs N          N workers (default: one per CPU)\n"
+          "  -c, --chunksize K     numbers per task sent to a worker\n"
+          "  -t, --threads         use a thread pool instead of processes\n"
+          "  -h, --help            show this help\n"
+          "  -V, --version         show the version\n\n"
+          "Exit status: 0 done, 1 a check could not run, 2 bad usage or "
+          "input.\n");
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"range", required_argument, NULL, 'r'},
+      {"method", required_argument, NULL, 'm'},
+      {"jobs", required_argument, NULL, 'j'},
+      {"chunksize", required_argument, NULL, 'c'},
+      {"threads", no_argument, NULL, 't'},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0}};
+  bool threads = false, trial = false, have_range = false;
+  uint64_t jobs = 0, chunksize = 0, lo = 0, hi = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "r:m:j:c:thV", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'r':
+      if (optind >= argc) {
+        fprintf(stderr, "primecheck: --range needs two numbers, A and B\n");
+        return EXIT_USAGE;
+      }
+      if (!parse_u64(optarg, &lo) || !parse_u64(argv[optind++], &hi))
+        return EXIT_USAGE;
+      if (lo > hi) {
+        fprintf(stderr, "primecheck: --range %" PRIu64 " %" PRIu64
+                        ": A is larger than B\n", lo, hi);
+        return EXIT_USAGE;
+      }
+      have_range = true;
+      break;
+    case 'm':
+      if (strcmp(optarg, "trial") && strcmp(optarg, "mr")) {
+        fprintf(stderr, "primecheck: unknown method '%s' (mr or trial)\n",
+                optarg);
+        return EXIT_USAGE;
+      }
+      trial = strcmp(optarg, "trial") == 0;
+      break;
+    case 'j':
+    case 'c': {
+      uint64_t *dst = c == 'j' ? &jobs : &chunksize;
+      if (!parse_u64(optarg, dst))
+        return EXIT_USAGE;
+      if (*dst == 0 || (c == 'j' && *dst > 1024)) {
+        fprintf(stderr, "primecheck: %s '%s' must be from 1 to %s\n",
+                c == 'j' ? "--jobs" : "--chunksize", optarg,
+                c == 'j' ? "1024" : "18446744073709551615");
+        return EXIT_USAGE;
+      }
+      break;
+    }
+    case 't':
+      threads = true;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'V':
+      printf("primecheck (cfutures) %s\n", cf_version());
+      return 0;
+    default:
+      usage(stderr);
+      return EXIT_USAGE;
+    }
+  }
+
+  /* Every input is checked before the first line goes out. */
+  numbers ns = {0};
+  if (have_range && optind < argc) {
+    fprintf(stderr, "primecheck: give numbers or --range, not both\n");
+    return EXIT_USAGE;
+  }
+  for (int i = optind; i < argc; i++) {
+    uint64_t v;
+    if (strcmp(argv[i], "-") == 0) {
+      if (!read_stdin(&ns))
+        return EXIT_USAGE;
+    } else if (!parse_u64(argv[i], &v) || !push(&ns, v)) {
+      return EXIT_USAGE;
+    }
+  }
+  if (!have_range && optind == argc)
+    for (size_t i = 0; i < sizeof SEED_PRIMES / sizeof *SEED_PRIMES; i++)
+      push(&ns, SEED_PRIMES[i]);
+
+  cf_executor *ex;
+  int rc;
+  if (threads) {
+    cf_thread_pool_options o;
+    cf_thread_pool_options_init(&o);
+    o.max_workers = (int)jobs;
+    rc = cf_thread_pool_create(&o, &ex);
+  } else {
+    cf_process_pool_options o;
+    cf_process_pool_options_init(&o);
+    o.max_workers = (int)jobs;
+    rc = cf_process_pool_create(&o, &ex);
+  }
+  if (rc != CF_OK) {
+    fprintf(stderr, "primecheck: cannot start workers: %s\n", cf_strerror(rc));
+    return 1;
+  }
+
+  cf_map_options mo;
+  cf_map_options_init(&mo);
+  mo.chunksize = (size_t)chunksize;
+  cf_map_iter *m;
+  cf_task_fn fn = trial ? task_trial : task_mr;
+  range r = {lo, hi - lo, 0};
+  if (have_range) {
+    if (!mo.chunksize) /* a range is long: amortise the messages */
+      mo.chunksize = 256;
+    rc = cf_map(ex, fn, next_in_range, &r, &mo, &m);
+  } else {
+    rc = cf_map_array(ex, fn, ns.v, sizeof *ns.v, ns.n, &mo, &m);
+  }
+  cf_map_item item;
+  while (rc == CF_OK && (rc = cf_map_next(m, &item)) == CF_OK) {
+    uint64_t n = have_range ? lo + item.index : ns.v[item.index];
+    printf("%" PRIu64 " is prime: %s\n", n,
+           *(const unsigned char *)item.data ? "True" : "False");
+  }
+  if (rc != CF_EOF)
+    fprintf(stderr, "primecheck: %s%s%s\n", cf_strerror(rc),
+            item.error_message ? ": " : "",
+            item.error_message ? item.error_message : "");
+  cf_map_destroy(m);
+  cf_executor_release(ex);
+  free(ns.v);
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "primecheck: writing the output: %s\n", strerror(errno));
+    return 1;
+  }
+  return rc == CF_EOF ? 0 : 1;
+}
