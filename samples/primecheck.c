@@ -272,10 +272,9 @@ int main(int argc, char **argv) {
   }
   for (int i = optind; i < argc; i++) {
     uint64_t v;
-    if (strcmp(argv[i], "-") == 0) {
-      if (!read_stdin(&ns))
-        return EXIT_USAGE;
-    } else if (!parse_u64(argv[i], &v) || !push(&ns, v)) {
+    if (strcmp(argv[i], "-") == 0 ? !read_stdin(&ns)
+                                  : !parse_u64(argv[i], &v) || !push(&ns, v)) {
+      free(ns.v);
       return EXIT_USAGE;
     }
   }
@@ -298,6 +297,7 @@ int main(int argc, char **argv) {
   }
   if (rc != CF_OK) {
     fprintf(stderr, "primecheck: cannot start workers: %s\n", cf_strerror(rc));
+    free(ns.v);
     return 1;
   }
 

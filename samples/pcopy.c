@@ -1,0 +1,595 @@
+/*
+ * pcopy: copy a folder's files in parallel with cfutures.
+ *
+ * The seed's Python program submits shutil.copy(src, dst) for every file to
+ * a ThreadPoolExecutor(max_workers=4).  Here each file is one task whose
+ * input is its two paths (bytes, so --processes runs the very same task on
+ * the process pool); a done callback per file drives the progress line.
+ * Each file is written under a temporary name and renamed into place when
+ * complete, so no partial file ever carries a final name.  See pcopy(1).
+ */
+#include <cfutures.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_SOME_FAILED 1
+#define EXIT_USAGE 2
+#define EXIT_INTERRUPTED 130
+
+/* ---- the task: copy one file ------------------------------------------------ */
+
+/* Input: u32 flags, then "src\0dst\0".  Result: u64 bytes copied. */
+#define COPY_FORCE 1u
+
+/* Copies [off, end) of in to the same offsets of out, in the kernel when it
+ * can: copy_file_range, then sendfile, then read/write. */
+static int copy_range(int in, int out, off_t off, off_t end) {
+  static _Thread_local int method; /* 0 cfr, 1 sendfile, 2 read/write */
+  while (off < end) {
+    size_t want = (size_t)(end - off > (1 << 30) ? (1 << 30) : end - off);
+    ssize_t n = -1;
+    if (method == 0) {
+      off_t o_in = off, o_out = off;
+      n = copy_file_range(in, &o_in, out, &o_out, want, 0);
+      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+                    errno == EOPNOTSUPP)) {
+        method = 1;
+        continue;
+      }
+    } else if (method == 1) {
+      off_t o_in = off;
+      if (lseek(out, off, SEEK_SET) < 0)
+        return -1;
+      n = sendfile(out, in, &o_in, want);
+      if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
+        method = 2;
+        continue;
+      }
+    } else {
+      char buf[1 << 16];
+      n = pread(in, buf, want < sizeof buf ? want : sizeof buf, off);
+      if (n > 0 && pwrite(out, buf, (size_t)n, off) != n)
+        return -1;
+    }
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    if (n == 0) /* the file shrank while we copied */
+      return errno = EIO, -1;
+    off += n;
+  }
+  return 0;
+}
+
+/* Copies the data segments only, so holes stay holes where the filesystems
+ * allow it; the size is set at the end for a trailing hole. */
+static int copy_data(int in, int out, off_t size) {
+  off_t pos = 0;
+  while (pos < size) {
+    off_t data = lseek(in, pos, SEEK_DATA);
+    if (data < 0 && errno == ENXIO)
+      break; /* only a hole is left */
+    if (data < 0) /* no SEEK_DATA here: all of it is data */
+      return copy_range(in, out, pos, size) ? -1 : ftruncate(out, size);
+    off_t hole = lseek(in, data, SEEK_HOLE);
+    if (hole < 0 || hole > size)
+      hole = size;
+    if (copy_range(in, out, data, hole) != 0)
+      return -1;
+    pos = hole;
+  }
+  return ftruncate(out, size);
+}
+
+static int task_copy(cf_task *t, const void *in, size_t len) {
+  uint32_t flags;
+  if (len < sizeof flags + 4 || ((const char *)in)[len - 1] != '\0')
+    return cf_task_fail(t, EINVAL, "malformed copy request");
+  memcpy(&flags, in, sizeof flags);
+  const char *src = (const char *)in + sizeof flags;
+  const char *dst = src + strlen(src) + 1;
+
+  int fin = open(src, O_RDONLY | O_CLOEXEC);
+  if (fin < 0)
+    return cf_task_fail(t, errno, "%s: %s", src, strerror(errno));
+  struct stat st;
+  if (fstat(fin, &st) != 0) {
+    int e = errno;
+    close(fin);
+    return cf_task_fail(t, e, "%s: %s", src, strerror(e));
+  }
+
+  /* A temporary name in the destination folder: the rename is atomic. */
+  const char *slash = strrchr(dst, '/');
+  int dirlen = slash ? (int)(slash - dst) : 1;
+  char tmp[4096 + 32];
+  if (snprintf(tmp, sizeof tmp, "%.*s/.pcopy-XXXXXX", dirlen,
+               slash ? dst : ".") >= (int)sizeof tmp) {
+    close(fin);
+    return cf_task_fail(t, ENAMETOOLONG, "%s: %s", dst, strerror(ENAMETOOLONG));
+  }
+  int fout = mkostemp(tmp, O_CLOEXEC);
+  if (fout < 0) {
+    int e = errno;
+    close(fin);
+    return cf_task_fail(t, e, "%s: %s", dst, strerror(e));
+  }
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  int rc = copy_data(fin, fout, st.st_size);
+  if (rc == 0)
+    rc = fchmod(fout, st.st_mode & 07777);
+  if (rc == 0)
+    rc = futimens(fout, times);
+  int e = errno;
+  if (close(fout) != 0 && rc == 0) {
+    rc = -1;
+    e = errno;
+  }
+  close(fin);
+  if (rc == 0) {
+    /* Without --force an existing file is never replaced, even one that
+     * appeared while we copied. */
+    rc = flags & COPY_FORCE ? rename(tmp, dst)
+                            : renameat2(AT_FDCWD, tmp, AT_FDCWD, dst,
+                                        RENAME_NOREPLACE);
+    e = errno;
+  }
+  if (rc != 0) {
+    unlink(tmp);
+    return cf_task_fail(t, e, "%s: %s", dst,
+                        e == EEXIST ? "exists (use -f to overwrite)"
+                                    : strerror(e));
+  }
+  uint64_t bytes = (uint64_t)st.st_size;
+  return cf_task_return(t, &bytes, sizeof bytes);
+}
+
+/* In worker processes: Ctrl-C is the parent's to handle; a copy under way
+ * finishes (it is renamed into place) rather than leave a temporary file. */
+static int ignore_sigint(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  signal(SIGINT, SIG_IGN);
+  return 0;
+}
+
+/* ---- the walk ------------------------------------------------------------------ */
+
+typedef struct job {
+  char *src, *dst;
+  off_t size;
+} job;
+
+typedef struct dirfix { /* a directory's mode and times, set last */
+  char *path;
+  struct stat st;
+} dirfix;
+
+typedef struct plan {
+  job *jobs;
+  size_t njobs, cap;
+  dirfix *dirs;
+  size_t ndirs, dcap;
+  uint64_t total_bytes;
+  size_t failed, skipped;
+  bool recursive, quiet;
+} plan;
+
+static void warn(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("pcopy: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+static char *join(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  char *p = malloc(la + lb + 2);
+  if (!p) {
+    warn("out of memory");
+    exit(EXIT_SOME_FAILED);
+  }
+  memcpy(p, a, la);
+  p[la] = '/';
+  memcpy(p + la + 1, b, lb + 1);
+  return p;
+}
+
+static void *grow(void *v, size_t *cap, size_t n, size_t size) {
+  if (n < *cap)
+    return v;
+  *cap = *cap ? *cap * 2 : 256;
+  void *nv = realloc(v, *cap * size);
+  if (!nv) {
+    warn("out of memory");
+    exit(EXIT_SOME_FAILED);
+  }
+  return nv;
+}
+
+/* A symbolic link is copied as a link, through a temporary name too. */
+static void copy_symlink(plan *pl, const char *src, const char *dst,
+                         bool force) {
+  char target[4096];
+  struct stat st;
+  ssize_t n = lstat(src, &st) == 0
+                  ? readlink(src, target, sizeof target - 1)
+                  : -1;
+  if (n < 0) {
+    warn("%s: %s", src, strerror(errno));
+    pl->failed++;
+    return;
+  }
+  target[n] = '\0';
+  /* dst always has a '/': it is built by join(). */
+  const char *slash = strrchr(dst, '/');
+  size_t cap = (size_t)(slash - dst) + 32;
+  char *tmp = malloc(cap);
+  if (!tmp) {
+    warn("out of memory");
+    exit(EXIT_SOME_FAILED);
+  }
+  snprintf(tmp, cap, "%.*s/.pcopy-link-%ld", (int)(slash - dst), dst,
+           (long)getpid());
+  unlink(tmp);
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  int rc = symlink(target, tmp);
+  if (rc == 0) /* the link's own times, not its target's */
+    rc = utimensat(AT_FDCWD, tmp, times, AT_SYMLINK_NOFOLLOW);
+  if (rc == 0)
+    rc = force ? rename(tmp, dst)
+               : renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE);
+  if (rc != 0) {
+    int e = errno;
+    unlink(tmp);
+    if (e == EEXIST) {
+      warn("%s: exists (use -f to overwrite), skipped", dst);
+      pl->skipped++;
+    } else {
+      warn("%s: %s", dst, strerror(e));
+      pl->failed++;
+    }
+  }
+  free(tmp);
+}
+
+/* Lists what to copy; creates destination folders on the way (their modes
+ * and times are set at the end, once their contents are in). */
+static void walk(plan *pl, const char *src, const char *dst, bool force) {
+  DIR *d = opendir(src);
+  if (!d) {
+    warn("%s: %s", src, strerror(errno));
+    pl->failed++;
+    return;
+  }
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+      continue;
+    char *s = join(src, e->d_name), *t = join(dst, e->d_name);
+    struct stat st;
+    if (lstat(s, &st) != 0) {
+      warn("%s: %s", s, strerror(errno));
+      pl->failed++;
+    } else if (S_ISREG(st.st_mode)) {
+      if (!force && access(t, F_OK) == 0) {
+        warn("%s: exists (use -f to overwrite), skipped", t);
+        pl->skipped++;
+      } else {
+        pl->jobs = grow(pl->jobs, &pl->cap, pl->njobs, sizeof *pl->jobs);
+        pl->jobs[pl->njobs++] = (job){s, t, st.st_size};
+        pl->total_bytes += (uint64_t)st.st_size;
+        continue; /* the job owns s and t */
+      }
+    } else if (S_ISLNK(st.st_mode)) {
+      copy_symlink(pl, s, t, force);
+    } else if (S_ISDIR(st.st_mode) && pl->recursive) {
+      if (mkdir(t, 0700) != 0 && errno != EEXIST) {
+        warn("%s: %s", t, strerror(errno));
+        pl->failed++;
+      } else {
+        pl->dirs = grow(pl->dirs, &pl->dcap, pl->ndirs, sizeof *pl->dirs);
+        pl->dirs[pl->ndirs++] = (dirfix){strdup(t), st};
+        walk(pl, s, t, force);
+      }
+    } else if (!S_ISDIR(st.st_mode)) {
+      warn("%s: not a regular file, folder or link, skipped", s);
+      pl->skipped++;
+    }
+    free(s);
+    free(t);
+  }
+  closedir(d);
+}
+
+/* ---- progress, from done callbacks ---------------------------------------------- */
+
+typedef struct progress {
+  atomic_size_t files;
+  atomic_uint_fast64_t bytes;
+  size_t total_files;
+  uint64_t total_bytes;
+  double start;
+  bool show;
+  pthread_mutex_t mu; /* one line at a time */
+  double last;
+} progress;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void human(char *buf, size_t n, double v) {
+  const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  while (v >= 1024 && i < 4) {
+    v /= 1024;
+    i++;
+  }
+  snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static void print_progress(progress *pr, bool final) {
+  double t = now(), el = t - pr->start;
+  pthread_mutex_lock(&pr->mu);
+  if (final || t - pr->last >= 0.1) {
+    pr->last = t;
+    uint64_t b = atomic_load(&pr->bytes);
+    double rate = el > 0 ? (double)b / el : 0;
+    char hb[32], ht[32], hr[32];
+    human(hb, sizeof hb, (double)b);
+    human(ht, sizeof ht, (double)pr->total_bytes);
+    human(hr, sizeof hr, rate);
+    double eta = rate > 0 ? (double)(pr->total_bytes - b) / rate : 0;
+    fprintf(stderr, "\r%zu/%zu files, %s of %s, %s/s, ETA %.0f s\033[K",
+            atomic_load(&pr->files), pr->total_files, hb, ht, hr, eta);
+    if (final)
+      fputc('\n', stderr);
+    fflush(stderr);
+  }
+  pthread_mutex_unlock(&pr->mu);
+}
+
+/* Runs on the thread that completed the copy (a worker, or the process
+ * pool's manager thread). */
+static void on_copied(cf_future *f, void *arg) {
+  progress *pr = arg;
+  const void *d;
+  size_t n;
+  if (cf_future_result(f, 0, &d, &n) == CF_OK && n == sizeof(uint64_t)) {
+    uint64_t b;
+    memcpy(&b, d, sizeof b);
+    atomic_fetch_add(&pr->bytes, b);
+  }
+  atomic_fetch_add(&pr->files, 1);
+  if (pr->show)
+    print_progress(pr, false);
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+static void usage(FILE *to) {
+  fprintf(to,
+          "usage: pcopy [OPTIONS] SRC DST\n"
+          "Copies every regular file of folder SRC into folder DST (created "
+          "if missing), in parallel.\n\n"
+          "  -j, --jobs N      N copies at once (default 4)\n"
+          "  -r, --recursive   copy the whole tree\n"
+          "  -f, --force       overwrite existing files\n"
+          "  -q, --quiet       no progress line and no summary\n"
+          "      --processes   copy in worker processes, not threads\n"
+          "  -h, --help        show this help\n"
+          "  -V, --version     show the version\n\n"
+          "Exit status: 0 all copied, 1 some files failed, 2 bad usage, 130 "
+          "interrupted.\n");
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"jobs", required_argument, NULL, 'j'},
+      {"recursive", no_argument, NULL, 'r'},
+      {"force", no_argument, NULL, 'f'},
+      {"quiet", no_argument, NULL, 'q'},
+      {"processes", no_argument, NULL, 'P'},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0}};
+  plan pl = {0};
+  bool force = false, processes = false;
+  long jobs = 4;
+  int c;
+  while ((c = getopt_long(argc, argv, "j:rfqhV", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'j': {
+      char *end;
+      errno = 0;
+      jobs = strtol(optarg, &end, 10);
+      if (errno || *end || end == optarg || jobs < 1 || jobs > 1024) {
+        warn("-j '%s': expected a number of workers from 1 to 1024", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    }
+    case 'r': pl.recursive = true; break;
+    case 'f': force = true; break;
+    case 'q': pl.quiet = true; break;
+    case 'P': processes = true; break;
+    case 'h': usage(stdout); return 0;
+    case 'V': printf("pcopy (cfutures) %s\n", cf_version()); return 0;
+    default: usage(stderr); return EXIT_USAGE;
+    }
+  }
+  if (argc - optind != 2) {
+    warn(argc - optind < 2 ? "missing %s" : "too many arguments%s",
+         argc - optind == 0 ? "SRC and DST" : argc - optind == 1 ? "DST" : "");
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  const char *src = argv[optind], *dst = argv[optind + 1];
+  struct stat sst, dst_st;
+  if (stat(src, &sst) != 0) {
+    warn("SRC '%s': %s", src, strerror(errno));
+    return EXIT_USAGE;
+  }
+  if (!S_ISDIR(sst.st_mode)) {
+    warn("SRC '%s': not a folder", src);
+    return EXIT_USAGE;
+  }
+  if (stat(dst, &dst_st) == 0 && !S_ISDIR(dst_st.st_mode)) {
+    warn("DST '%s': exists and is not a folder", dst);
+    return EXIT_USAGE;
+  }
+  if (mkdir(dst, 0777) != 0 && errno != EEXIST) {
+    warn("DST '%s': %s", dst, strerror(errno));
+    return EXIT_SOME_FAILED;
+  }
+
+  struct sigaction sa = {0};
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+
+  double t0 = now();
+  walk(&pl, src, dst, force);
+
+  cf_executor *ex;
+  int rc;
+  if (processes) {
+    cf_process_pool_options o;
+    cf_process_pool_options_init(&o);
+    o.max_workers = (int)jobs;
+    o.initializer = ignore_sigint;
+    o.on_worker_death = CF_ON_DEATH_RESTART;
+    rc = cf_process_pool_create(&o, &ex);
+  } else {
+    cf_thread_pool_options o;
+    cf_thread_pool_options_init(&o);
+    o.max_workers = (int)jobs;
+    o.thread_name_prefix = "pcopy";
+    rc = cf_thread_pool_create(&o, &ex);
+  }
+  if (rc != CF_OK) {
+    warn("cannot start workers: %s", cf_strerror(rc));
+    return EXIT_SOME_FAILED;
+  }
+
+  progress pr = {.total_files = pl.njobs, .total_bytes = pl.total_bytes,
+                 .start = t0, .show = !pl.quiet && isatty(STDERR_FILENO)};
+  pthread_mutex_init(&pr.mu, NULL);
+
+  /* At most `window` copies in flight: a million files never means a
+   * million futures.  Results are collected oldest first. */
+  size_t window = (size_t)jobs * 16, head = 0, inflight = 0, next = 0;
+  cf_future **fl = calloc(window, sizeof *fl);
+  uint64_t copied = 0;
+  while (fl && (next < pl.njobs || inflight)) {
+    while (!interrupted && next < pl.njobs && inflight < window) {
+      job *j = &pl.jobs[next];
+      size_t ls = strlen(j->src) + 1, ld = strlen(j->dst) + 1;
+      char *req = malloc(4 + ls + ld);
+      uint32_t flags = force ? COPY_FORCE : 0;
+      memcpy(req, &flags, 4);
+      memcpy(req + 4, j->src, ls);
+      memcpy(req + 4 + ls, j->dst, ld);
+      size_t slot = (head + inflight) % window;
+      rc = cf_submit_owned(ex, task_copy, req, 4 + ls + ld, free, &fl[slot]);
+      if (rc != CF_OK) {
+        free(req);
+        warn("%s: %s", j->src, cf_strerror(rc));
+        pl.failed++;
+      } else {
+        cf_future_add_done_callback(fl[slot], on_copied, &pr);
+        inflight++;
+      }
+      next++;
+    }
+    if (interrupted && next < pl.njobs) {
+      /* Ctrl-C: what has not started is cancelled; running copies finish
+       * and are renamed into place, so nothing partial is left. */
+      cf_shutdown(ex, false, true);
+      next = pl.njobs;
+    }
+    if (!inflight)
+      break;
+    cf_future *f = fl[head];
+    while ((rc = cf_future_wait(f, CF_MSEC(100))) == CF_ETIMEDOUT &&
+           !interrupted)
+      ;
+    if (rc == CF_ETIMEDOUT)
+      continue; /* interrupted: cancel the rest first */
+    int code;
+    const char *msg;
+    rc = cf_future_error(f, CF_FOREVER, &code, &msg);
+    if (rc == CF_OK) {
+      copied++;
+    } else if (rc != CF_ECANCELLED) {
+      warn("%s", msg ? msg : cf_strerror(rc));
+      pl.failed++;
+    }
+    cf_future_release(f);
+    head = (head + 1) % window;
+    inflight--;
+  }
+  cf_executor_release(ex);
+
+  /* Folders last: adding files changed their times. */
+  for (size_t i = pl.ndirs; i-- > 0;) {
+    struct timespec times[2] = {pl.dirs[i].st.st_atim, pl.dirs[i].st.st_mtim};
+    if (chmod(pl.dirs[i].path, pl.dirs[i].st.st_mode & 07777) != 0 ||
+        utimensat(AT_FDCWD, pl.dirs[i].path, times, AT_SYMLINK_NOFOLLOW) != 0) {
+      warn("%s: %s", pl.dirs[i].path, strerror(errno));
+      pl.failed++;
+    }
+    free(pl.dirs[i].path);
+  }
+  if (pr.show && pl.njobs)
+    print_progress(&pr, true);
+  double el = now() - t0;
+  if (!pl.quiet) {
+    char hb[32], hr[32];
+    human(hb, sizeof hb, (double)atomic_load(&pr.bytes));
+    human(hr, sizeof hr, el > 0 ? (double)atomic_load(&pr.bytes) / el : 0);
+    printf("pcopy: %" PRIu64 " of %zu files copied (%s in %.2f s, %s/s)%s%zu "
+           "failed, %zu skipped\n",
+           copied, pl.njobs, hb, el, hr, interrupted ? ", interrupted, " : ", ",
+           pl.failed, pl.skipped);
+  }
+  for (size_t i = 0; i < pl.njobs; i++) {
+    free(pl.jobs[i].src);
+    free(pl.jobs[i].dst);
+  }
+  free(pl.jobs);
+  free(pl.dirs);
+  free(fl);
+  pthread_mutex_destroy(&pr.mu);
+  if (interrupted)
+    return EXIT_INTERRUPTED;
+  return pl.failed ? EXIT_SOME_FAILED : 0;
+}
