@@ -193,7 +193,8 @@ typedef struct plan {
   bool recursive, quiet;
 } plan;
 
-static void warn(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static void warn(const char *fmt,
+                                                       ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("pcopy: ", stderr);
