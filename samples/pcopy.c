@@ -80,9 +80,13 @@ static int copy_range(int in, int out, off_t off, off_t end) {
 }
 
 /* Copies the data segments only, so holes stay holes where the filesystems
- * allow it; the size is set at the end for a trailing hole. */
-static int copy_data(int in, int out, off_t size) {
-  off_t pos = 0;
+ * allow it; the size is set at the end for a trailing hole.  A file whose
+ * blocks cover its size has no hole: copied in one go, three system calls
+ * fewer (most files, and what makes small files fast). */
+static int copy_data(int in, int out, const struct stat *st) {
+  off_t size = st->st_size, pos = 0;
+  if ((off_t)st->st_blocks * 512 >= size)
+    return copy_range(in, out, 0, size);
   while (pos < size) {
     off_t data = lseek(in, pos, SEEK_DATA);
     if (data < 0 && errno == ENXIO)
@@ -133,7 +137,7 @@ static int task_copy(cf_task *t, const void *in, size_t len) {
     return cf_task_fail(t, e, "%s: %s", dst, strerror(e));
   }
   struct timespec times[2] = {st.st_atim, st.st_mtim};
-  int rc = copy_data(fin, fout, st.st_size);
+  int rc = copy_data(fin, fout, &st);
   if (rc == 0)
     rc = fchmod(fout, st.st_mode & 07777);
   if (rc == 0)
