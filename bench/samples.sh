@@ -88,18 +88,23 @@ med() { awk -v k="$1 $2" '$1 " " $2 == k { print $3 }' "$out/samples-medians.txt
 if command -v gnuplot > /dev/null 2>&1; then
   awk '$1 != "" { print $1, $2, $3 }' "$out/samples-medians.txt" > "$out/samples.dat"
   gnuplot <<GP
-set terminal pngcairo size 900,500 noenhanced
+set terminal pngcairo size 1100,500 noenhanced
 set output "$out/samples.png"
-set title "cfutures samples vs peers (median of $runs runs, $cores cores, tmpfs)"
+set multiplot layout 1,2 title "cfutures samples vs peers (median of $runs runs, $cores cores, copies on tmpfs)"
 set style data histograms
 set style histogram clustered
 set style fill solid 0.8
 set ylabel "seconds (lower is better)"
 set xtics rotate by -20
-set key top left
+set key below
 set yrange [0:*]
-plot "< awk '\$2 ~ /copy_small/' $out/samples.dat" using 3:xtic(1) title "2000 x 64 KiB copy", \
-     "< awk '\$2 ~ /copy_large/' $out/samples.dat" using 3 title "8 x 64 MiB copy"
+set title "pcopy vs cp -r vs the seed's Python"
+plot "< awk '\$2 ~ /copy_small/' $out/samples.dat" using 3:xtic(1) title "2000 x 64 KiB", \
+     "< awk '\$2 ~ /copy_large/' $out/samples.dat" using 3 title "8 x 64 MiB"
+set title "primecheck --method trial, 1 vs $cores workers"
+plot "< awk '\$2 ~ /range1e12/' $out/samples.dat" using 3:xtic(1) title "20,000 numbers from 10^12", \
+     "< awk '\$2 ~ /doc_trial/ && \$1 != \"python_seed\"' $out/samples.dat" using 3 title "Python docs list"
+unset multiplot
 GP
   echo "plot: $out/samples.png"
 fi
