@@ -124,6 +124,16 @@ grep -q "extra\|too many" "$tmp/err" || fail "extra argument not explained"
 "$pc" --help | grep -q -- --processes || fail "--help"
 "$pc" --version | grep -q cfutures || fail "--version"
 
+# On a terminal (script(1) gives it one), a progress line on stderr; none
+# when stderr is not a terminal (every run above), none with -q.
+if command -v script > /dev/null 2>&1; then
+  script -qec "\"$pc\" \"$src/many\" \"$tmp/tty\"" /dev/null > "$tmp/tty.out" 2>&1 || true
+  grep -q "files, .* of .*/s, ETA" "$tmp/tty.out" || fail "no progress line on a terminal"
+  script -qec "\"$pc\" -q \"$src/many\" \"$tmp/tty-q\"" /dev/null > "$tmp/tty.out" 2>&1 || true
+  ! grep -q "ETA" "$tmp/tty.out" || fail "progress line despite -q"
+fi
+grep -q "ETA" "$tmp/err" && fail "progress line when stderr is not a terminal"
+
 # Ctrl-C: exit 130 (or 0 if it finished first); whatever is in DST is
 # complete, and no temporary file is left.
 "$pc" -q -r -j 1 "$src" "$tmp/int" &
