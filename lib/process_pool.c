@@ -260,8 +260,8 @@ static void cf__pp_break(cf__ppool *p, int code, const char *why) {
     w->task = NULL;
     cf__pp_reap(p, w, true);
     if (f) {
+      cf__pp_count(p, &p->failed); /* before waiters can look */
       cf__future_fail(f, CF_EBROKEN, code, why ? strdup(why) : NULL);
-      cf__pp_count(p, &p->failed);
       cf_future_release(f);
     }
   }
@@ -286,9 +286,9 @@ static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
     return;
   }
   if (f) {
+    cf__pp_count(p, &p->failed); /* before waiters can look */
     cf__future_fail(f, status, status == CF_EWORKERDIED ? st : 0,
                     msg ? strdup(msg) : NULL);
-    cf__pp_count(p, &p->failed);
     cf_future_release(f);
   }
   pthread_mutex_lock(&p->mu);
@@ -372,12 +372,12 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
     /* Nothing was sent: fail the task, the worker stays idle. */
     w->task = NULL;
     cf__pp_set_state(p, w, CF__W_IDLE);
+    cf__pp_count(p, &p->failed);
     cf__future_fail(f, rc == CF_EINVAL ? CF_ETASK : CF_ENOMEM, rc,
                     strdup(rc == CF_EINVAL
                                ? "the task function is not in a module a "
                                  "worker process can load"
                                : "out of memory"));
-    cf__pp_count(p, &p->failed);
     cf_future_release(f);
   } else if (rc != CF_OK) {
     cf__pp_death(p, w, CF_EWORKERDIED, NULL); /* the worker is gone */

@@ -208,12 +208,12 @@ static bool cf__tp_run(cf__tp_worker *w, cf_future *f, bool finishing) {
       atomic_fetch_add_explicit(&p->nfinishing, 1, memory_order_relaxed);
     else
       finishing = false;
-    cf__future_finish(f, rc, &t);
-    atomic_fetch_sub_explicit(&w->running, 1, memory_order_relaxed);
-    rc = rc == 0 ? CF_OK : CF_ETASK;
-    _Atomic uint64_t *c = rc == CF_OK ? &w->completed : &w->failed;
+    /* Counted before the completion, so whoever it wakes sees it. */
+    _Atomic uint64_t *c = rc == 0 ? &w->completed : &w->failed;
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    atomic_fetch_sub_explicit(&w->running, 1, memory_order_relaxed);
+    cf__future_finish(f, rc, &t);
   } else {
     finishing = false;
     atomic_store_explicit(

@@ -31,16 +31,7 @@ static cf_executor *make_ppool(int workers, cf_death_policy pol) {
   return ex;
 }
 
-static int count_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  struct dirent *e;
-  while (d && (e = readdir(d)))
-    n += e->d_name[0] != '.';
-  if (d)
-    closedir(d);
-  return n;
-}
+static int count_fds(void) { return cf_test_count_entries("/proc/self/fd"); }
 
 /* No child at all, not even a zombie. */
 static bool no_children(void) {

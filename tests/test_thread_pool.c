@@ -460,14 +460,7 @@ static void test_release_pending_does_not_cancel(void) {
 }
 
 static int count_threads(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/task");
-  struct dirent *e;
-  while (d && (e = readdir(d)))
-    n += e->d_name[0] != '.';
-  if (d)
-    closedir(d);
-  return n;
+  return cf_test_count_entries("/proc/self/task");
 }
 
 /* Destroying the executor joins every thread it started. */

@@ -8,6 +8,7 @@
 #include <CUnit/Basic.h>
 #include <cfutures.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -68,6 +69,18 @@ static inline int64_t cf_test_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Entries of a /proc folder: open descriptors, threads. */
+static inline int cf_test_count_entries(const char *dir) {
+  int n = 0;
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)))
+    n += e->d_name[0] != '.';
+  if (d)
+    closedir(d);
+  return n;
 }
 
 /* Polls cond() until it holds or ~10 s pass; returns whether it held. */
