@@ -16,6 +16,7 @@
  * once (no "cancelled but not noticed" state, unlike CPython gh-92001).
  */
 #include "internal.h"
+#include "alloc.h"
 
 #include <sched.h>
 #include <stdlib.h>
@@ -31,7 +32,7 @@ _Thread_local cf__worker_ctx *cf__tls_worker;
 #define CF__BIT(st) (1u << (st))
 
 cf_future *cf__future_alloc(cf_task_fn fn) {
-  cf_future *f = malloc(sizeof *f);
+  cf_future *f = cf__malloc(sizeof *f);
   if (!f)
     return NULL;
   atomic_init(&f->state, CF_PENDING);
@@ -267,7 +268,7 @@ int cf_future_add_done_callback(cf_future *f, cf_done_cb cb, void *arg) {
   if (!f || !cb)
     return CF_EINVAL;
   if (!CF__ST_DONE(atomic_load_explicit(&f->state, memory_order_acquire))) {
-    cf__listener *l = malloc(sizeof *l);
+    cf__listener *l = cf__malloc(sizeof *l);
     if (!l)
       return CF_ENOMEM;
     l->cb = cb;
@@ -464,7 +465,7 @@ int cf_future_set_error(cf_future *f, int code, const char *message) {
   if (cf_future_done(f))
     return CF_ESTATE;
   char *msg = NULL;
-  if (message && !(msg = strdup(message)))
+  if (message && !(msg = cf__strdup(message)))
     return CF_ENOMEM;
   int rc = cf__future_set(f, CF_ETASK, NULL, code, msg);
   if (rc != CF_OK)

@@ -3,6 +3,7 @@
  * machine and binary, so integers travel in host byte order.
  */
 #include "ipc.h"
+#include "alloc.h"
 
 #include <elf.h>
 #include <link.h>
@@ -234,7 +235,7 @@ int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
       it->status = CF_ETASK;
       it->code = code;
       if (has_msg) {
-        if (!(it->msg = malloc((size_t)len + 1))) {
+        if (!(it->msg = cf__malloc((size_t)len + 1))) {
           rc = CF_ENOMEM;
           goto fail;
         }

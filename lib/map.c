@@ -10,6 +10,7 @@
  * first error ends the map and cancels what remains.
  */
 #include "internal.h"
+#include "alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +101,7 @@ static cf__chunk *cf__chunk_new(cf_task_fn fn, size_t first, size_t n,
                                 bool copied) {
   size_t sz = sizeof(cf__chunk) + n * sizeof(cf__item);
   size_t insz = copied ? n * sizeof(cf__buf) : 0;
-  cf__chunk *c = malloc(sz + insz);
+  cf__chunk *c = cf__malloc(sz + insz);
   if (!c)
     return NULL;
   c->fn = fn;
@@ -334,7 +335,7 @@ static int cf__map_create(cf_executor *ex, cf_task_fn fn,
   cf_map_options_init(&o);
   if (opts)
     o = *opts;
-  cf_map_iter *m = calloc(1, sizeof *m);
+  cf_map_iter *m = cf__calloc(1, sizeof *m);
   if (!m)
     return CF_ENOMEM;
   m->deadline = cf__deadline(o.timeout_ns);
@@ -353,10 +354,10 @@ static int cf__map_create(cf_executor *ex, cf_task_fn fn,
 }
 
 static int cf__map_start(cf_map_iter *m, cf_map_iter **out) {
-  m->slots = calloc(m->max_inflight, sizeof *m->slots);
+  m->slots = cf__calloc(m->max_inflight, sizeof *m->slots);
   int rc = m->slots ? CF_OK : CF_ENOMEM;
   if (rc == CF_OK && m->unordered) {
-    m->free_slots = malloc(m->max_inflight * sizeof *m->free_slots);
+    m->free_slots = cf__malloc(m->max_inflight * sizeof *m->free_slots);
     rc = m->free_slots ? cf__waiter_init(&m->w, m->max_inflight) : CF_ENOMEM;
     if (rc == CF_OK)
       for (size_t i = 0; i < m->max_inflight; i++)

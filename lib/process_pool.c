@@ -18,6 +18,7 @@
  * manager reaps exactly that child with waitpid(pid).
  */
 #include "internal.h"
+#include "alloc.h"
 #include "ipc.h"
 
 #include <fcntl.h>
@@ -70,6 +71,8 @@ typedef struct cf__ppool {
   bool joined;
   /* manager thread only */
   cf__pworker *w;
+  struct pollfd *pf; /* 2 per worker + the eventfd, allocated up front so */
+  int *who;          /* the manager itself never fails to allocate them */
   bool term_sent;
   uint64_t next_id;
   struct {
@@ -127,7 +130,7 @@ static void cf__pp_fail_list(cf_future *l, int status, int code,
                              const char *msg) {
   while (l) {
     cf_future *next = l->next;
-    cf__future_fail(l, status, code, msg ? strdup(msg) : NULL);
+    cf__future_fail(l, status, code, msg ? cf__strdup(msg) : NULL);
     cf_future_release(l);
     l = next;
   }
@@ -156,7 +159,7 @@ static char **cf__pp_envp(void) {
   size_t n = 0;
   while (environ && environ[n])
     n++;
-  char **env = malloc((n + 2) * sizeof *env);
+  char **env = cf__malloc((n + 2) * sizeof *env);
   if (!env)
     return NULL;
   size_t k = 0;
@@ -233,12 +236,12 @@ static char *cf__pp_describe(int st) {
   char *msg = NULL;
   int r;
   if (st != -1 && WIFSIGNALED(st))
-    r = asprintf(&msg, "worker killed by signal %d (%s)", WTERMSIG(st),
+    r = cf__asprintf(&msg, "worker killed by signal %d (%s)", WTERMSIG(st),
                  strsignal(WTERMSIG(st)));
   else if (st != -1 && WIFEXITED(st))
-    r = asprintf(&msg, "worker exited with status %d", WEXITSTATUS(st));
+    r = cf__asprintf(&msg, "worker exited with status %d", WEXITSTATUS(st));
   else
-    r = asprintf(&msg, "worker died");
+    r = cf__asprintf(&msg, "worker died");
   return r < 0 ? NULL : msg;
 }
 
@@ -261,7 +264,7 @@ static void cf__pp_break(cf__ppool *p, int code, const char *why) {
     cf__pp_reap(p, w, true);
     if (f) {
       cf__pp_count(p, &p->failed); /* before waiters can look */
-      cf__future_fail(f, CF_EBROKEN, code, why ? strdup(why) : NULL);
+      cf__future_fail(f, CF_EBROKEN, code, why ? cf__strdup(why) : NULL);
       cf_future_release(f);
     }
   }
@@ -276,7 +279,7 @@ static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
   int st = cf__pp_reap(p, w, true);
   if (prev == CF__W_EXITING)
     return; /* retired on purpose */
-  char *msg = proto_error ? strdup(proto_error) : cf__pp_describe(st);
+  char *msg = proto_error ? cf__strdup(proto_error) : cf__pp_describe(st);
   if (prev == CF__W_STARTING) {
     char why[160];
     snprintf(why, sizeof why, "a worker failed to start: %s",
@@ -288,7 +291,7 @@ static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
   if (f) {
     cf__pp_count(p, &p->failed); /* before waiters can look */
     cf__future_fail(f, status, status == CF_EWORKERDIED ? st : 0,
-                    msg ? strdup(msg) : NULL);
+                    msg ? cf__strdup(msg) : NULL);
     cf_future_release(f);
   }
   pthread_mutex_lock(&p->mu);
@@ -318,7 +321,7 @@ static int cf__pp_send_chunk(cf__ppool *p, cf__pworker *w, uint64_t id,
     cf__chunk_input(c, i, &len);
     total += 8 + len;
   }
-  unsigned char *buf = malloc(total);
+  unsigned char *buf = cf__malloc(total);
   if (!buf)
     return CF_ENOMEM;
   cf__fnref_put(&ref, buf);
@@ -374,7 +377,7 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
     cf__pp_set_state(p, w, CF__W_IDLE);
     cf__pp_count(p, &p->failed);
     cf__future_fail(f, rc == CF_EINVAL ? CF_ETASK : CF_ENOMEM, rc,
-                    strdup(rc == CF_EINVAL
+                    cf__strdup(rc == CF_EINVAL
                                ? "the task function is not in a module a "
                                  "worker process can load"
                                : "out of memory"));
@@ -429,7 +432,7 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
   }
   /* The payload is read straight into the buffer the future keeps. */
   size_t len = c ? (size_t)fr.len : (size_t)fr.len - 8;
-  unsigned char *buf = len ? malloc(len) : NULL;
+  unsigned char *buf = len ? cf__malloc(len) : NULL;
   if (len && !buf) {
     cf__pp_death(p, w, CF_ENOMEM, "out of memory for a worker's result");
     return;
@@ -461,7 +464,7 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
     }
   } else {
     task_rc = v.rc;
-    if (v.has_msg && (t.errmsg = malloc(len + 1))) {
+    if (v.has_msg && (t.errmsg = cf__malloc(len + 1))) {
       if (len)
         memcpy(t.errmsg, buf, len);
       t.errmsg[len] = '\0';
@@ -545,9 +548,9 @@ static void *cf__pp_manager(void *arg) {
   cf__ppool *p = arg;
   pthread_setname_np(pthread_self(), "cf-procpool");
   int n = p->base.max_workers;
-  struct pollfd *pf = malloc(((size_t)n * 2 + 1) * sizeof *pf);
-  int *who = malloc(((size_t)n * 2 + 1) * sizeof *who);
-  while (pf && who) {
+  struct pollfd *pf = p->pf;
+  int *who = p->who;
+  for (;;) {
     pthread_mutex_lock(&p->mu);
     int sig = p->term_sig;
     pthread_mutex_unlock(&p->mu);
@@ -623,8 +626,6 @@ static void *cf__pp_manager(void *arg) {
       cf_future_release(f);
     }
   }
-  free(pf);
-  free(who);
   pthread_mutex_lock(&p->mu);
   p->stopped = true;
   bool self_free = p->self_destroy;
@@ -643,7 +644,10 @@ static void *cf__pp_manager(void *arg) {
 static int cf__pp_submit(cf_executor *ex, cf_future *f) {
   cf__ppool *p = (cf__ppool *)ex;
   pthread_mutex_lock(&p->mu);
-  int rc = p->broken ? CF_EBROKEN : p->shutdown ? CF_ESHUTDOWN : CF_OK;
+  /* stopped without a shutdown: the manager could not go on */
+  int rc = p->shutdown              ? CF_ESHUTDOWN
+           : p->broken || p->stopped ? CF_EBROKEN
+                                     : CF_OK;
   if (rc == CF_OK) {
     f->next = NULL;
     if (p->qtail)
@@ -706,6 +710,8 @@ static int cf__pp_terminate(cf_executor *ex, int sig) {
 
 static void cf__pp_free(cf__ppool *p) {
   close(p->evfd);
+  free(p->pf);
+  free(p->who);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->join_mu);
   free(p->w);
@@ -772,7 +778,7 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.max_workers = n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
   }
-  cf__ppool *p = calloc(1, sizeof *p);
+  cf__ppool *p = cf__calloc(1, sizeof *p);
   if (!p)
     return CF_ENOMEM;
   p->o = o;
@@ -781,13 +787,18 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
     return CF_EINVAL;
   }
   ssize_t n = readlink("/proc/self/exe", p->exe, sizeof p->exe - 1);
-  p->w = calloc((size_t)o.max_workers, sizeof *p->w);
-  p->initarg = o.initarg_len ? malloc(o.initarg_len) : NULL;
+  p->w = cf__calloc((size_t)o.max_workers, sizeof *p->w);
+  p->pf = cf__malloc(((size_t)o.max_workers * 2 + 1) * sizeof *p->pf);
+  p->who = cf__malloc(((size_t)o.max_workers * 2 + 1) * sizeof *p->who);
+  p->initarg = o.initarg_len ? cf__malloc(o.initarg_len) : NULL;
   p->evfd = eventfd(0, EFD_CLOEXEC);
-  if (n <= 0 || !p->w || (o.initarg_len && !p->initarg) || p->evfd < 0) {
+  if (n <= 0 || !p->w || !p->pf || !p->who ||
+      (o.initarg_len && !p->initarg) || p->evfd < 0) {
     int rc = n <= 0 || p->evfd < 0 ? CF_ESYS : CF_ENOMEM;
     if (p->evfd >= 0)
       close(p->evfd);
+    free(p->pf);
+    free(p->who);
     free(p->w);
     free(p->initarg);
     free(p);
@@ -806,12 +817,16 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int e = pthread_create(&p->manager, NULL, cf__pp_manager, p);
+  int e = cf__pthread_create(&p->manager, NULL, cf__pp_manager, p);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (e != 0) {
     close(p->evfd);
+    free(p->pf);
+    free(p->who);
     free(p->w);
     free(p->initarg);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->join_mu);
     free(p);
     return CF_EAGAIN;
   }
@@ -858,7 +873,7 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
     return CF_EPROTO;
   memcpy(&count, p, 8);
   size_t off = 8, cap = 8 + 4096, len = 8;
-  unsigned char *out = malloc(cap);
+  unsigned char *out = cf__malloc(cap);
   if (!out)
     return CF_ENOMEM;
   memcpy(out, &count, 8);
@@ -895,7 +910,7 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
     if (need > cap) {
       while (cap < need)
         cap *= 2;
-      unsigned char *nb = realloc(out, cap);
+      unsigned char *nb = cf__realloc(out, cap);
       if (!nb) {
         free(out);
         cf__buf_free(&t.out);
@@ -933,7 +948,7 @@ static int cf__worker_main(int fd) {
     cf__frame fr;
     if (cf__ipc_read_frame(fd, &fr) != CF_OK)
       return 0; /* the parent is gone or closed the socket */
-    unsigned char *buf = fr.len ? malloc((size_t)fr.len) : NULL;
+    unsigned char *buf = fr.len ? cf__malloc((size_t)fr.len) : NULL;
     if ((fr.len && !buf) || cf__ipc_read(fd, buf, (size_t)fr.len) != CF_OK)
       return 3;
     size_t used = 0;

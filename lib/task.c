@@ -3,6 +3,7 @@
  * same calls serve every backend; the process pool serialises what they set.
  */
 #include "internal.h"
+#include "alloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@ int cf__buf_copy(cf__buf *b, const void *data, size_t len) {
     if (len)
       memcpy(b->u.inl, data, len);
   } else {
-    void *p = malloc(len);
+    void *p = cf__malloc(len);
     if (!p)
       return CF_ENOMEM;
     memcpy(p, data, len);
@@ -49,7 +50,7 @@ void *cf_task_return_buffer(cf_task *t, size_t len) {
   cf__buf nb;
   nb.len = len;
   if (len > CF__INLINE) {
-    nb.u.h.ptr = malloc(len);
+    nb.u.h.ptr = cf__malloc(len);
     if (!nb.u.h.ptr)
       return NULL;
     nb.u.h.free_fn = free;
@@ -87,7 +88,7 @@ int cf_task_fail(cf_task *t, int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   char *msg = NULL;
-  if (vasprintf(&msg, fmt, ap) < 0)
+  if (cf__vasprintf(&msg, fmt, ap) < 0)
     msg = NULL;
   va_end(ap);
   free(t->errmsg);

@@ -22,6 +22,7 @@
  * pool (cf__tp_help), and a submit that finds no idle worker pokes it.
  */
 #include "internal.h"
+#include "alloc.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -241,7 +242,7 @@ static void cf__tp_break(cf__tpool *p, int code) {
   while (list) {
     cf_future *next = list->next;
     char *msg = NULL;
-    if (asprintf(&msg, "thread pool initializer failed with code %d", code) <
+    if (cf__asprintf(&msg, "thread pool initializer failed with code %d", code) <
         0)
       msg = NULL;
     cf__future_fail(list, CF_EBROKEN, code, msg);
@@ -419,7 +420,7 @@ static int cf__tp_spawn_locked(cf__tpool *p) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int e = pthread_create(&w->thread, NULL, cf__tp_main, w);
+  int e = cf__pthread_create(&w->thread, NULL, cf__tp_main, w);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (e != 0)
     return e == ENOMEM ? CF_ENOMEM : CF_EAGAIN;
@@ -624,13 +625,13 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
   int max = o.max_workers ? o.max_workers : cf__default_thread_workers();
 
   /* aligned_alloc: the struct keeps hot fields on separate cache lines. */
-  cf__tpool *p = aligned_alloc(64, sizeof *p);
+  cf__tpool *p = cf__aligned_alloc(64, sizeof *p);
   if (!p)
     return CF_ENOMEM;
   memset(p, 0, sizeof *p);
-  p->workers = aligned_alloc(64, (size_t)max * sizeof *p->workers);
+  p->workers = cf__aligned_alloc(64, (size_t)max * sizeof *p->workers);
   if (o.initarg_len)
-    p->initarg = malloc(o.initarg_len);
+    p->initarg = cf__malloc(o.initarg_len);
   if (!p->workers || (o.initarg_len && !p->initarg) ||
       pthread_mutex_init(&p->join_mu, NULL) != 0) {
     free(p->workers);

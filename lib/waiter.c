@@ -7,6 +7,7 @@
  * and never rescans the whole set.
  */
 #include "internal.h"
+#include "alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@ int cf__waiter_init(cf__waiter *w, size_t cap) {
     w->ready = &w->one;
     return CF_OK;
   }
-  w->ready = malloc(w->cap * sizeof *w->ready);
+  w->ready = cf__malloc(w->cap * sizeof *w->ready);
   return w->ready ? CF_OK : CF_ENOMEM;
 }
 
@@ -112,7 +113,7 @@ static bool cf__wait_satisfied(cf_wait_mode mode, size_t ndone, size_t nexc,
 static int cf__wait_slow(cf_future *const *fs, size_t n, int64_t deadline,
                          cf_wait_mode mode, size_t ndone, size_t nexc) {
   cf__waiter w;
-  cf__listener *links = malloc(n * sizeof *links);
+  cf__listener *links = cf__malloc(n * sizeof *links);
   if (!links || cf__waiter_init(&w, n) != CF_OK) {
     free(links);
     return CF_ENOMEM;
@@ -210,11 +211,11 @@ int cf_as_completed_create(cf_future *const *fs, size_t n, int64_t timeout_ns,
   for (size_t i = 0; i < n; i++)
     if (!fs[i])
       return CF_EINVAL;
-  cf_as_completed_iter *it = calloc(1, sizeof *it);
-  void *sorted = malloc((n ? n : 1) * sizeof(cf__pos));
+  cf_as_completed_iter *it = cf__calloc(1, sizeof *it);
+  void *sorted = cf__malloc((n ? n : 1) * sizeof(cf__pos));
   if (it) {
-    it->fs = malloc((n ? n : 1) * sizeof *it->fs);
-    it->links = malloc((n ? n : 1) * sizeof *it->links);
+    it->fs = cf__malloc((n ? n : 1) * sizeof *it->fs);
+    it->links = cf__malloc((n ? n : 1) * sizeof *it->links);
   }
   if (!it || !sorted || !it->fs || !it->links ||
       cf__waiter_init(&it->w, n) != CF_OK) {
@@ -234,7 +235,7 @@ int cf_as_completed_create(cf_future *const *fs, size_t n, int64_t timeout_ns,
   for (size_t i = 0; i < n; i++)
     pos[i] = (cf__pos){(uintptr_t)fs[i], i};
   qsort(pos, n, sizeof *pos, cf__cmp_pos);
-  bool *keep = calloc(n ? n : 1, sizeof *keep);
+  bool *keep = cf__calloc(n ? n : 1, sizeof *keep);
   if (!keep) {
     cf_as_completed_destroy(it);
     free(sorted);

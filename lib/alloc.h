@@ -1,0 +1,49 @@
+/*
+ * Every allocation and thread creation of the library goes through these
+ * names.  In a normal build they are the C library's functions, at no cost.
+ * Built with -DCF_FAULT_INJECTION (tests/test_faults.c does), each can be
+ * made to fail at the N-th call, so a test can walk a scenario through a
+ * failure at every site in turn (SQLite's approach).
+ */
+#ifndef CF_ALLOC_H
+#define CF_ALLOC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef CF_FAULT_INJECTION
+
+void *cf__malloc(size_t n);
+void *cf__calloc(size_t n, size_t size);
+void *cf__realloc(void *p, size_t n);
+void *cf__aligned_alloc(size_t align, size_t n);
+char *cf__strdup(const char *s);
+int cf__asprintf(char **out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int cf__vasprintf(char **out, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+int cf__pthread_create(pthread_t *t, const pthread_attr_t *a,
+                       void *(*fn)(void *), void *arg);
+
+/* Fail the n-th allocation (or thread creation) from now, counting from 1,
+ * and every one after it while `sticky`; 0 disables.  Returns whether a
+ * failure was injected since the last call. */
+bool cf__fault_set(long nth_alloc, long nth_thread, bool sticky);
+
+#else
+
+#define cf__malloc malloc
+#define cf__calloc calloc
+#define cf__realloc realloc
+#define cf__aligned_alloc aligned_alloc
+#define cf__strdup strdup
+#define cf__asprintf asprintf
+#define cf__vasprintf vasprintf
+#define cf__pthread_create pthread_create
+
+#endif
+
+#endif /* CF_ALLOC_H */

@@ -1,0 +1,213 @@
+/*
+ * Allocation and thread-creation failure at every site.  Built with the
+ * library's sources and -DCF_FAULT_INJECTION: for N = 1, 2, 3, ... the N-th
+ * allocation (then the N-th thread creation) fails while a realistic
+ * scenario runs on each backend -- create, submit, callbacks, wait,
+ * as_completed, map, shutdown, destroy -- until a run sees no failure.
+ * Every call must return a clean status, the executor must still work
+ * afterwards, nothing may hang (the watchdog) or leak (ASan/LSan, valgrind).
+ */
+#include "test_util.h"
+
+#include "alloc.h"
+
+static atomic_int g_callbacks;
+static void cb_count(cf_future *f, void *arg) {
+  (void)f;
+  (void)arg;
+  atomic_fetch_add(&g_callbacks, 1);
+}
+
+/* The statuses an allocation or thread failure may legitimately surface
+ * as: out of memory, no thread, or a task or chunk failing because of it. */
+static bool clean(int rc) {
+  return rc == CF_OK || rc == CF_ENOMEM || rc == CF_EAGAIN ||
+         rc == CF_ETASK || rc == CF_EBROKEN || rc == CF_ESYS;
+}
+
+#define EXPECT_CLEAN(call)                                                    \
+  do {                                                                        \
+    int rc_ = (call);                                                         \
+    if (!clean(rc_)) {                                                        \
+      fprintf(stderr, "%s -> %s\n", #call, cf_strerror(rc_));                 \
+      CU_FAIL(#call " returned an unexpected status");                        \
+    }                                                                         \
+  } while (0)
+
+typedef int (*make_fn)(cf_executor **out);
+
+static int make_threads(cf_executor **out) {
+  cf_thread_pool_options o;
+  cf_thread_pool_options_init(&o);
+  o.max_workers = 2;
+  return cf_thread_pool_create(&o, out);
+}
+
+static int make_processes(cf_executor **out) {
+  cf_process_pool_options o;
+  cf_process_pool_options_init(&o);
+  o.max_workers = 2;
+  o.on_worker_death = CF_ON_DEATH_RESTART;
+  return cf_process_pool_create(&o, out);
+}
+
+/* The scenario; returns whether a failure was injected, after releasing
+ * everything it made. */
+static bool scenario(make_fn make, long nth_alloc, long nth_thread) {
+  cf__fault_set(nth_alloc, nth_thread, false);
+  cf_executor *ex = NULL;
+  int rc = make(&ex);
+  EXPECT_CLEAN(rc);
+  if (rc != CF_OK)
+    return cf__fault_set(0, 0, false);
+  enum { N = 6 };
+  cf_future *fs[N] = {0};
+  uint64_t in[N];
+  size_t nf = 0;
+  for (uint64_t i = 0; i < N; i++) {
+    cf_future *f = NULL;
+    rc = cf_submit(ex, task_square, &i, sizeof i, &f);
+    EXPECT_CLEAN(rc);
+    if (rc == CF_OK) {
+      EXPECT_CLEAN(cf_future_add_done_callback(f, cb_count, NULL));
+      in[nf] = i;
+      fs[nf++] = f;
+    }
+  }
+  cf_future *user = NULL;
+  if (cf_future_create(&user) == CF_OK) {
+    EXPECT_CLEAN(cf_future_set_result(user, "some bytes beyond inline", 25));
+    rc = cf_future_set_error(user, 1, "already done");
+    CU_ASSERT_TRUE(rc == CF_ESTATE || rc == CF_OK || rc == CF_ENOMEM);
+  }
+  size_t nd;
+  EXPECT_CLEAN(cf_wait(fs, nf, CF_SEC(30), CF_ALL_COMPLETED, NULL, &nd));
+  cf_as_completed_iter *it = NULL;
+  if (cf_as_completed_create(fs, nf, CF_SEC(30), &it) == CF_OK) {
+    cf_future *f;
+    while ((rc = cf_as_completed_next(it, &f)) == CF_OK)
+      ;
+    CU_ASSERT_EQUAL(rc, CF_EOF);
+    cf_as_completed_destroy(it);
+  }
+  for (size_t i = 0; i < nf; i++) {
+    const void *d;
+    rc = cf_future_result(fs[i], CF_SEC(30), &d, NULL);
+    EXPECT_CLEAN(rc);
+    if (rc == CF_OK) {
+      uint64_t v;
+      memcpy(&v, d, sizeof v);
+      CU_ASSERT_EQUAL(v, in[i] * in[i] + 1);
+    }
+  }
+  uint64_t arr[40];
+  for (uint64_t i = 0; i < 40; i++)
+    arr[i] = i;
+  cf_map_options mo;
+  cf_map_options_init(&mo);
+  mo.chunksize = 3;
+  mo.max_inflight = 4;
+  cf_map_iter *m = NULL;
+  rc = cf_map_array(ex, task_square, arr, sizeof arr[0], 40, &mo, &m);
+  EXPECT_CLEAN(rc);
+  if (rc == CF_OK) {
+    cf_map_item item;
+    while ((rc = cf_map_next(m, &item)) == CF_OK) {
+      uint64_t v;
+      memcpy(&v, item.data, sizeof v);
+      CU_ASSERT_EQUAL(v, arr[item.index] * arr[item.index] + 1);
+    }
+    if (rc != CF_EOF)
+      EXPECT_CLEAN(rc);
+    cf_map_destroy(m);
+  }
+
+  /* No more failures: the executor must still work. */
+  bool injected = cf__fault_set(0, 0, false);
+  uint64_t seven = 7;
+  cf_future *f = NULL;
+  rc = cf_submit(ex, task_square, &seven, sizeof seven, &f);
+  if (rc == CF_OK) {
+    const void *d;
+    CU_ASSERT_EQUAL(cf_future_result(f, CF_SEC(30), &d, NULL), CF_OK);
+    cf_future_release(f);
+  } else {
+    /* Only a process pool whose first worker could not start is broken. */
+    CU_ASSERT_EQUAL(rc, CF_EBROKEN);
+  }
+  EXPECT_CLEAN(cf_shutdown(ex, true, false));
+  for (size_t i = 0; i < nf; i++)
+    cf_future_release(fs[i]);
+  cf_future_release(user);
+  cf_executor_release(ex);
+  return injected;
+}
+
+/* Walks the failure through every site; returns how many it found. */
+static long walk(make_fn make, bool threads) {
+  long n = 1;
+  for (; n < 5000; n++) {
+    if (!scenario(make, threads ? 0 : n, threads ? n : 0))
+      break;
+  }
+  CU_ASSERT_TRUE(n < 5000);
+  return n - 1;
+}
+
+static void report(const char *what, long sites) {
+  fprintf(stderr, "\n    %s: %ld failure sites walked", what, sites);
+}
+
+static void test_thread_pool_allocations(void) {
+  long sites = walk(make_threads, false);
+  CU_ASSERT_TRUE(sites > 20);
+  report("thread pool, allocations", sites);
+}
+
+static void test_thread_pool_threads(void) {
+  long sites = walk(make_threads, true);
+  CU_ASSERT_TRUE(sites >= 1);
+  report("thread pool, thread creations", sites);
+}
+
+static void test_process_pool_allocations(void) {
+  long sites = walk(make_processes, false);
+  CU_ASSERT_TRUE(sites > 20);
+  report("process pool, allocations", sites);
+}
+
+static void test_process_pool_threads(void) {
+  long sites = walk(make_processes, true);
+  CU_ASSERT_TRUE(sites >= 1);
+  report("process pool, thread creations", sites);
+}
+
+/* Every allocation after the N-th fails too (out of memory for good), for
+ * the first sites: still clean, and usable once memory is back. */
+static void test_sticky_failures(void) {
+  for (long n = 1; n < 60; n++) {
+    cf__fault_set(n, 0, true);
+    cf_executor *ex = NULL;
+    int rc = make_threads(&ex);
+    cf_future *f = NULL;
+    uint64_t v = 3;
+    if (rc == CF_OK)
+      EXPECT_CLEAN(cf_submit(ex, task_square, &v, sizeof v, &f));
+    if (f)
+      EXPECT_CLEAN(cf_future_result(f, CF_SEC(30), NULL, NULL));
+    cf__fault_set(0, 0, false);
+    cf_future_release(f);
+    if (ex) {
+      f = submit_u64(ex, task_square, 3);
+      CU_ASSERT_EQUAL(result_u64(f), 10);
+      cf_future_release(f);
+      cf_executor_release(ex);
+    }
+  }
+}
+
+CF_TEST_MAIN("faults", CF_TEST(test_thread_pool_allocations),
+             CF_TEST(test_thread_pool_threads),
+             CF_TEST(test_process_pool_allocations),
+             CF_TEST(test_process_pool_threads),
+             CF_TEST(test_sticky_failures))
