@@ -21,6 +21,12 @@
  *    because a signal arrived.
  *  - No lock of the library is held while user code (a task or a callback)
  *    runs, so user code may call any cfutures function.
+ *  - fork(): in the child, executors created before the fork are inert
+ *    (their threads and workers belong to the parent): cf_submit() returns
+ *    CF_EBROKEN, cf_shutdown() returns at once, and the last
+ *    cf_executor_release() frees them without waiting.  Futures inherited
+ *    pending stay pending; do not wait on them in the child.  New executors
+ *    created in the child work normally.
  */
 #ifndef CFUTURES_H
 #define CFUTURES_H

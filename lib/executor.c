@@ -4,17 +4,33 @@
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+_Atomic unsigned cf__fork_gen;
+
+static void cf__after_fork_child(void) {
+  atomic_fetch_add(&cf__fork_gen, 1);
+}
+
+static void cf__register_atfork(void) {
+  pthread_atfork(NULL, NULL, cf__after_fork_child);
+}
+
 void cf__executor_init(cf_executor *ex, const cf__backend *backend,
                        int max_workers) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, cf__register_atfork);
   ex->backend = backend;
   atomic_init(&ex->refs, 1);
   ex->max_workers = max_workers;
+  ex->fork_gen = atomic_load(&cf__fork_gen);
 }
 
 int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out) {
+  if (CF__UNLIKELY(cf__inherited(ex)))
+    return CF_EBROKEN; /* its workers are the parent's */
   /* Set before the backend publishes f: one reference for the executor,
    * one for the caller. */
   if (out)
@@ -75,6 +91,8 @@ int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
 int cf_shutdown(cf_executor *ex, bool wait, bool cancel_futures) {
   if (!ex)
     return CF_EINVAL;
+  if (cf__inherited(ex))
+    return CF_OK; /* nothing of it runs in this process */
   return ex->backend->shutdown(ex, wait, cancel_futures);
 }
 
@@ -85,13 +103,19 @@ cf_executor *cf_executor_retain(cf_executor *ex) {
 }
 
 void cf_executor_release(cf_executor *ex) {
-  if (ex && atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1)
-    ex->backend->destroy(ex);
+  if (ex && atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1) {
+    if (cf__inherited(ex))
+      ex->backend->forget(ex);
+    else
+      ex->backend->destroy(ex);
+  }
 }
 
 int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out) {
   if (!ex || !out)
     return CF_EINVAL;
+  if (cf__inherited(ex))
+    return CF_EBROKEN;
   ex->backend->stats(ex, out);
   return CF_OK;
 }
@@ -103,6 +127,8 @@ int cf_executor_max_workers(cf_executor *ex) {
 int cf_terminate_workers(cf_executor *ex, int sig) {
   if (!ex)
     return CF_EINVAL;
+  if (cf__inherited(ex))
+    return CF_EBROKEN;
   if (!ex->backend->terminate)
     return CF_ENOTSUP;
   return ex->backend->terminate(ex, sig);

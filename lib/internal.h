@@ -192,13 +192,26 @@ typedef struct cf__backend {
   void (*stats)(cf_executor *ex, cf_executor_stats *out);
   /* Signals the workers (NULL: the backend has no worker processes). */
   int (*terminate)(cf_executor *ex, int sig);
+  /* In a child after fork(): frees what the executor owns without touching
+   * its threads (they do not exist here) or its locks (a thread that is
+   * gone may have held one).  Closes its descriptors. */
+  void (*forget)(cf_executor *ex);
 } cf__backend;
 
 struct cf_executor {
   const cf__backend *backend;
   _Atomic uint32_t refs;
   int max_workers;
+  unsigned fork_gen; /* cf__fork_gen when created */
 };
+
+/* Bumped in the child of every fork(): an executor whose fork_gen differs
+ * was inherited, and its workers belong to the parent. */
+extern _Atomic unsigned cf__fork_gen;
+static inline bool cf__inherited(const cf_executor *ex) {
+  return ex->fork_gen !=
+         atomic_load_explicit(&cf__fork_gen, memory_order_relaxed);
+}
 
 void cf__executor_init(cf_executor *ex, const cf__backend *backend,
                        int max_workers);

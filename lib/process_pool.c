@@ -744,6 +744,25 @@ static void cf__pp_stats(cf_executor *ex, cf_executor_stats *st) {
   pthread_mutex_unlock(&p->mu);
 }
 
+/* In a fork child: the manager thread is gone and the workers are the
+ * parent's children.  Close our copies of the descriptors, free memory,
+ * signal and reap nothing. */
+static void cf__pp_forget(cf_executor *ex) {
+  cf__ppool *p = (cf__ppool *)ex;
+  for (int i = 0; i < p->base.max_workers; i++) {
+    if (p->w[i].fd >= 0)
+      close(p->w[i].fd);
+    if (p->w[i].pidfd >= 0)
+      close(p->w[i].pidfd);
+  }
+  close(p->evfd);
+  free(p->pf);
+  free(p->who);
+  free(p->w);
+  free(p->initarg);
+  free(p);
+}
+
 static const cf__backend cf__pp_backend = {
     .name = "process",
     .submit = cf__pp_submit,
@@ -751,6 +770,7 @@ static const cf__backend cf__pp_backend = {
     .destroy = cf__pp_destroy,
     .stats = cf__pp_stats,
     .terminate = cf__pp_terminate,
+    .forget = cf__pp_forget,
 };
 
 int cf_process_pool_options_init(cf_process_pool_options *o) {

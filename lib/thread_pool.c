@@ -589,12 +589,22 @@ static void cf__tp_stats(cf_executor *ex, cf_executor_stats *st) {
   cf__lock_release(&p->lock);
 }
 
+/* In a fork child: the threads are gone, the locks may be held forever.
+ * Only memory is given back; queued futures are left as they are. */
+static void cf__tp_forget(cf_executor *ex) {
+  cf__tpool *p = (cf__tpool *)ex;
+  free(p->workers);
+  free(p->initarg);
+  free(p);
+}
+
 static const cf__backend cf__tp_backend = {
     .name = "thread",
     .submit = cf__tp_submit,
     .shutdown = cf__tp_shutdown,
     .destroy = cf__tp_destroy,
     .stats = cf__tp_stats,
+    .forget = cf__tp_forget,
 };
 
 int cf_thread_pool_options_init(cf_thread_pool_options *o) {

@@ -8,19 +8,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
-/* Sanitizers catch SIGSEGV and failed mmaps in the worker themselves and
- * exit instead of dying by the signal: still a death, reported otherwise. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define CF_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define CF_TEST_SANITIZED 1
-#endif
-#endif
-#ifndef CF_TEST_SANITIZED
-#define CF_TEST_SANITIZED 0
-#endif
-
 static cf_executor *make_ppool(int workers, cf_death_policy pol) {
   cf_process_pool_options o;
   cf_process_pool_options_init(&o);
@@ -217,6 +204,8 @@ static void check_death_break(int32_t how, int want_sig, int want_exit) {
   CU_ASSERT_EQUAL(cf_future_error(dead, CF_FOREVER, &st, &msg),
                   CF_EWORKERDIED);
   CU_ASSERT_PTR_NOT_NULL(msg);
+  /* Sanitizers catch SIGSEGV and failed mmaps in the worker themselves
+   * and exit instead of dying by the signal: still a death. */
   if (want_sig == SIGSEGV && CF_TEST_SANITIZED) {
     CU_ASSERT_TRUE(WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st)));
   } else if (want_sig) {

@@ -19,6 +19,28 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Built with AddressSanitizer or ThreadSanitizer? */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CF_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CF_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef CF_TEST_SANITIZED
+#define CF_TEST_SANITIZED 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CF_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CF_TEST_TSAN 1
+#endif
+#endif
+#ifndef CF_TEST_TSAN
+#define CF_TEST_TSAN 0
+#endif
+
 typedef struct cf_test_case {
   const char *name;
   void (*fn)(void);
