@@ -840,14 +840,7 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
   int e = cf__pthread_create(&p->manager, NULL, cf__pp_manager, p);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (e != 0) {
-    close(p->evfd);
-    free(p->pf);
-    free(p->who);
-    free(p->w);
-    free(p->initarg);
-    pthread_mutex_destroy(&p->mu);
-    pthread_mutex_destroy(&p->join_mu);
-    free(p);
+    cf__pp_free(p); /* everything is initialised by now */
     return CF_EAGAIN;
   }
   *out = &p->base;
