@@ -3,18 +3,10 @@
  * round trip, and memory per pending future.
  *   bench_threads [tasks=1000000] [roundtrips=20000]
  */
-#include "bench_util.h"
+#include "bench_cf.h"
 
-#include <cfutures.h>
 #include <malloc.h>
 #include <string.h>
-
-static int empty(cf_task *t, const void *in, size_t len) {
-  (void)t;
-  (void)in;
-  (void)len;
-  return 0;
-}
 
 static cf_executor *pool(int workers) {
   cf_thread_pool_options o;
@@ -32,7 +24,7 @@ static double per_task_futures(size_t n) {
   cf_future **fs = malloc(n * sizeof *fs);
   double t0 = bench_now();
   for (size_t i = 0; i < n; i++)
-    if (cf_submit(ex, empty, NULL, 0, &fs[i]) != CF_OK)
+    if (cf_submit(ex, bench_empty, NULL, 0, &fs[i]) != CF_OK)
       exit(1);
   for (size_t i = 0; i < n; i++) {
     if (cf_future_result(fs[i], CF_FOREVER, NULL, NULL) != CF_OK)
@@ -48,42 +40,17 @@ static double per_task_futures(size_t n) {
 /* map over n 8-byte inputs (chunk size chosen by the library). */
 static double per_task_map(size_t n) {
   cf_executor *ex = pool(2);
-  uint64_t *in = malloc(n * sizeof *in);
-  for (size_t i = 0; i < n; i++)
-    in[i] = i;
-  double t0 = bench_now();
-  cf_map_iter *m;
-  if (cf_map_array(ex, empty, in, sizeof *in, n, NULL, &m) != CF_OK)
-    exit(1);
-  cf_map_item it;
-  size_t got = 0;
-  while (cf_map_next(m, &it) == CF_OK)
-    got++;
-  cf_map_destroy(m);
-  double dt = bench_now() - t0;
-  if (got != n)
-    exit(1);
+  double ns = bench_map_ns(ex, n, 0);
   cf_executor_release(ex);
-  free(in);
-  return dt * 1e9 / (double)n;
+  return ns;
 }
 
 /* One submit -> result at a time on an otherwise idle pool: median. */
 static double roundtrip_us(size_t n) {
   cf_executor *ex = pool(2);
-  double *v = malloc(n * sizeof *v);
-  for (size_t i = 0; i < n; i++) {
-    cf_future *f;
-    double t0 = bench_now();
-    cf_submit(ex, empty, NULL, 0, &f);
-    cf_future_result(f, CF_FOREVER, NULL, NULL);
-    v[i] = (bench_now() - t0) * 1e6;
-    cf_future_release(f);
-  }
-  double med = bench_median(v, n);
-  free(v);
+  double us = bench_roundtrip_us(ex, n);
   cf_executor_release(ex);
-  return med;
+  return us;
 }
 
 /* Heap bytes per queued future (the one worker is kept busy meanwhile). */
@@ -103,7 +70,7 @@ static double bytes_per_pending(size_t n) {
   cf_future **fs = malloc(n * sizeof *fs);
   struct mallinfo2 a = mallinfo2();
   for (size_t i = 0; i < n; i++)
-    cf_submit(ex, empty, NULL, 0, &fs[i]);
+    cf_submit(ex, bench_empty, NULL, 0, &fs[i]);
   struct mallinfo2 b = mallinfo2();
   cf_future_set_result(gate, NULL, 0);
   for (size_t i = 0; i < n; i++)

@@ -708,15 +708,22 @@ static int cf__pp_terminate(cf_executor *ex, int sig) {
   return cf__pp_stop((cf__ppool *)ex, true, true, sig);
 }
 
-static void cf__pp_free(cf__ppool *p) {
-  close(p->evfd);
+/* The pool's memory and event descriptor: shared by a failed create, the
+ * normal free and the forget of a fork child. */
+static void cf__pp_free_memory(cf__ppool *p) {
+  if (p->evfd >= 0)
+    close(p->evfd);
   free(p->pf);
   free(p->who);
-  pthread_mutex_destroy(&p->mu);
-  pthread_mutex_destroy(&p->join_mu);
   free(p->w);
   free(p->initarg);
   free(p);
+}
+
+static void cf__pp_free(cf__ppool *p) {
+  pthread_mutex_destroy(&p->mu);
+  pthread_mutex_destroy(&p->join_mu);
+  cf__pp_free_memory(p);
 }
 
 static void cf__pp_destroy(cf_executor *ex) {
@@ -755,12 +762,7 @@ static void cf__pp_forget(cf_executor *ex) {
     if (p->w[i].pidfd >= 0)
       close(p->w[i].pidfd);
   }
-  close(p->evfd);
-  free(p->pf);
-  free(p->who);
-  free(p->w);
-  free(p->initarg);
-  free(p);
+  cf__pp_free_memory(p);
 }
 
 static const cf__backend cf__pp_backend = {
@@ -815,13 +817,7 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
   if (n <= 0 || !p->w || !p->pf || !p->who ||
       (o.initarg_len && !p->initarg) || p->evfd < 0) {
     int rc = n <= 0 || p->evfd < 0 ? CF_ESYS : CF_ENOMEM;
-    if (p->evfd >= 0)
-      close(p->evfd);
-    free(p->pf);
-    free(p->who);
-    free(p->w);
-    free(p->initarg);
-    free(p);
+    cf__pp_free_memory(p);
     return rc;
   }
   p->exe[n] = '\0';
