@@ -8,7 +8,8 @@
  */
 #include <cfutures.h>
 
-#include <ctype.h>
+#include "numparse.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -95,72 +96,17 @@ static int task_trial(cf_task *t, const void *in, size_t len) {
   return check_task(t, in, len, true);
 }
 
-/* ---- input --------------------------------------------------------------------- */
+/* ---- input ----------------------------------------------------------------- */
 
-/* Parses a whole token as a decimal number in [0, 2^64-1]: digits only, no
- * sign, space, exponent or suffix.  On error prints why, naming the token. */
+/* A whole command-line token as a number; on error prints why, naming it. */
 static bool parse_u64(const char *tok, uint64_t *out) {
-  const char *why = NULL;
-  uint64_t v = 0;
-  if (!*tok)
-    why = "empty";
-  for (const char *p = tok; !why && *p; p++) {
-    if (!isdigit((unsigned char)*p))
-      why = "not a decimal integer (digits 0-9 only, no sign or exponent)";
-    else if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-      why = "larger than 18446744073709551615";
-    else
-      v = v * 10 + (uint64_t)(*p - '0');
-  }
+  const char *why = numparse_u64(tok, strlen(tok), out);
   if (why) {
-    fprintf(stderr, "primecheck: invalid number '%s': %s\n", tok, why);
-    return false;
+    fprintf(stderr, "primecheck: invalid number '");
+    numparse_quote(stderr, tok, strlen(tok));
+    fprintf(stderr, "': %s\n", why);
   }
-  *out = v;
-  return true;
-}
-
-typedef struct numbers {
-  uint64_t *v;
-  size_t n, cap;
-} numbers;
-
-static bool push(numbers *ns, uint64_t v) {
-  if (ns->n == ns->cap) {
-    size_t cap = ns->cap ? ns->cap * 2 : 64;
-    uint64_t *nv = realloc(ns->v, cap * sizeof *nv);
-    if (!nv) {
-      fprintf(stderr, "primecheck: out of memory\n");
-      return false;
-    }
-    ns->v = nv;
-    ns->cap = cap;
-  }
-  ns->v[ns->n++] = v;
-  return true;
-}
-
-/* One number per line; all of it is read and checked before any output. */
-static bool read_stdin(numbers *ns) {
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  unsigned long lineno = 0;
-  bool ok = true;
-  while (ok && (len = getline(&line, &cap, stdin)) >= 0) {
-    lineno++;
-    if (len > 0 && line[len - 1] == '\n')
-      line[--len] = '\0';
-    uint64_t v;
-    if (!parse_u64(line, &v)) {
-      fprintf(stderr, "primecheck: (standard input, line %lu)\n", lineno);
-      ok = false;
-    } else {
-      ok = push(ns, v);
-    }
-  }
-  free(line);
-  return ok;
+  return !why;
 }
 
 /* --range A B: the numbers are produced as the map asks for them. */
@@ -265,22 +211,30 @@ int main(int argc, char **argv) {
   }
 
   /* Every input is checked before the first line goes out. */
-  numbers ns = {0};
+  numparse_list ns = {0};
   if (have_range && optind < argc) {
     fprintf(stderr, "primecheck: give numbers or --range, not both\n");
     return EXIT_USAGE;
   }
   for (int i = optind; i < argc; i++) {
     uint64_t v;
-    if (strcmp(argv[i], "-") == 0 ? !read_stdin(&ns)
-                                  : !parse_u64(argv[i], &v) || !push(&ns, v)) {
+    bool ok;
+    if (strcmp(argv[i], "-") == 0) {
+      ok = numparse_read(stdin, "standard input", stderr, &ns);
+    } else if ((ok = parse_u64(argv[i], &v)) && !(ok = numparse_push(&ns, v))) {
+      fprintf(stderr, "primecheck: out of memory\n");
+    }
+    if (!ok) {
       free(ns.v);
       return EXIT_USAGE;
     }
   }
   if (!have_range && optind == argc)
     for (size_t i = 0; i < sizeof SEED_PRIMES / sizeof *SEED_PRIMES; i++)
-      push(&ns, SEED_PRIMES[i]);
+      if (!numparse_push(&ns, SEED_PRIMES[i])) {
+        fprintf(stderr, "primecheck: out of memory\n");
+        return 1;
+      }
 
   cf_executor *ex;
   int rc;

@@ -73,6 +73,16 @@ bad fast "$pc" --method fast 7
 bad 0 "$pc" -j 0 7
 printf '5\nfive\n' > "$tmp/in"
 bad five sh -c "\"$pc\" - < \"$tmp/in\""
+grep -q 'standard input, line 2' "$tmp/bad.err" || fail "no line number for stdin"
+# A NUL byte inside a line is not ignored: the line is refused, shown escaped.
+printf '5\n12\0000\n' > "$tmp/in"
+bad '12\x000' sh -c "\"$pc\" - < \"$tmp/in\""
+printf '\n' > "$tmp/in"
+bad '' sh -c "\"$pc\" - < \"$tmp/in\""
+# Windows line ends are accepted.
+printf '2\r\n4\r\n' | "$pc" - > "$tmp/crlf.out"
+printf '%s\n' "2 is prime: True" "4 is prime: False" | cmp - "$tmp/crlf.out" ||
+  fail "CR LF input"
 set +e
 "$pc" --range 9 > /dev/null 2>&1; [ $? -eq 2 ] || fail "--range with one number"
 "$pc" --range 9 3 > /dev/null 2>&1; [ $? -eq 2 ] || fail "--range A > B"

@@ -141,31 +141,16 @@ static void test_decode_result(void) {
 
 /* Every file of the corpus decodes to CF_OK or CF_EPROTO, never a crash
  * (ASan, UBSan and valgrind watch the replay in CI). */
+static int refused;
+
+static void replay_one(const uint8_t *data, size_t size) {
+  int rc = cf_ipc_decode_input(data, size);
+  CU_ASSERT_TRUE(rc == CF_OK || rc == CF_EPROTO);
+  refused += rc == CF_EPROTO;
+}
+
 static void test_corpus_replay(void) {
-  const char *src = getenv("top_srcdir");
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%s/tests/corpus/ipc", src ? src : ".");
-  DIR *d = opendir(dir);
-  CU_ASSERT_PTR_NOT_NULL_FATAL(d);
-  struct dirent *e;
-  int files = 0, refused = 0;
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue;
-    char path[4400];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-      continue;
-    unsigned char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf, fp);
-    fclose(fp);
-    int rc = cf_ipc_decode_input(buf, n);
-    CU_ASSERT_TRUE(rc == CF_OK || rc == CF_EPROTO);
-    refused += rc == CF_EPROTO;
-    files++;
-  }
-  closedir(d);
+  int files = cf_test_replay_corpus("ipc", replay_one);
   CU_ASSERT_TRUE(files >= 10);
   CU_ASSERT_TRUE(refused >= files / 2); /* the corpus is mostly bad input */
 }

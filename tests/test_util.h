@@ -105,6 +105,36 @@ static inline int cf_test_count_entries(const char *dir) {
   return n;
 }
 
+/* Feeds each file of tests/corpus/<name> (under $top_srcdir) to fn, which
+ * checks it; returns how many files there were (-1: no such folder). */
+static inline int cf_test_replay_corpus(const char *name,
+                                        void (*fn)(const uint8_t *, size_t)) {
+  const char *src = getenv("top_srcdir");
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/tests/corpus/%s", src ? src : ".", name);
+  DIR *d = opendir(dir);
+  if (!d)
+    return -1;
+  struct dirent *e;
+  int files = 0;
+  static unsigned char buf[1 << 20];
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+      continue;
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    fn(buf, n);
+    files++;
+  }
+  closedir(d);
+  return files;
+}
+
 /* Polls cond() until it holds or ~10 s pass; returns whether it held. */
 #define CF_TEST_EVENTUALLY(cond)                                              \
   ({                                                                          \
