@@ -217,6 +217,9 @@ CF_API int cf_future_wait(cf_future *future, int64_t timeout_ns);
  *                 holds a reference to it;
  *   CF_ETASK      the task failed (cf_future_error() gives code and message);
  *   CF_ECANCELLED, CF_EBROKEN, CF_EWORKERDIED, CF_EPROTO: it never completed;
+ *   CF_ENOMEM     (process pool) the result came back but there was no
+ *                 memory to receive it (the worker is dropped as if it had
+ *                 died: see cf_death_policy);
  *   CF_ETIMEDOUT, CF_EDEADLK, CF_EINVAL: as for cf_future_wait().
  * On anything but CF_OK, *data and *len are set to NULL and 0. */
 CF_API int cf_future_result(cf_future *future, int64_t timeout_ns,

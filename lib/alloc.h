@@ -33,6 +33,21 @@ int cf__pthread_create(pthread_t *t, const pthread_attr_t *a,
  * failure was injected since the last call. */
 bool cf__fault_set(long nth_alloc, long nth_thread, bool sticky);
 
+/* Race points: a window between two steps that only another thread's
+ * timing can hit.  A test sets a hook that runs there (e.g. cancels the
+ * future), so the losing branch runs every time instead of once in a
+ * million runs. */
+enum cf__race_point {
+  CF__RACE_SET_BEFORE_LOCK, /* cf_future_set_*: seen not done, no lock yet */
+  CF__RACE_SET_BEFORE_CAS   /* ... checked again under the lock, no CAS yet */
+};
+extern void (*cf__race_hook)(enum cf__race_point point, void *obj);
+#define CF__RACE_POINT(point, obj)                                            \
+  do {                                                                        \
+    if (cf__race_hook)                                                        \
+      cf__race_hook(point, obj);                                              \
+  } while (0)
+
 #else
 
 #define cf__malloc malloc
@@ -43,6 +58,7 @@ bool cf__fault_set(long nth_alloc, long nth_thread, bool sticky);
 #define cf__asprintf asprintf
 #define cf__vasprintf vasprintf
 #define cf__pthread_create pthread_create
+#define CF__RACE_POINT(point, obj) ((void)0)
 
 #endif
 

@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 
+void (*cf__race_hook)(enum cf__race_point point, void *obj);
+
 static atomic_long cf__alloc_left, cf__thread_left;
 static atomic_bool cf__sticky, cf__injected;
 

@@ -188,16 +188,14 @@ int cf__future_finish(cf_future *f, int rc, cf_task *t) {
   return cf__transition(f, CF__BIT(CF_RUNNING), CF_FINISHED, status);
 }
 
+/* On a thread-pool worker (cf__tls_worker is set): the worker's current
+ * future is f while it runs, so that a wait on f from inside is refused. */
 int cf__future_invoke(cf_future *f, cf_task *t) {
   cf__worker_ctx *ctx = cf__tls_worker;
-  cf_future *outer = NULL;
-  if (ctx) {
-    outer = ctx->current;
-    ctx->current = f;
-  }
+  cf_future *outer = ctx->current; /* not NULL when helping while waiting */
+  ctx->current = f;
   int rc = cf__task_invoke(f->fn, cf__buf_data(&f->in), f->in.len, t);
-  if (ctx)
-    ctx->current = outer;
+  ctx->current = outer;
   /* The input is not needed any more: give its memory back now rather than
    * when the last holder releases the future. */
   cf__buf_free(&f->in);
@@ -421,15 +419,18 @@ static int cf__future_set(cf_future *f, int status, cf__buf *out, int code,
   cf__listener *cbs;
   /* The lock serialises two set_* calls racing on the same future, so the
    * loser never writes the fields the winner published. */
+  CF__RACE_POINT(CF__RACE_SET_BEFORE_LOCK, f);
   cf__lock_acquire(&f->lock);
   if (CF__ST_DONE(atomic_load_explicit(&f->state, memory_order_relaxed))) {
-    cf__lock_release(&f->lock);
+    cf__lock_release(&f->lock); /* another set_* won */
     return CF_ESTATE;
   }
   if (out)
     f->out = *out;
   f->errcode = code;
   f->errmsg = msg;
+  /* A cancel with no listener takes no lock: it can win right here. */
+  CF__RACE_POINT(CF__RACE_SET_BEFORE_CAS, f);
   int rc = cf__transition_locked(
       f, CF__BIT(CF_PENDING) | CF__BIT(CF_RUNNING),
       CF_FINISHED | ((uint32_t)(-status) << CF__STATUS_SHIFT), &old, &cbs);

@@ -1019,6 +1019,10 @@ static int cf__worker_main(int fd) {
   }
 }
 
+#ifdef CF_COVERAGE
+void __gcov_dump(void); /* libgcov: _exit() would drop the worker's counts */
+#endif
+
 /* Runs before main() in every process; in a worker it never returns. */
 __attribute__((constructor)) static void cf__worker_constructor(void) {
   const char *v = getenv(CF__PP_ENV);
@@ -1026,5 +1030,9 @@ __attribute__((constructor)) static void cf__worker_constructor(void) {
     return;
   int fd = atoi(v);
   unsetenv(CF__PP_ENV); /* not for the worker's own children */
-  _exit(cf__worker_main(fd));
+  int code = cf__worker_main(fd);
+#ifdef CF_COVERAGE
+  __gcov_dump();
+#endif
+  _exit(code);
 }

@@ -10,6 +10,7 @@
 #include "test_util.h"
 
 #include "alloc.h"
+#include "internal.h"
 
 static atomic_int g_callbacks;
 static void cb_count(cf_future *f, void *arg) {
@@ -74,11 +75,28 @@ static bool scenario(make_fn make, long nth_alloc, long nth_thread) {
       fs[nf++] = f;
     }
   }
-  cf_future *user = NULL;
+  cf_future *user = NULL, *user2 = NULL;
   if (cf_future_create(&user) == CF_OK) {
     EXPECT_CLEAN(cf_future_set_result(user, "some bytes beyond inline", 25));
     rc = cf_future_set_error(user, 1, "already done");
     CU_ASSERT_TRUE(rc == CF_ESTATE || rc == CF_OK || rc == CF_ENOMEM);
+  }
+  if (cf_future_create(&user2) == CF_OK) {
+    /* A callback that never runs (dropped while pending), then an error
+     * whose message must be copied. */
+    EXPECT_CLEAN(cf_future_add_done_callback(user2, cb_count, NULL));
+    rc = cf_future_set_error(user2, 2, "a message to copy");
+    CU_ASSERT_TRUE(rc == CF_OK || rc == CF_ENOMEM);
+    cf_future_release(user2);
+  }
+  int32_t code = 9; /* a failing task: its message is allocated too */
+  cf_future *failing = NULL;
+  if (cf_submit(ex, task_fail, &code, sizeof code, &failing) == CF_OK) {
+    rc = cf_future_result(failing, CF_SEC(30), NULL, NULL);
+    if (rc != CF_ETASK)
+      fprintf(stderr, "failing task: %s\n", cf_strerror(rc));
+    CU_ASSERT_TRUE(rc != CF_OK && clean(rc));
+    cf_future_release(failing);
   }
   size_t nd;
   EXPECT_CLEAN(cf_wait(fs, nf, CF_SEC(30), CF_ALL_COMPLETED, NULL, &nd));
@@ -206,8 +224,83 @@ static void test_sticky_failures(void) {
   }
 }
 
+/* ---- lost races, forced ------------------------------------------------------ */
+
+static void cancel_hook(enum cf__race_point point, void *obj) {
+  if (point == CF__RACE_SET_BEFORE_CAS)
+    CU_ASSERT_EQUAL(cf_future_cancel(obj), CF_OK); /* no listener: no lock */
+}
+
+/* The winner completes the future, once, while the loser is in the window. */
+static void set_hook(enum cf__race_point point, void *obj) {
+  static bool in_hook;
+  if (point != CF__RACE_SET_BEFORE_LOCK || in_hook)
+    return;
+  in_hook = true;
+  CU_ASSERT_EQUAL(cf_future_set_result(obj, "winner", 7), CF_OK);
+  in_hook = false;
+}
+
+/* Two set_* race: the loser returns CF_ESTATE and the winner's result
+ * stands, untouched by the loser's copy (which is freed). */
+static void test_set_loses_to_set(void) {
+  for (int which = 0; which < 2; which++) {
+    cf_future *f;
+    CU_ASSERT_EQUAL_FATAL(cf_future_create(&f), CF_OK);
+    cf__race_hook = set_hook;
+    char big[200] = "the loser's result, larger than the inline buffer";
+    int rc = which ? cf_future_set_error(f, 5, "the loser's message")
+                   : cf_future_set_result(f, big, sizeof big);
+    cf__race_hook = NULL;
+    CU_ASSERT_EQUAL(rc, CF_ESTATE);
+    const void *d = NULL;
+    size_t n = 0;
+    CU_ASSERT_EQUAL(cf_future_result(f, 0, &d, &n), CF_OK);
+    CU_ASSERT_TRUE(n == 7 && d && strcmp(d, "winner") == 0);
+    cf_future_release(f);
+  }
+}
+
+/* set_result / set_error lose to a cancel that lands between their check
+ * and their state change: CF_ESTATE, the future stays cancelled with no
+ * result or error, and the copies are freed (LSan, valgrind). */
+static void test_set_loses_to_cancel(void) {
+  for (int which = 0; which < 2; which++) {
+    cf_future *f;
+    CU_ASSERT_EQUAL_FATAL(cf_future_create(&f), CF_OK);
+    cf__race_hook = cancel_hook;
+    char big[200] = "larger than the inline result buffer";
+    int rc = which ? cf_future_set_error(f, 5, "a message")
+                   : cf_future_set_result(f, big, sizeof big);
+    cf__race_hook = NULL;
+    CU_ASSERT_EQUAL(rc, CF_ESTATE);
+    CU_ASSERT_TRUE(cf_future_cancelled(f));
+    int code = -1;
+    const char *msg = "x";
+    CU_ASSERT_EQUAL(cf_future_error(f, 0, &code, &msg), CF_ECANCELLED);
+    CU_ASSERT_EQUAL(code, 0);
+    CU_ASSERT_PTR_NULL(msg);
+    cf_future_release(f);
+  }
+}
+
+/* An executor failing a future (a broken pool, no thread) after the user
+ * cancelled it: the cancel stands and the error's message is freed. */
+static void test_fail_after_cancel(void) {
+  cf_future *f = cf__future_alloc(task_noop);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  CU_ASSERT_EQUAL(cf_future_cancel(f), CF_OK);
+  CU_ASSERT_EQUAL(cf__future_fail(f, CF_EBROKEN, 3, strdup("broken")),
+                  CF_ESTATE);
+  CU_ASSERT_TRUE(cf_future_cancelled(f));
+  CU_ASSERT_EQUAL(cf_future_result(f, 0, NULL, NULL), CF_ECANCELLED);
+  cf_future_release(f);
+}
+
 CF_TEST_MAIN("faults", CF_TEST(test_thread_pool_allocations),
              CF_TEST(test_thread_pool_threads),
              CF_TEST(test_process_pool_allocations),
              CF_TEST(test_process_pool_threads),
+             CF_TEST(test_set_loses_to_cancel), CF_TEST(test_set_loses_to_set),
+             CF_TEST(test_fail_after_cancel),
              CF_TEST(test_sticky_failures))

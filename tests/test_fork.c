@@ -82,7 +82,7 @@ static void test_fork_after_use(void) {
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
       alarm(60); /* a hang in the child is a failure, not a stuck test */
-      _exit(child_main(tp, pp));
+      cf_test_child_exit(child_main(tp, pp));
     }
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)

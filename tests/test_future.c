@@ -32,7 +32,27 @@ static void test_user_future_result(void) {
   CU_ASSERT_EQUAL(cf_future_result(f, 0, &d, &n), CF_OK);
   CU_ASSERT_EQUAL(n, sizeof big);
   CU_ASSERT_EQUAL(cf_future_cancel(f), CF_ESTATE);
+  /* Finished, not cancelled: too late to start, and not "cancelled". */
+  CU_ASSERT_EQUAL(cf_future_set_running_or_notify_cancel(f), CF_ESTATE);
   cf_future_release(f);
+}
+
+/* A user future dropped while pending: its callbacks can never run (nobody
+ * can complete it any more), and they are freed with it (valgrind, LSan). */
+static int g_never;
+static void cb_never(cf_future *f, void *arg) {
+  (void)f;
+  (void)arg;
+  g_never++;
+}
+
+static void test_release_pending_with_callbacks(void) {
+  cf_future *f;
+  CU_ASSERT_EQUAL_FATAL(cf_future_create(&f), CF_OK);
+  for (int i = 0; i < 3; i++)
+    CU_ASSERT_EQUAL(cf_future_add_done_callback(f, cb_never, NULL), CF_OK);
+  cf_future_release(f);
+  CU_ASSERT_EQUAL(g_never, 0);
 }
 
 static void test_user_future_error(void) {
@@ -335,6 +355,7 @@ static void test_timed_wait_survives_eintr(void) {
 }
 
 CF_TEST_MAIN("future", CF_TEST(test_user_future_result),
+             CF_TEST(test_release_pending_with_callbacks),
              CF_TEST(test_user_future_error), CF_TEST(test_cancel),
              CF_TEST(test_callbacks_in_order),
              CF_TEST(test_callback_releases_future),

@@ -549,6 +549,45 @@ static void test_help_with_late_submit(void) {
   cf_executor_release(g_ex);
 }
 
+/* Timed waits inside tasks (the helping wait) time out like any other, and
+ * the workers go on.  Two tasks wait on one future: the first to start
+ * times out first, while the other's link still sits in front of its own. */
+typedef struct timed_wait {
+  cf_future *target;
+  int64_t ms;
+} timed_wait;
+
+static int task_timed_wait(cf_task *t, const void *in, size_t len) {
+  (void)t;
+  (void)len;
+  timed_wait w;
+  memcpy(&w, in, sizeof w);
+  int64_t t0 = cf_test_now_ms();
+  int rc = cf_future_wait(w.target, CF_MSEC(w.ms));
+  return rc == CF_ETIMEDOUT && cf_test_now_ms() - t0 >= w.ms - 1 ? 0 : 1;
+}
+
+static void test_helping_wait_times_out(void) {
+  cf_executor *ex = make_pool(2);
+  cf_future *never, *fs[2];
+  cf_future_create(&never);
+  timed_wait w[2] = {{never, 30}, {never, 300}};
+  for (int i = 0; i < 2; i++) {
+    CU_ASSERT_EQUAL(cf_submit(ex, task_timed_wait, &w[i], sizeof w[i], &fs[i]),
+                    CF_OK);
+    cf_test_sleep_ms(5);
+  }
+  for (int i = 0; i < 2; i++) {
+    CU_ASSERT_EQUAL(cf_future_result(fs[i], CF_FOREVER, NULL, NULL), CF_OK);
+    cf_future_release(fs[i]);
+  }
+  cf_future *f = submit_u64(ex, task_square, 5);
+  CU_ASSERT_EQUAL(result_u64(f), 26);
+  cf_future_release(f);
+  cf_future_release(never);
+  cf_executor_release(ex);
+}
+
 static int task_self_wait(cf_task *t, const void *in, size_t len) {
   (void)t;
   (void)len;
@@ -662,6 +701,7 @@ CF_TEST_MAIN("thread_pool", CF_TEST(test_submit_results),
              CF_TEST(test_destroy_joins_threads),
              CF_TEST(test_help_while_waiting),
              CF_TEST(test_help_with_late_submit),
+             CF_TEST(test_helping_wait_times_out),
              CF_TEST(test_self_wait_is_deadlock),
              CF_TEST(test_release_from_own_task),
              CF_TEST(test_callbacks_submit))
