@@ -89,6 +89,14 @@ CF_API const char *cf_version(void);
 /* Timeouts                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* Timeouts are in nanoseconds, relative to the call, measured on
+ * CLOCK_MONOTONIC (changing the wall clock does not move them).
+ *   CF_FOREVER   waits without limit;
+ *   0            does not wait: the call only looks;
+ *   < 0, other   a deadline already past: like 0, never "forever", so a
+ *                remaining time computed as deadline - now that turned
+ *                negative cannot hang the caller;
+ *   huge         saturates (INT64_MAX is 292 years), never wraps around. */
 #define CF_FOREVER ((int64_t)-1)
 #define CF_USEC(us) ((int64_t)(us) * 1000)
 #define CF_MSEC(ms) ((int64_t)(ms) * 1000000)
@@ -227,9 +235,11 @@ CF_API int cf_future_result(cf_future *future, int64_t timeout_ns,
 
 /* Waits like cf_future_wait(), then returns the same status as
  * cf_future_result() and, when the future failed, the error's code and
- * message (each output may be NULL).  For CF_ETASK the code is what the task
- * returned; for CF_EWORKERDIED it is the worker's wait status; otherwise 0.
- * *message is NULL when there is none; it is owned by the future. */
+ * message (each output may be NULL).  The code is what the task returned
+ * for CF_ETASK; the worker's wait status for CF_EWORKERDIED, and for a
+ * CF_EBROKEN caused by a worker's death; the initializer's return value for
+ * a CF_EBROKEN it caused; otherwise 0.  *message (NULL when there is none)
+ * says what happened in words; it is owned by the future. */
 CF_API int cf_future_error(cf_future *future, int64_t timeout_ns, int *code,
                            const char **message);
 
@@ -326,9 +336,17 @@ CF_API int cf_executor_max_workers(cf_executor *ex);
 /* The thread-pool backend                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* The largest max_workers a thread pool accepts (each slot costs 128 bytes
+ * up front; a thread, its stack, only once started). */
+#define CF_THREAD_POOL_MAX_WORKERS 8192
+
 typedef struct cf_thread_pool_options {
-  /* Upper bound on worker threads; 0 = online CPUs + 4, at most 32 (as
-   * Python).  Threads start lazily, one per submit that finds none idle. */
+  /* Upper bound on worker threads, 1 to CF_THREAD_POOL_MAX_WORKERS; 0 =
+   * online CPUs + 4, at most 32 (as Python).  Threads start lazily, one per
+   * submit that finds none idle.  When the system refuses a new thread
+   * (RLIMIT_NPROC, memory for its stack), the pool goes on with the threads
+   * it has and the task waits in the queue; only when the pool has no thread
+   * at all does cf_submit() return CF_EAGAIN. */
   int max_workers;
   /* Worker threads are named "<prefix>-<n>" (truncated to 15 bytes, see
    * /proc/self/task/ * /comm); NULL = "cf-worker". */
@@ -347,7 +365,7 @@ CF_API int cf_thread_pool_options_init(cf_thread_pool_options *opts);
 
 /* Creates a thread pool (opts NULL = defaults; the options are copied).  No
  * thread starts until the first submit.  The caller owns one reference.
- * Returns CF_OK, CF_EINVAL (max_workers < 0) or CF_ENOMEM. */
+ * Returns CF_OK, CF_EINVAL (max_workers out of range) or CF_ENOMEM. */
 CF_API int cf_thread_pool_create(const cf_thread_pool_options *opts,
                                  cf_executor **out);
 
@@ -387,8 +405,15 @@ typedef enum cf_death_policy {
   CF_ON_DEATH_RESTART = 1
 } cf_death_policy;
 
+/* The largest max_workers a process pool accepts. */
+#define CF_PROCESS_POOL_MAX_WORKERS 1024
+
 typedef struct cf_process_pool_options {
-  int max_workers;            /* 0 = online CPUs */
+  /* 1 to CF_PROCESS_POOL_MAX_WORKERS; 0 = online CPUs.  When the system
+   * refuses a new worker (descriptors, processes, memory), the pool goes on
+   * with the workers it has; if it has none, the queued futures fail with
+   * CF_EAGAIN and a later submit tries again. */
+  int max_workers;
   cf_initializer_fn initializer; /* run in each worker; NULL = none */
   const void *initarg;        /* copied to each worker */
   size_t initarg_len;
@@ -402,7 +427,7 @@ CF_API int cf_process_pool_options_init(cf_process_pool_options *opts);
 
 /* Creates a process pool (opts NULL = defaults).  Workers start lazily, one
  * per submit that finds none idle, up to max_workers.  Returns CF_OK,
- * CF_EINVAL (negative counts, an initializer that cannot be located in a
+ * CF_EINVAL (counts out of range, an initializer that cannot be located in a
  * worker), CF_ENOMEM or CF_ESYS. */
 CF_API int cf_process_pool_create(const cf_process_pool_options *opts,
                                   cf_executor **out);

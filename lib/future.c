@@ -330,7 +330,7 @@ static int cf__future_wait_helping(cf_future *f, int64_t deadline) {
 }
 
 static int cf__future_wait_slow(cf_future *f, int64_t timeout_ns) {
-  if (timeout_ns == 0)
+  if (cf__no_wait(timeout_ns))
     return CF_ETIMEDOUT;
   cf__worker_ctx *ctx = cf__tls_worker;
   if (ctx && ctx->current == f)
@@ -393,8 +393,9 @@ int cf_future_error(cf_future *f, int64_t timeout_ns, int *code,
   int rc = cf_future_wait(f, timeout_ns);
   if (rc == CF_OK)
     rc = cf__future_status(f);
-  bool failed = rc == CF_ETASK || rc == CF_EBROKEN || rc == CF_EWORKERDIED ||
-                rc == CF_EPROTO;
+  /* Any failure the future ended with (not a cancel, not a wait error). */
+  bool failed = rc != CF_OK && rc != CF_ECANCELLED &&
+                cf_future_state(f) == CF_FINISHED;
   if (code)
     *code = failed ? f->errcode : 0;
   if (message)

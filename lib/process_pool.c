@@ -488,6 +488,20 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
 
 /* ---- the manager ----------------------------------------------------------------- */
 
+/* No worker could start (descriptors, processes or memory ran out).  With
+ * workers alive, the queue waits for them.  With none, nothing would ever
+ * run the queue: its futures fail with CF_EAGAIN, as a thread pool's submit
+ * does, and the pool stays usable for when resources come back. */
+static void cf__pp_spawn_failed(cf__ppool *p, int rc) {
+  pthread_mutex_lock(&p->mu);
+  cf_future *l = p->nlive == 0 ? cf__pp_steal_locked(p) : NULL;
+  pthread_mutex_unlock(&p->mu);
+  char why[96];
+  snprintf(why, sizeof why, "could not start a worker process: %s",
+           cf_strerror(rc));
+  cf__pp_fail_list(l, CF_EAGAIN, 0, why);
+}
+
 /* Starts queued tasks on idle workers; starts workers as needed. */
 static void cf__pp_dispatch(cf__ppool *p) {
   for (;;) {
@@ -518,11 +532,8 @@ static void cf__pp_dispatch(cf__ppool *p) {
     pthread_mutex_unlock(&p->mu);
     if (spawn) {
       int rc = cf__pp_spawn(p, free_slot);
-      pthread_mutex_lock(&p->mu);
-      bool none = p->nlive == 0;
-      pthread_mutex_unlock(&p->mu);
-      if (rc != CF_OK && none)
-        cf__pp_break(p, 0, "could not start a worker process");
+      if (rc != CF_OK)
+        cf__pp_spawn_failed(p, rc);
       return;
     }
     if (!f)
@@ -791,14 +802,17 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
   cf_process_pool_options_init(&o);
   if (opts)
     o = *opts;
-  if (o.max_workers < 0 || o.max_tasks_per_child < 0 ||
+  if (o.max_workers < 0 || o.max_workers > CF_PROCESS_POOL_MAX_WORKERS ||
+      o.max_tasks_per_child < 0 ||
       (o.initarg_len && !o.initarg) ||
       (o.on_worker_death != CF_ON_DEATH_BREAK &&
        o.on_worker_death != CF_ON_DEATH_RESTART))
     return CF_EINVAL;
   if (!o.max_workers) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    o.max_workers = n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+    o.max_workers = n < 1                             ? 1
+                    : n > CF_PROCESS_POOL_MAX_WORKERS ? CF_PROCESS_POOL_MAX_WORKERS
+                                                      : (int)n;
   }
   cf__ppool *p = cf__calloc(1, sizeof *p);
   if (!p)

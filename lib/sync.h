@@ -10,6 +10,7 @@
 #define CF_SYNC_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
@@ -34,12 +35,20 @@ static inline int64_t cf__now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* now + timeout, saturating; negative timeout = never. */
+/* now + timeout, saturating.  -1 (CF_FOREVER) = never; any other negative
+ * timeout is a deadline already past (see "Timeouts" in cfutures.h). */
 static inline int64_t cf__deadline(int64_t timeout_ns) {
-  if (timeout_ns < 0)
+  if (timeout_ns == -1)
     return CF__NEVER;
   int64_t now = cf__now_ns();
+  if (timeout_ns < 0)
+    return now;
   return timeout_ns > CF__NEVER - now ? CF__NEVER : now + timeout_ns;
+}
+
+/* A timeout that allows no waiting at all: 0, or a deadline already past. */
+static inline bool cf__no_wait(int64_t timeout_ns) {
+  return timeout_ns == 0 || timeout_ns < -1;
 }
 
 /* Sleeps while *word == expected, until woken or `deadline` (absolute,

@@ -630,7 +630,8 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
   cf_thread_pool_options_init(&o);
   if (opts)
     o = *opts;
-  if (o.max_workers < 0 || (o.initarg_len && !o.initarg))
+  if (o.max_workers < 0 || o.max_workers > CF_THREAD_POOL_MAX_WORKERS ||
+      (o.initarg_len && !o.initarg))
     return CF_EINVAL;
   int max = o.max_workers ? o.max_workers : cf__default_thread_workers();
 

@@ -165,7 +165,7 @@ int cf_wait(cf_future *const *fs, size_t n, int64_t timeout_ns,
     }
   }
   int rc = CF_OK;
-  if (!cf__wait_satisfied(mode, ndone, nexc, n) && timeout_ns != 0)
+  if (!cf__wait_satisfied(mode, ndone, nexc, n) && !cf__no_wait(timeout_ns))
     rc = cf__wait_slow(fs, n, cf__deadline(timeout_ns), mode, ndone, nexc);
   ndone = 0;
   for (size_t i = 0; i < n; i++) {
