@@ -23,7 +23,7 @@
  * A watchdog ends the run (as a failure) if it takes longer than
  * SOAK_TIMEOUT seconds (default 600): a hang is a failure, not a stall.
  */
-#include <cfutures.h>
+#include "test_util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -568,17 +568,6 @@ static void *soak_thread(void *arg) {
 
 /* ---- resources -------------------------------------------------------------------- */
 
-static int count_entries(const char *dir) {
-  int n = 0;
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  while (d && (e = readdir(d)))
-    n += e->d_name[0] != '.';
-  if (d)
-    closedir(d);
-  return n;
-}
-
 /* Children of this process, zombies included (any thread's). */
 static int count_children(void) {
   int n = 0;
@@ -662,8 +651,8 @@ int main(int argc, char **argv) {
   pthread_t warm;
   if (pthread_create(&warm, NULL, on_warm_up, NULL) == 0)
     pthread_join(warm, NULL);
-  int fds0 = count_entries("/proc/self/fd");
-  int threads0 = count_entries("/proc/self/task");
+  int fds0 = cf_test_count_entries("/proc/self/fd");
+  int threads0 = cf_test_count_entries("/proc/self/task");
   int children0 = count_children();
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -723,8 +712,8 @@ int main(int argc, char **argv) {
   if (atomic_load(&chain_ran) != atomic_load(&chain_submitted))
     fail("%ld tasks submitted by callbacks, %ld ran",
          atomic_load(&chain_submitted), atomic_load(&chain_ran));
-  int fds1 = count_entries("/proc/self/fd");
-  int threads1 = count_entries("/proc/self/task");
+  int fds1 = cf_test_count_entries("/proc/self/fd");
+  int threads1 = cf_test_count_entries("/proc/self/task");
   int children1 = count_children();
   bool same = fds1 == fds0 && threads1 == threads0 && children1 == children0;
   if (!same)

@@ -241,17 +241,27 @@ static void set_hook(enum cf__race_point point, void *obj) {
   in_hook = false;
 }
 
+/* Creates a user future and completes it with set_result (which = 0) or
+ * set_error (1) while `hook` runs in the set's race window; returns the
+ * future and the loser's status in *rc. */
+static cf_future *set_in_race(void (*hook)(enum cf__race_point, void *),
+                              int which, int *rc) {
+  cf_future *f = NULL;
+  CU_ASSERT_EQUAL_FATAL(cf_future_create(&f), CF_OK);
+  char big[200] = "the loser's result, larger than the inline buffer";
+  cf__race_hook = hook;
+  *rc = which ? cf_future_set_error(f, 5, "the loser's message")
+              : cf_future_set_result(f, big, sizeof big);
+  cf__race_hook = NULL;
+  return f;
+}
+
 /* Two set_* race: the loser returns CF_ESTATE and the winner's result
  * stands, untouched by the loser's copy (which is freed). */
 static void test_set_loses_to_set(void) {
   for (int which = 0; which < 2; which++) {
-    cf_future *f;
-    CU_ASSERT_EQUAL_FATAL(cf_future_create(&f), CF_OK);
-    cf__race_hook = set_hook;
-    char big[200] = "the loser's result, larger than the inline buffer";
-    int rc = which ? cf_future_set_error(f, 5, "the loser's message")
-                   : cf_future_set_result(f, big, sizeof big);
-    cf__race_hook = NULL;
+    int rc;
+    cf_future *f = set_in_race(set_hook, which, &rc);
     CU_ASSERT_EQUAL(rc, CF_ESTATE);
     const void *d = NULL;
     size_t n = 0;
@@ -266,13 +276,8 @@ static void test_set_loses_to_set(void) {
  * result or error, and the copies are freed (LSan, valgrind). */
 static void test_set_loses_to_cancel(void) {
   for (int which = 0; which < 2; which++) {
-    cf_future *f;
-    CU_ASSERT_EQUAL_FATAL(cf_future_create(&f), CF_OK);
-    cf__race_hook = cancel_hook;
-    char big[200] = "larger than the inline result buffer";
-    int rc = which ? cf_future_set_error(f, 5, "a message")
-                   : cf_future_set_result(f, big, sizeof big);
-    cf__race_hook = NULL;
+    int rc;
+    cf_future *f = set_in_race(cancel_hook, which, &rc);
     CU_ASSERT_EQUAL(rc, CF_ESTATE);
     CU_ASSERT_TRUE(cf_future_cancelled(f));
     int code = -1;
