@@ -14,9 +14,10 @@
  *  - Handles (cf_future, cf_executor, iterators) are opaque.  Futures and
  *    executors are reference counted: *_retain() adds a reference, *_release()
  *    drops one, the last release frees.
- *  - Timeouts are in nanoseconds, measured on CLOCK_MONOTONIC: CF_FOREVER (any
- *    negative value) waits without limit, 0 polls, a positive value waits at
- *    most that long.  Huge values saturate rather than overflow.
+ *  - Timeouts are in nanoseconds, measured on CLOCK_MONOTONIC: CF_FOREVER
+ *    waits without limit, 0 polls, a positive value waits at most that long;
+ *    any other negative value is a deadline already past (it polls).  Huge
+ *    values saturate rather than overflow.  See "Timeouts" below.
  *  - Blocking calls restart after signals (EINTR); they never return early
  *    because a signal arrived.
  *  - No lock of the library is held while user code (a task or a callback)

@@ -9,6 +9,7 @@
 #define CF_ALLOC_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,10 @@ bool cf__fault_set(long nth_alloc, long nth_thread, bool sticky);
 /* Race points: a window between two steps that only another thread's
  * timing can hit.  A test sets a hook that runs there (e.g. cancels the
  * future), so the losing branch runs every time instead of once in a
- * million runs. */
+ * million runs.  The hook is a plain global: set it only while no other
+ * thread is inside the library.  CF__RACE_SET_BEFORE_CAS runs with the
+ * future's lock held: a hook there must not take it (a cancel is fine only
+ * while the future has no listener and no sleeper: then it takes no lock). */
 enum cf__race_point {
   CF__RACE_SET_BEFORE_LOCK, /* cf_future_set_*: seen not done, no lock yet */
   CF__RACE_SET_BEFORE_CAS   /* ... checked again under the lock, no CAS yet */

@@ -107,7 +107,9 @@ static bool numparse_read(FILE *in, const char *name, FILE *err,
       ok = false;
     }
   }
-  if (ok && ferror(in)) {
+  /* (glibc before 2.37 fails getline() for want of memory without setting
+   * the error flag: not at the end means it failed too.) */
+  if (ok && (ferror(in) || !feof(in))) {
     fprintf(err, "primecheck: reading %s failed\n", name);
     ok = false;
   }

@@ -16,16 +16,23 @@
 #include <errno.h>
 #include <string.h>
 
-/* The reference: digits only, then strtoull() for the range. */
+/* The reference: digits only; past the leading zeros, more than 20 digits
+ * is too large; else strtoull() decides the range. */
 static bool numparse_ref(const char *s, size_t len, uint64_t *out,
                          bool *too_large) {
   *too_large = false;
-  if (len == 0 || len > 4096)
-    return false; /* (a longer run of digits is too large anyway: below) */
+  if (len == 0)
+    return false;
   for (size_t i = 0; i < len; i++)
     if (s[i] < '0' || s[i] > '9')
       return false;
-  char buf[4097];
+  while (len > 1 && *s == '0')
+    s++, len--;
+  if (len > 20) {
+    *too_large = true;
+    return false;
+  }
+  char buf[21];
   memcpy(buf, s, len);
   buf[len] = '\0';
   errno = 0;
@@ -43,12 +50,6 @@ static int numparse_check_token(const char *s, size_t len) {
   bool too_large;
   const char *why = numparse_u64(s, len, &got);
   bool ok = numparse_ref(s, len, &want, &too_large);
-  if (len > 4096) { /* beyond the reference's buffer: digits are too large */
-    size_t i = 0;
-    while (i < len && s[i] >= '0' && s[i] <= '9')
-      i++;
-    too_large = i == len;
-  }
   if (ok != !why)
     return 1;
   if (ok && got != want)

@@ -102,6 +102,11 @@ static uint64_t mix(uint64_t x) {
 
 enum kind { K_OK, K_FAIL, K_SLEEP, K_DIE };
 
+/* Private process pools may get K_DIE jobs; then a K_DIE job fails with
+ * CF_EWORKERDIED, and, if the pool breaks on death, others with
+ * CF_EBROKEN. */
+enum { DIE_NONE, DIE_RESTARTS, DIE_BREAKS };
+
 typedef struct job {
   uint64_t id;
   uint32_t kind;
@@ -157,7 +162,7 @@ typedef struct rec {
   bool may_cancel;  /* we or another thread may have cancelled it */
   bool cancel_ok;   /* our own cf_future_cancel returned CF_OK */
   bool shut_cancel; /* a shutdown(cancel_futures) may have cancelled it */
-  bool may_die;     /* its pool may break or lose the worker */
+  int die_mode;     /* DIE_*: what a dying worker may do to it */
   bool seen;        /* handed out by as_completed */
   atomic_int cb_count;
   atomic_bool cb_saw_not_done;
@@ -197,7 +202,12 @@ static bool verify(rec *r) {
   } else {
     CHECK(!r->cancel_ok, "job %" PRIu64 ": cancel said OK, yet it finished",
           r->j.id);
-    if (r->may_die && (rc == CF_EWORKERDIED || rc == CF_EBROKEN)) {
+    if (r->die_mode && (rc == CF_EWORKERDIED || rc == CF_EBROKEN)) {
+      CHECK(rc == CF_EWORKERDIED ? r->j.kind == K_DIE
+                                 : r->die_mode == DIE_BREAKS,
+            "job %" PRIu64 ": %s (kind %u) in a pool that %s", r->j.id,
+            cf_strerror(rc), r->j.kind,
+            r->die_mode == DIE_BREAKS ? "breaks" : "restarts");
       atomic_fetch_add(&n_deaths, r->j.kind == K_DIE);
     } else if (r->j.kind == K_FAIL) {
       CHECK(rc == CF_ETASK, "job %" PRIu64 ": should fail, got %s", r->j.id,
@@ -236,23 +246,30 @@ static bool verify(rec *r) {
 
 static atomic_ulong next_id;
 
-/* Submits one random job; fills *r.  Returns false on a submit failure
- * that is not expected for this executor. */
-static bool submit_one(uint64_t *s, cf_executor *ex, bool thread_pool,
-                       bool private_pool, bool allow_die, rec *r) {
+/* Submits one random job; fills *r (r->f is the future, or NULL if the
+ * submit was refused).  Returns 1 when submitted, 0 when refused because
+ * the pool broke on a death (expected: stop submitting to it), -1 on a
+ * failure. */
+static int submit_one(uint64_t *s, cf_executor *ex, bool thread_pool,
+                      bool private_pool, int die_mode, rec *r) {
   memset(r, 0, sizeof *r);
   r->ex = ex;
   r->thread_pool = thread_pool;
   r->j.id = atomic_fetch_add(&next_id, 1);
   unsigned k = pick(s, 100);
   r->j.kind = k < 70 ? K_OK : k < 85 ? K_FAIL : K_SLEEP;
-  if (allow_die && pick(s, 8) == 0)
+  if (die_mode && pick(s, 8) == 0)
     r->j.kind = K_DIE;
   r->j.usec = pick(s, 300);
-  r->may_die = allow_die;
+  r->die_mode = die_mode;
   int rc = cf_submit(ex, soak_task, &r->j, sizeof r->j, &r->f);
   op();
-  CHECK(rc == CF_OK, "submit: %s", cf_strerror(rc));
+  if (rc == CF_EBROKEN && die_mode == DIE_BREAKS)
+    return 0;
+  if (rc != CF_OK) {
+    fail("submit: %s", cf_strerror(rc));
+    return -1;
+  }
   atomic_fetch_add(&n_submitted, 1);
   if (pick(s, 2)) {
     r->cb = true;
@@ -262,9 +279,45 @@ static bool submit_one(uint64_t *s, cf_executor *ex, bool thread_pool,
     atomic_fetch_add(&cb_added, 1);
     rc = cf_future_add_done_callback(r->f, done_cb, r);
     op();
-    CHECK(rc == CF_OK, "add_done_callback: %s", cf_strerror(rc));
+    if (rc != CF_OK) {
+      r->cb = false;
+      atomic_fetch_sub(&cb_added, 1);
+      fail("add_done_callback: %s", cf_strerror(rc));
+      return -1;
+    }
+  }
+  return 1;
+}
+
+/* Submits up to n jobs into rs; *made counts the futures there.  Returns
+ * false on a failure (a refusal by a broken pool only stops the loop). */
+static bool submit_some(uint64_t *s, cf_executor *ex, bool thread_pool,
+                        bool private_pool, int die_mode, size_t n, rec *rs,
+                        size_t *made) {
+  *made = 0;
+  for (size_t i = 0; i < n; i++) {
+    int st = submit_one(s, ex, thread_pool, private_pool, die_mode,
+                        &rs[*made]);
+    if (rs[*made].f)
+      (*made)++;
+    if (st <= 0)
+      return st == 0;
   }
   return true;
+}
+
+/* After a failure: wait (bounded) until nothing can touch the records any
+ * more -- the futures done and their callbacks run -- then drop them. */
+static void drop_all(rec *rs, size_t made, bool ok) {
+  for (size_t i = 0; i < made; i++) {
+    if (!ok) {
+      cf_future_wait(rs[i].f, CF_SEC(30));
+      for (int k = 0; k < 30000 && rs[i].cb && !atomic_load(&rs[i].cb_count);
+           k++)
+        usleep(1000);
+    }
+    cf_future_release(rs[i].f);
+  }
 }
 
 /* Waits for every future of the batch in one of several ways. */
@@ -358,12 +411,8 @@ static bool do_batch(uint64_t *s) {
   size_t n = 1 + pick(s, MAX_BATCH);
   rec rs[MAX_BATCH];
   size_t made = 0;
-  bool ok = true;
-  for (; made < n && ok; made++)
-    ok = submit_one(s, shared[b], b == 0, false, false, &rs[made]);
-  if (!ok) {
-    made--;
-  } else {
+  bool ok = submit_some(s, shared[b], b == 0, false, DIE_NONE, n, rs, &made);
+  if (ok) {
     for (size_t i = 0; i < made; i++) {
       if (pick(s, 5) == 0) {
         rs[i].may_cancel = true;
@@ -385,11 +434,7 @@ static bool do_batch(uint64_t *s) {
     for (size_t i = 0; ok && i < made; i++)
       ok = verify(&rs[i]);
   }
-  for (size_t i = 0; i < made; i++) {
-    if (!ok) /* let callbacks that may still come find their records */
-      cf_future_wait(rs[i].f, CF_SEC(30));
-    cf_future_release(rs[i].f);
-  }
+  drop_all(rs, made, ok);
   return ok;
 }
 
@@ -454,7 +499,7 @@ static bool do_map(uint64_t *s) {
  * ways, check every future, release.  Its threads and processes must go. */
 static bool do_private(uint64_t *s) {
   bool procs = pick(s, 4) == 0;
-  bool die = procs && pick(s, 2);
+  int die_mode = DIE_NONE;
   cf_executor *ex;
   int rc;
   if (procs) {
@@ -462,6 +507,9 @@ static bool do_private(uint64_t *s) {
     cf_process_pool_options_init(&o);
     o.max_workers = 1 + (int)pick(s, 2);
     o.on_worker_death = pick(s, 2) ? CF_ON_DEATH_RESTART : CF_ON_DEATH_BREAK;
+    if (pick(s, 2))
+      die_mode = o.on_worker_death == CF_ON_DEATH_BREAK ? DIE_BREAKS
+                                                          : DIE_RESTARTS;
     o.max_tasks_per_child = pick(s, 2) ? 0 : 1 + (int)pick(s, 5);
     rc = cf_process_pool_create(&o, &ex);
   } else {
@@ -476,11 +524,7 @@ static bool do_private(uint64_t *s) {
   size_t n = 1 + pick(s, 12);
   rec rs[MAX_BATCH];
   size_t made = 0;
-  bool ok = true;
-  for (; made < n && ok; made++)
-    ok = submit_one(s, ex, !procs, true, die, &rs[made]);
-  if (!ok)
-    made--;
+  bool ok = submit_some(s, ex, !procs, true, die_mode, n, rs, &made);
   bool wait = pick(s, 2), cancel = pick(s, 2);
   for (size_t i = 0; i < made; i++)
     rs[i].shut_cancel = cancel;
@@ -488,9 +532,10 @@ static bool do_private(uint64_t *s) {
   op();
   if (ok && rc != CF_OK)
     ok = false, fail("shutdown: %s", cf_strerror(rc));
-  rc = cf_submit(ex, soak_task, &rs[0].j, sizeof rs[0].j, NULL);
+  job late = {0, K_OK, 0};
+  rc = cf_submit(ex, soak_task, &late, sizeof late, NULL);
   op();
-  if (ok && rc != CF_ESHUTDOWN && !(die && rc == CF_EBROKEN))
+  if (ok && rc != CF_ESHUTDOWN && !(die_mode == DIE_BREAKS && rc == CF_EBROKEN))
     ok = false, fail("submit after shutdown: %s", cf_strerror(rc));
   if (ok && made) {
     cf_future *fs[MAX_BATCH];
@@ -506,13 +551,9 @@ static bool do_private(uint64_t *s) {
   }
   for (size_t i = 0; ok && i < made; i++)
     ok = verify(&rs[i]);
+  drop_all(rs, made, ok);
   cf_executor_release(ex); /* joins its threads, reaps its workers */
   op();
-  for (size_t i = 0; i < made; i++) {
-    if (!ok)
-      cf_future_wait(rs[i].f, CF_SEC(30));
-    cf_future_release(rs[i].f);
-  }
   atomic_fetch_add(&n_private, 1);
   return ok;
 }
@@ -545,7 +586,8 @@ static bool do_user_future(uint64_t *s) {
          cf_future_set_result(f, &v, sizeof v) == CF_ESTATE;
   }
   op();
-  ok = ok && cf_future_done(f) && atomic_load(&r.cb_count) == 1;
+  ok = ok && cf_future_done(f) && atomic_load(&r.cb_count) == 1 &&
+       !atomic_load(&r.cb_saw_not_done);
   cf_future_release(f);
   if (!ok)
     fail("user future: wrong transition or callback count");
@@ -713,7 +755,12 @@ int main(int argc, char **argv) {
     fail("%ld tasks submitted by callbacks, %ld ran",
          atomic_load(&chain_submitted), atomic_load(&chain_ran));
   int fds1 = cf_test_count_entries("/proc/self/fd");
+  /* A joined thread may linger in /proc for a moment. */
   int threads1 = cf_test_count_entries("/proc/self/task");
+  for (int i = 0; i < 1000 && threads1 != threads0; i++) {
+    usleep(1000);
+    threads1 = cf_test_count_entries("/proc/self/task");
+  }
   int children1 = count_children();
   bool same = fds1 == fds0 && threads1 == threads0 && children1 == children0;
   if (!same)

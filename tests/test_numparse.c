@@ -103,6 +103,13 @@ static void test_long_inputs(void) {
   CU_ASSERT_EQUAL(numparse_check_input((const uint8_t *)text, len), 0);
   memset(text, '9', 10000);
   CU_ASSERT_EQUAL(numparse_check_input((const uint8_t *)text, 10000), 0);
+  /* Regression (of the reference): 5000 zeros then 7 is the number 7. */
+  memset(text, '0', 5000);
+  text[5000] = '7';
+  CU_ASSERT_EQUAL(numparse_check_input((const uint8_t *)text, 5001), 0);
+  uint64_t v = 0;
+  CU_ASSERT_PTR_NULL(numparse_u64(text, 5001, &v));
+  CU_ASSERT_EQUAL(v, 7);
   CU_ASSERT_PTR_NOT_NULL(strstr(why("99999999999999999999999999999"), "larger"));
   free(text);
 }
