@@ -496,6 +496,8 @@ static void cf__pp_spawn_failed(cf__ppool *p, int rc) {
   pthread_mutex_lock(&p->mu);
   cf_future *l = p->nlive == 0 ? cf__pp_steal_locked(p) : NULL;
   pthread_mutex_unlock(&p->mu);
+  if (!l)
+    return;
   char why[96];
   snprintf(why, sizeof why, "could not start a worker process: %s",
            cf_strerror(rc));

@@ -10,10 +10,10 @@
 #define CF_SYNC_H
 
 #include <errno.h>
-#include <stdbool.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <time.h>
