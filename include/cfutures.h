@@ -325,6 +325,10 @@ typedef struct cf_executor_stats {
   uint64_t completed;  /* tasks that returned 0 */
   uint64_t failed;     /* tasks that returned non-zero, or whose worker died */
   uint64_t cancelled;  /* futures cancelled that this executor then dropped */
+  size_t blocked;       /* thread pool: workers blocked in a wait inside a
+                           task (they do not count against max_workers) */
+  size_t extra_workers; /* thread pool: workers alive beyond max_workers,
+                           started to compensate for blocked ones */
 } cf_executor_stats;
 
 /* Fills *out.  Returns CF_OK or CF_EINVAL.  Never blocks on tasks. */
@@ -340,6 +344,28 @@ CF_API int cf_executor_max_workers(cf_executor *ex);
 /* The largest max_workers a thread pool accepts (each slot costs 128 bytes
  * up front; a thread, its stack, only once started). */
 #define CF_THREAD_POOL_MAX_WORKERS 8192
+
+/* Waiting inside a task.  A task may wait for other futures (of its own
+ * pool or any other) with every wait function.  Its worker then never runs
+ * unrelated tasks on its stack, so a timeout is kept and no deadlock is
+ * created that the program does not already have.  Two mechanisms keep the
+ * pool's queue moving meanwhile:
+ *   - a wait without deadline (CF_FOREVER) for one future, or for all of a
+ *     list (cf_wait() with CF_ALL_COMPLETED), runs a future of this pool
+ *     that no worker has started yet inline, on the waiting worker: it would
+ *     have to be done before the wait returns anyway (as Java's ForkJoinPool
+ *     join).  So one worker plus a task that waits for tasks it submitted
+ *     still completes, on one thread.  Nesting is bounded (128 levels);
+ *     beyond it the wait blocks as below;
+ *   - otherwise the worker blocks, and while it is blocked it does not count
+ *     against max_workers: if tasks are queued and no worker is idle, the
+ *     pool wakes or starts another worker ("compensation").  So at most
+ *     max_workers tasks run unblocked at once (a worker whose wait ends
+ *     finishes its task; the extra one retires at its next task boundary),
+ *     and the pool never has more than max_workers +
+ *     CF_THREAD_POOL_MAX_EXTRA threads.  Past that cap a blocked worker
+ *     simply waits.  cf_executor_stats() shows blocked and extra workers. */
+#define CF_THREAD_POOL_MAX_EXTRA 256
 
 typedef struct cf_thread_pool_options {
   /* Upper bound on worker threads, 1 to CF_THREAD_POOL_MAX_WORKERS; 0 =

@@ -35,6 +35,7 @@ int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out) {
    * one for the caller. */
   if (out)
     atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
+  f->owner = ex;
   int rc = ex->backend->submit(ex, f);
   if (rc != CF_OK)
     atomic_store_explicit(&f->refs, 1, memory_order_relaxed);

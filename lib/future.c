@@ -45,6 +45,7 @@ cf_future *cf__future_alloc(cf_task_fn fn) {
   f->out.len = 0;
   f->errmsg = NULL;
   f->listeners = NULL;
+  f->owner = NULL;
   return f;
 }
 
@@ -188,18 +189,31 @@ int cf__future_finish(cf_future *f, int rc, cf_task *t) {
   return cf__transition(f, CF__BIT(CF_RUNNING), CF_FINISHED, status);
 }
 
-/* On a thread-pool worker (cf__tls_worker is set): the worker's current
- * future is f while it runs, so that a wait on f from inside is refused. */
+/* On a thread-pool worker (cf__tls_worker is set): f is pushed on the
+ * thread's running stack while its task runs, so that a wait on f (or on an
+ * outer future, when a wait ran f inline) from inside is refused. */
 int cf__future_invoke(cf_future *f, cf_task *t) {
   cf__worker_ctx *ctx = cf__tls_worker;
-  cf_future *outer = ctx->current; /* not NULL when helping while waiting */
-  ctx->current = f;
+  cf__running r = {f, ctx->running};
+  ctx->running = &r;
   int rc = cf__task_invoke(f->fn, cf__buf_data(&f->in), f->in.len, t);
-  ctx->current = outer;
+  ctx->running = r.outer;
   /* The input is not needed any more: give its memory back now rather than
    * when the last holder releases the future. */
   cf__buf_free(&f->in);
   return rc;
+}
+
+bool cf__waits_for_self(cf_future *f) {
+  cf__worker_ctx *ctx = cf__tls_worker;
+  if (!ctx)
+    return false;
+  if (ctx->io_thread)
+    return f->owner == ctx->pool && !cf_future_done(f);
+  for (cf__running *r = ctx->running; r; r = r->outer)
+    if (r->f == f)
+      return true;
+  return false;
 }
 
 int cf__future_fail(cf_future *f, int status, int code, char *msg) {
@@ -214,6 +228,16 @@ int cf__future_fail(cf_future *f, int status, int code, char *msg) {
     free(msg);
   }
   return rc;
+}
+
+int cf__future_fail_queued(cf_future *f, int status, int code, char *msg) {
+  /* Started first, so that f is ours alone when its fields are written: a
+   * wait may be running it inline, or a cancel may have won. */
+  if (!cf__future_start(f)) {
+    free(msg);
+    return CF_ESTATE;
+  }
+  return cf__future_fail(f, status, code, msg);
 }
 
 int cf_future_cancel(cf_future *f) {
@@ -305,39 +329,28 @@ bool cf_future_running(const cf_future *f) {
 
 /* ---- waiting on one future ------------------------------------------------- */
 
-/* A pool worker must not simply sleep: it runs queued work while it waits,
- * through a waiter link that the completion pokes. */
-static int cf__future_wait_helping(cf_future *f, int64_t deadline) {
-  cf__waiter w;
-  cf__listener link;
-  cf__waiter_init(&w, 1);
-  link.waiter = &w;
-  int rc = CF_OK;
-  if (cf__future_add_link(f, &link)) {
-    for (;;) {
-      uint32_t seq0 = atomic_load(&w.seq);
-      if (cf_future_done(f))
-        break;
-      if (cf__waiter_sleep(&w, seq0, deadline) == ETIMEDOUT) {
-        rc = cf_future_done(f) ? CF_OK : CF_ETIMEDOUT;
-        break;
-      }
-    }
-    cf__future_remove_link(f, &link);
-  }
-  cf__waiter_fini(&w);
-  return rc;
+/* Tells the executor the calling worker blocks (or stops blocking), so that
+ * its queue keeps moving meanwhile (thread pool compensation). */
+static inline void cf__block(cf__worker_ctx *ctx, bool begin) {
+  if (ctx && ctx->block)
+    ctx->block(ctx, begin);
 }
 
 static int cf__future_wait_slow(cf_future *f, int64_t timeout_ns) {
   if (cf__no_wait(timeout_ns))
     return CF_ETIMEDOUT;
   cf__worker_ctx *ctx = cf__tls_worker;
-  if (ctx && ctx->current == f)
-    return CF_EDEADLK; /* a task waiting for its own future */
+  if (ctx) {
+    if (cf__waits_for_self(f))
+      return CF_EDEADLK; /* only this thread could complete f */
+    /* Without a deadline, a worker may run what it waits for if that is
+     * still queued in its own pool: it would block until f is done anyway,
+     * so this adds no deadlock and keeps fork-join programs on few threads.
+     * With a deadline it must not: f could outlast the timeout. */
+    if (timeout_ns == CF_FOREVER && ctx->run_inline && ctx->run_inline(ctx, f))
+      return CF_OK;
+  }
   int64_t deadline = cf__deadline(timeout_ns);
-  if (ctx)
-    return cf__future_wait_helping(f, deadline);
 
   int64_t spin_end = cf__now_ns() + CF__WAIT_SPIN_NS;
   if (spin_end > deadline)
@@ -351,10 +364,10 @@ static int cf__future_wait_slow(cf_future *f, int64_t timeout_ns) {
     sched_yield(); /* the thread that will complete f may need this CPU */
   } while (cf__now_ns() < spin_end);
 
+  int rc = CF_OK;
+  cf__block(ctx, true);
   uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
-  for (;;) {
-    if (CF__ST_DONE(s))
-      return CF_OK;
+  while (!CF__ST_DONE(s)) {
     if (!(s & CF__F_SLEEPERS) &&
         !atomic_compare_exchange_weak_explicit(&f->state, &s,
                                                s | CF__F_SLEEPERS,
@@ -362,10 +375,14 @@ static int cf__future_wait_slow(cf_future *f, int64_t timeout_ns) {
                                                memory_order_acquire))
       continue;
     if (cf__futex_wait(&f->state, s | CF__F_SLEEPERS, deadline) ==
-        ETIMEDOUT)
-      return cf_future_done(f) ? CF_OK : CF_ETIMEDOUT;
+        ETIMEDOUT) {
+      rc = cf_future_done(f) ? CF_OK : CF_ETIMEDOUT;
+      break;
+    }
     s = atomic_load_explicit(&f->state, memory_order_acquire);
   }
+  cf__block(ctx, false);
+  return rc;
 }
 
 int cf_future_wait(cf_future *f, int64_t timeout_ns) {

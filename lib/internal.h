@@ -95,6 +95,8 @@ struct cf_future {
   cf__buf out;
   char *errmsg;
   cf__listener *listeners; /* newest first */
+  cf_executor *owner;      /* the executor it was submitted to (borrowed,
+                              for identity only), NULL for user futures */
 };
 
 /* A PENDING future with one reference and fn/in unset. */
@@ -111,6 +113,10 @@ int cf__future_invoke(cf_future *f, cf_task *t);
  * CF_EWORKERDIED, ...), taking ownership of msg.  Returns CF_ESTATE if it was
  * done already (msg is then freed). */
 int cf__future_fail(cf_future *f, int status, int code, char *msg);
+/* The same for a future taken from a queue: only if it is still PENDING
+ * (a wait may be running it inline, or it was cancelled); else CF_ESTATE
+ * and msg is freed. */
+int cf__future_fail_queued(cf_future *f, int status, int code, char *msg);
 
 /* Completes a running future with a task outcome (t's buffers are taken). */
 int cf__future_finish(cf_future *f, int rc, cf_task *t);
@@ -144,7 +150,6 @@ struct cf__waiter {
   cf__listener **ready; /* ring of the links whose future completed */
   size_t cap, head, count;
   cf__listener *one;       /* storage when cap == 1 */
-  cf__waiter *next_helper; /* thread pool: list of helping workers */
 };
 
 /* cap: how many links will be registered at most at once. */
@@ -154,36 +159,51 @@ void cf__waiter_fini(cf__waiter *w);
 void cf__waiter_notify(cf__listener *link);
 /* Pops the link of a completed future, or NULL. */
 cf__listener *cf__waiter_pop(cf__waiter *w);
-/* Wakes the waiter without a future (used to hand a helper new work). */
+/* Bumps seq and wakes the waiter. */
 void cf__waiter_poke(cf__waiter *w);
 /* Sleeps until w->seq differs from seq0 or the deadline passes (returns
- * ETIMEDOUT then).  In a thread-pool worker it runs queued tasks instead. */
+ * ETIMEDOUT then).  On a pool worker, the pool is told it blocks. */
 int cf__waiter_sleep(cf__waiter *w, uint32_t seq0, int64_t deadline);
-/* The plain sleep of cf__waiter_sleep(), never helping. */
-int cf__waiter_park(cf__waiter *w, uint32_t seq0, int64_t deadline);
 
-/* ---- help while waiting --------------------------------------------------- */
+/* ---- threads that work for an executor ------------------------------------ */
 
-/* Set on a thread while it is a worker of a pool: lets blocking waits on that
- * thread run the pool's queued tasks instead of sleeping, so a task that
- * waits for another task of its own pool cannot starve the pool. */
+/* A future whose task runs on this thread's stack; innermost first. */
+typedef struct cf__running {
+  cf_future *f;
+  struct cf__running *outer;
+} cf__running;
+
+/* Set (cf__tls_worker) on a thread while it works for an executor: a
+ * thread-pool worker, or a process pool's I/O thread.  Blocking waits on such
+ * a thread consult it, so that a wait that could only end when the waiting
+ * thread itself returns fails with CF_EDEADLK at once, and so that the
+ * thread pool can keep its queue moving while one of its workers blocks. */
 typedef struct cf__worker_ctx {
-  /* Runs one queued task if there is one (returns 0); else sleeps on w like
-   * cf__waiter_sleep(), also woken when a task is queued. */
-  int (*help)(struct cf__worker_ctx *ctx, cf__waiter *w, uint32_t seq0,
-              int64_t deadline);
-  cf_future *current; /* the future whose task runs now on this thread */
-  int depth;          /* nesting of tasks run while helping */
+  cf_executor *pool;
+  /* Process pool I/O thread: every pending future of `pool` is completed by
+   * this very thread, so waiting for one from here can never end. */
+  bool io_thread;
+  cf__running *running; /* thread pool: tasks on this stack, innermost first */
+  int depth;            /* how many of them were run inline by a wait */
+  /* Thread pool only (NULL elsewhere).  run_inline: if f is a task of this
+   * pool still queued, claims it and runs it on this thread (true: f is
+   * done).  block: the worker starts (true) / stops (false) blocking, so the
+   * pool may run queued work on another thread meanwhile. */
+  bool (*run_inline)(struct cf__worker_ctx *ctx, cf_future *f);
+  void (*block)(struct cf__worker_ctx *ctx, bool begin);
 } cf__worker_ctx;
 
 extern _Thread_local cf__worker_ctx *cf__tls_worker;
 
+/* Would waiting for f on this thread wait for the thread itself?  True when
+ * f's task is on this thread's stack, or when this is the I/O thread of f's
+ * pool and f is not done. */
+bool cf__waits_for_self(cf_future *f);
+
 /* ---- executors ------------------------------------------------------------ */
 
-/* What a backend provides.  The generic code (executor.c, map.c, waiter.c)
- * only ever goes through this table. */
+/* What a backend provides to the generic code (executor.c, map.c). */
 typedef struct cf__backend {
-  const char *name;
   /* Queues f; on CF_OK the backend owns the reference it was given. */
   int (*submit)(cf_executor *ex, cf_future *f);
   int (*shutdown)(cf_executor *ex, bool wait, bool cancel_futures);
@@ -196,6 +216,9 @@ typedef struct cf__backend {
    * its threads (they do not exist here) or its locks (a thread that is
    * gone may have held one).  Closes its descriptors. */
   void (*forget)(cf_executor *ex);
+  /* Asks the worker running f (a map chunk) to stop after its current
+   * input; NULL when the chunk's own stop flag reaches the task (threads). */
+  void (*interrupt)(cf_executor *ex, cf_future *f);
 } cf__backend;
 
 struct cf_executor {

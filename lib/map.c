@@ -232,7 +232,10 @@ static void cf__map_end(cf_map_iter *m) {
     cf__slot *s = &m->slots[k];
     if (s->f) {
       atomic_store(&s->c->stop, 1);
-      cf_future_cancel(s->f);
+      /* A chunk already running elsewhere (a worker process) does not see
+       * the flag: its backend passes the request on. */
+      if (cf_future_cancel(s->f) != CF_OK && m->ex->backend->interrupt)
+        m->ex->backend->interrupt(m->ex, s->f);
     }
   }
 }

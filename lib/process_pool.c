@@ -560,6 +560,10 @@ static bool cf__pp_done(cf__ppool *p) {
 static void *cf__pp_manager(void *arg) {
   cf__ppool *p = arg;
   pthread_setname_np(pthread_self(), "cf-procpool");
+  /* Callbacks run here: a wait on a pending future of this pool from one of
+   * them could never end (only this thread completes them): CF_EDEADLK. */
+  cf__worker_ctx io = {.pool = &p->base, .io_thread = true};
+  cf__tls_worker = &io;
   int n = p->base.max_workers;
   struct pollfd *pf = p->pf;
   int *who = p->who;
@@ -645,6 +649,7 @@ static void *cf__pp_manager(void *arg) {
   cf_future *left = cf__pp_steal_locked(p);
   pthread_mutex_unlock(&p->mu);
   cf__pp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
+  cf__tls_worker = NULL;
   if (self_free) {
     pthread_detach(pthread_self());
     cf__pp_free(p);
@@ -779,7 +784,6 @@ static void cf__pp_forget(cf_executor *ex) {
 }
 
 static const cf__backend cf__pp_backend = {
-    .name = "process",
     .submit = cf__pp_submit,
     .shutdown = cf__pp_shutdown,
     .destroy = cf__pp_destroy,

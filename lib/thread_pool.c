@@ -18,8 +18,15 @@
  * submitters push before looking at the sleepers, both sequentially
  * consistent: one of the two always sees the other, so no wakeup is lost.
  *
- * A worker that blocks in a wait helps instead: it runs queued tasks of its
- * pool (cf__tp_help), and a submit that finds no idle worker pokes it.
+ * A worker that waits inside a task never runs unrelated work on its stack
+ * (that would stretch its timeout or make it wait for a task that waits for
+ * it).  It may run inline only the very future it waits for, when that is
+ * still queued and the wait has no deadline (cf__tp_run_inline, as Java's
+ * ForkJoinPool join).  Otherwise it blocks, and while it does the pool
+ * compensates (cf__tp_block): it wakes or starts another worker so queued
+ * work still runs, up to max_workers unblocked workers plus at most
+ * CF_THREAD_POOL_MAX_EXTRA threads in all; extra workers retire at their
+ * next task boundary once the blocking ends.
  */
 #include "internal.h"
 #include "alloc.h"
@@ -32,7 +39,7 @@
 #include <string.h>
 
 #define CF__TP_SPIN_NS 50000   /* idle spin before sleeping */
-#define CF__TP_MAX_DEPTH 64    /* nesting of tasks run while helping */
+#define CF__TP_MAX_DEPTH 128   /* nesting of tasks run inline by waits */
 #define CF__TP_DEFAULT_PREFIX "cf-worker"
 #define CF__TP_CLOSED ((uintptr_t)1) /* in the inbox word */
 
@@ -47,7 +54,7 @@ typedef struct cf__tp_worker {
   int slot; /* CF__SLOT_* (pool lock) */
   int id;
   /* Written by this worker only; read by stats. */
-  _Atomic int running;
+  _Atomic int running, blocked;
   _Atomic uint64_t completed, failed, cancelled;
 } __attribute__((aligned(64))) cf__tp_worker;
 
@@ -58,7 +65,8 @@ struct cf__tpool {
   _Atomic size_t npushed; /* same line: the CAS already owns it */
   /* Read by every submit, written rarely (under the lock). */
   _Atomic int nthreads __attribute__((aligned(64)));
-  _Atomic int nspinning, nsleeping, nhelpers;
+  _Atomic int nspinning, nsleeping;
+  _Atomic int nblocked; /* workers blocked in a wait inside a task */
   _Atomic int nwaking; /* sleepers woken but not yet running */
   _Atomic bool broken;
   /* The workers' side, under the lock. */
@@ -72,12 +80,12 @@ struct cf__tpool {
    * while the pool can still grow; at full size nobody reads it. */
   _Atomic int nfinishing;
   _Atomic uint32_t wake_seq; /* futex word of sleeping workers */
-  cf__waiter *helpers;       /* workers blocked in a wait */
+  int nslots;                /* max_workers + CF_THREAD_POOL_MAX_EXTRA */
   bool shutdown, self_destroy;
   int broken_code;
   int next_id;
   uint64_t cancelled; /* cancelled by cf_shutdown(cancel_futures) */
-  cf__tp_worker *workers; /* max_workers slots */
+  cf__tp_worker *workers; /* nslots slots */
   pthread_mutex_t join_mu; /* one joiner at a time */
   /* options */
   char prefix[16];
@@ -184,45 +192,58 @@ static cf_future *cf__tp_steal_locked(cf__tpool *p) {
   return list;
 }
 
-/* Wakes every sleeper and helper (shutdown, broken). */
+/* Wakes every sleeper (shutdown, broken). */
 static void cf__tp_wake_all_locked(cf__tpool *p) {
   atomic_fetch_add(&p->wake_seq, 1);
-  for (cf__waiter *h = p->helpers; h; h = h->next_helper)
-    cf__waiter_poke(h);
+}
+
+/* Workers that are not blocked in a wait: those max_workers bounds. */
+static int cf__tp_unblocked(cf__tpool *p) {
+  return atomic_load(&p->nthreads) - atomic_load(&p->nblocked);
+}
+
+/* Marks one sleeper to be woken (pool lock held); the caller wakes it with
+ * cf__futex_wake() after dropping the lock.  False if none sleeps. */
+static bool cf__tp_wake_one_locked(cf__tpool *p) {
+  if (atomic_load(&p->nsleeping) <= atomic_load(&p->nwaking))
+    return false;
+  atomic_fetch_add(&p->nwaking, 1);
+  atomic_fetch_add(&p->wake_seq, 1);
+  return true;
 }
 
 /* ---- running tasks --------------------------------------------------------------- */
 
-/* Runs f if it was not cancelled.  Returns whether the worker was counted
- * in nfinishing (see there). */
-static bool cf__tp_run(cf__tp_worker *w, cf_future *f, bool finishing) {
+/* Bumps a counter only this worker writes (no atomic RMW needed). */
+static void cf__tp_count(_Atomic uint64_t *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
+/* Runs a future taken from the queue, unless it was cancelled or a wait ran
+ * it inline meanwhile.  Returns whether the worker was counted in
+ * nfinishing (see there). */
+static bool cf__tp_run(cf__tp_worker *w, cf_future *f) {
   cf__tpool *p = w->pool;
+  bool finishing = false;
   if (cf__future_start(f)) {
     atomic_fetch_add_explicit(&w->running, 1, memory_order_relaxed);
     cf_task t;
     int rc = cf__future_invoke(f, &t);
     /* Count ourselves about to be idle before the completion wakes the
      * submitter, who may submit again at once. */
-    if (finishing &&
-        atomic_load_explicit(&p->nthreads, memory_order_relaxed) <
-            p->base.max_workers)
+    if (cf__tp_unblocked(p) < p->base.max_workers) {
       atomic_fetch_add_explicit(&p->nfinishing, 1, memory_order_relaxed);
-    else
-      finishing = false;
+      finishing = true;
+    }
     /* Counted before the completion, so whoever it wakes sees it. */
-    _Atomic uint64_t *c = rc == 0 ? &w->completed : &w->failed;
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    cf__tp_count(rc == 0 ? &w->completed : &w->failed);
     atomic_fetch_sub_explicit(&w->running, 1, memory_order_relaxed);
     cf__future_finish(f, rc, &t);
-  } else {
-    finishing = false;
-    atomic_store_explicit(
-        &w->cancelled,
-        atomic_load_explicit(&w->cancelled, memory_order_relaxed) + 1,
-        memory_order_relaxed);
-  }
-  cf_future_release(f); /* the executor's reference */
+  } else if (cf_future_cancelled(f)) {
+    cf__tp_count(&w->cancelled);
+  } /* else: run inline by a wait (cf__tp_run_inline), done already */
+  cf_future_release(f); /* the executor's (the queue's) reference */
   return finishing;
 }
 
@@ -245,7 +266,7 @@ static void cf__tp_break(cf__tpool *p, int code) {
     if (cf__asprintf(&msg, "thread pool initializer failed with code %d", code) <
         0)
       msg = NULL;
-    cf__future_fail(list, CF_EBROKEN, code, msg);
+    cf__future_fail_queued(list, CF_EBROKEN, code, msg);
     cf_future_release(list);
     list = next;
   }
@@ -263,20 +284,23 @@ static bool cf__tp_retire_locked(cf__tpool *p, cf__tp_worker *w) {
  * been retired; *free_pool tells whether it must also free the pool). */
 static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
                               bool finished, bool *free_pool) {
-  bool spun = false;
+  bool spun = false, wake = false;
   cf__lock_acquire(&p->lock);
   if (finished)
     atomic_fetch_sub_explicit(&p->nfinishing, 1, memory_order_relaxed);
   for (;;) {
+    /* More unblocked workers than max_workers: a blocking has ended, and
+     * an extra worker started to compensate for it retires now.  Work left
+     * queued goes on to a sleeper. */
+    if (cf__tp_unblocked(p) > p->base.max_workers) {
+      wake = cf__tp_has_work(p) && cf__tp_wake_one_locked(p);
+      break;
+    }
     cf_future *f = cf__tp_pop_locked(p);
     if (f) {
       /* More work and nobody about to take it: pass the wakeup on. */
-      bool wake = cf__tp_has_work(p) && atomic_load(&p->nspinning) == 0 &&
-                  atomic_load(&p->nsleeping) > atomic_load(&p->nwaking);
-      if (wake) {
-        atomic_fetch_add(&p->nwaking, 1);
-        atomic_fetch_add(&p->wake_seq, 1);
-      }
+      wake = cf__tp_has_work(p) && atomic_load(&p->nspinning) == 0 &&
+             cf__tp_wake_one_locked(p);
       cf__lock_release(&p->lock);
       if (wake)
         cf__futex_wake(&p->wake_seq, 1);
@@ -324,6 +348,8 @@ static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
   }
   *free_pool = cf__tp_retire_locked(p, w);
   cf__lock_release(&p->lock);
+  if (wake)
+    cf__futex_wake(&p->wake_seq, 1);
   return NULL;
 }
 
@@ -347,7 +373,7 @@ static void *cf__tp_main(void *arg) {
   cf_future *f;
   bool finished = false;
   while ((f = cf__tp_take(p, w, finished, &free_pool)))
-    finished = cf__tp_run(w, f, true);
+    finished = cf__tp_run(w, f);
   cf__tls_worker = NULL;
 
   if (free_pool) {
@@ -360,60 +386,85 @@ static void *cf__tp_main(void *arg) {
   return NULL;
 }
 
-/* ---- help while waiting ----------------------------------------------------------- */
+/* ---- waiting inside a task ------------------------------------------------------- */
 
-static int cf__tp_help(cf__worker_ctx *ctx, cf__waiter *wt, uint32_t seq0,
-                       int64_t deadline) {
+static int cf__tp_spawn_locked(cf__tpool *p);
+
+/* Queued work that no idle worker will take: wake a sleeper, or start a
+ * worker if the unblocked ones are fewer than max_workers (pool lock held).
+ * Returns whether a sleeper must be woken after the lock is dropped. */
+static bool cf__tp_compensate_locked(cf__tpool *p) {
+  size_t queued = cf__tp_queued_locked(p);
+  int nspinning = atomic_load(&p->nspinning);
+  int nwaking = atomic_load(&p->nwaking);
+  if ((size_t)(nspinning + nwaking) < queued && cf__tp_wake_one_locked(p))
+    return true;
+  size_t idle = (size_t)(nspinning + atomic_load(&p->nsleeping) - nwaking +
+                         atomic_load(&p->nfinishing));
+  if (queued > idle && cf__tp_unblocked(p) < p->base.max_workers &&
+      atomic_load(&p->nthreads) < p->nslots)
+    cf__tp_spawn_locked(p); /* on failure the blocked worker just waits */
+  return false;
+}
+
+/* ctx->block: a worker starts or stops blocking in a wait. */
+static void cf__tp_block(cf__worker_ctx *ctx, bool begin) {
   cf__tp_worker *w = (cf__tp_worker *)ctx;
   cf__tpool *p = w->pool;
-  if (ctx->depth >= CF__TP_MAX_DEPTH)
-    return cf__waiter_park(wt, seq0, deadline);
+  bool wake = false;
   cf__lock_acquire(&p->lock);
-  cf_future *f = cf__tp_pop_locked(p);
-  if (f) {
-    cf__lock_release(&p->lock);
-    ctx->depth++;
-    cf__tp_run(w, f, false); /* not going back to idle: still waiting */
-    ctx->depth--;
-    return 0;
+  if (begin) {
+    atomic_fetch_add(&p->nblocked, 1);
+    atomic_store_explicit(&w->blocked, 1, memory_order_relaxed);
+    wake = cf__tp_compensate_locked(p);
+  } else {
+    atomic_fetch_sub(&p->nblocked, 1);
+    atomic_store_explicit(&w->blocked, 0, memory_order_relaxed);
+    /* One worker too many now: wake an idle one so that it retires. */
+    if (cf__tp_unblocked(p) > p->base.max_workers)
+      wake = cf__tp_wake_one_locked(p);
   }
-  /* Nothing queued: sleep, but let a submit poke us when work arrives.
-   * Announce first, then look once more, as sleeping workers do. */
-  wt->next_helper = p->helpers;
-  p->helpers = wt;
-  atomic_fetch_add(&p->nhelpers, 1);
-  int r = 0;
-  if (!cf__tp_has_work(p)) {
-    cf__lock_release(&p->lock);
-    r = cf__waiter_park(wt, seq0, deadline);
-    cf__lock_acquire(&p->lock);
-  }
-  for (cf__waiter **h = &p->helpers; *h; h = &(*h)->next_helper) {
-    if (*h == wt) {
-      *h = wt->next_helper;
-      break;
-    }
-  }
-  atomic_fetch_sub(&p->nhelpers, 1);
   cf__lock_release(&p->lock);
-  return r;
+  if (wake)
+    cf__futex_wake(&p->wake_seq, 1);
+}
+
+/* ctx->run_inline: a wait without deadline on f, a task of this pool that
+ * no worker has started: run it here.  The queue keeps its entry (and the
+ * executor's reference); whoever pops it finds it started and drops it. */
+static bool cf__tp_run_inline(cf__worker_ctx *ctx, cf_future *f) {
+  cf__tp_worker *w = (cf__tp_worker *)ctx;
+  if (f->owner != &w->pool->base || ctx->depth >= CF__TP_MAX_DEPTH ||
+      !cf__future_start(f))
+    return false;
+  ctx->depth++;
+  cf_task t;
+  atomic_fetch_add_explicit(&w->running, 1, memory_order_relaxed);
+  int rc = cf__future_invoke(f, &t);
+  cf__tp_count(rc == 0 ? &w->completed : &w->failed);
+  atomic_fetch_sub_explicit(&w->running, 1, memory_order_relaxed);
+  cf__future_finish(f, rc, &t);
+  ctx->depth--;
+  return true;
 }
 
 /* ---- the backend ------------------------------------------------------------------ */
 
 /* Starts a worker thread (pool lock held).  Signals are blocked in workers
- * so that they go to the application's own threads. */
+ * so that they go to the application's own threads.  After shutdown only a
+ * never-used slot is taken: cf__tp_join_all() may be joining the others. */
 static int cf__tp_spawn_locked(cf__tpool *p) {
   cf__tp_worker *w = NULL;
-  for (int i = 0; i < p->base.max_workers; i++) {
-    if (p->workers[i].slot != CF__SLOT_LIVE) {
+  for (int i = 0; i < p->nslots; i++) {
+    int slot = p->workers[i].slot;
+    if (slot == CF__SLOT_FREE || (slot == CF__SLOT_EXITED && !p->shutdown)) {
       w = &p->workers[i];
       break;
     }
   }
   if (!w)
     return CF_EAGAIN;
-  if (w->slot == CF__SLOT_EXITED) /* retired after an idle timeout */
+  if (w->slot == CF__SLOT_EXITED) /* retired (idle timeout, extra worker) */
     pthread_join(w->thread, NULL);
   w->slot = CF__SLOT_FREE;
   w->id = p->next_id++;
@@ -429,31 +480,14 @@ static int cf__tp_spawn_locked(cf__tpool *p) {
   return CF_OK;
 }
 
-/* The slow half of a submit: wake a sleeper, start a thread, or poke a
- * helper, as the counters say. */
+/* The slow half of a submit: wake a sleeper or start a thread, as the
+ * counters say. */
 static void cf__tp_submit_slow(cf__tpool *p) {
   cf_future *orphans = NULL;
   cf__lock_acquire(&p->lock);
-  size_t queued = cf__tp_queued_locked(p);
-  int nspinning = atomic_load(&p->nspinning);
-  int nsleeping = atomic_load(&p->nsleeping);
-  int nthreads = atomic_load(&p->nthreads);
-  int nwaking = atomic_load(&p->nwaking);
-  size_t idle = (size_t)(nspinning + nsleeping - nwaking +
-                         atomic_load(&p->nfinishing));
-  bool wake = false;
-  if ((size_t)(nspinning + nwaking) < queued && nsleeping > nwaking) {
-    atomic_fetch_add(&p->nwaking, 1);
-    atomic_fetch_add(&p->wake_seq, 1);
-    wake = true;
-  } else if (queued > idle && nthreads < p->base.max_workers &&
-             !p->shutdown) {
-    /* As Python: a new thread when none is idle, up to max_workers. */
-    if (cf__tp_spawn_locked(p) != CF_OK && atomic_load(&p->nthreads) == 0)
-      orphans = cf__tp_steal_locked(p);
-  }
-  if (!wake && p->helpers && queued > idle)
-    cf__waiter_poke(p->helpers); /* a worker blocked in a wait can run it */
+  bool wake = !p->shutdown && cf__tp_compensate_locked(p);
+  if (atomic_load(&p->nthreads) == 0)
+    orphans = cf__tp_steal_locked(p); /* and none could start */
   cf__lock_release(&p->lock);
   if (wake)
     cf__futex_wake(&p->wake_seq, 1);
@@ -461,7 +495,10 @@ static void cf__tp_submit_slow(cf__tpool *p) {
    * better a clear failure than a future that never completes. */
   while (orphans) {
     cf_future *next = orphans->next;
-    cf__future_fail(orphans, CF_EAGAIN, 0, NULL);
+    char *msg = NULL;
+    if (cf__asprintf(&msg, "no worker thread could be started") < 0)
+      msg = NULL;
+    cf__future_fail_queued(orphans, CF_EAGAIN, 0, msg);
     cf_future_release(orphans);
     orphans = next;
   }
@@ -490,30 +527,37 @@ static int cf__tp_submit(cf_executor *ex, cf_future *f) {
   if (rc != CF_OK || started) /* a thread just started for this one */
     return rc;
   /* After the push (seq_cst): who will run it? */
-  if (atomic_load(&p->nthreads) < p->base.max_workers ||
+  if (cf__tp_unblocked(p) < p->base.max_workers ||
       (atomic_load(&p->nspinning) == 0 &&
-       atomic_load(&p->nsleeping) > atomic_load(&p->nwaking)) ||
-      atomic_load(&p->nhelpers) > 0)
+       atomic_load(&p->nsleeping) > atomic_load(&p->nwaking)))
     cf__tp_submit_slow(p);
   return CF_OK;
 }
 
+/* Joins every worker but self.  Passes repeat until a pass finds nothing
+ * to join: a worker still running may start an extra one (compensating for
+ * a blocking wait) in a slot an earlier pass went by; once no other worker
+ * lives, nobody can. */
 static void cf__tp_join_all(cf__tpool *p, cf__tp_worker *self) {
   pthread_mutex_lock(&p->join_mu);
-  for (int i = 0; i < p->base.max_workers; i++) {
-    cf__tp_worker *w = &p->workers[i];
-    if (w == self)
-      continue;
-    cf__lock_acquire(&p->lock);
-    int slot = w->slot;
-    cf__lock_release(&p->lock);
-    if (slot == CF__SLOT_FREE)
-      continue;
-    /* No thread starts after shutdown, so this slot is ours to join. */
-    pthread_join(w->thread, NULL);
-    cf__lock_acquire(&p->lock);
-    w->slot = CF__SLOT_FREE;
-    cf__lock_release(&p->lock);
+  for (bool again = true; again;) {
+    again = false;
+    for (int i = 0; i < p->nslots; i++) {
+      cf__tp_worker *w = &p->workers[i];
+      if (w == self)
+        continue;
+      cf__lock_acquire(&p->lock);
+      int slot = w->slot;
+      cf__lock_release(&p->lock);
+      if (slot == CF__SLOT_FREE)
+        continue;
+      /* After shutdown nobody reuses a used slot: it is ours to join. */
+      pthread_join(w->thread, NULL);
+      cf__lock_acquire(&p->lock);
+      w->slot = CF__SLOT_FREE;
+      cf__lock_release(&p->lock);
+      again = true;
+    }
   }
   pthread_mutex_unlock(&p->join_mu);
 }
@@ -531,9 +575,11 @@ static int cf__tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures) {
   uint64_t n = 0;
   while (list) {
     cf_future *next = list->next;
-    cf_future_cancel(list); /* callbacks run here, on the caller's thread */
+    /* Callbacks run here, on the caller's thread.  A wait may have run
+     * the task inline meanwhile: that one was not cancelled. */
+    if (cf_future_cancel(list) == CF_OK)
+      n++;
     cf_future_release(list);
-    n++;
     list = next;
   }
   if (n) {
@@ -579,7 +625,11 @@ static void cf__tp_stats(cf_executor *ex, cf_executor_stats *st) {
   st->running = 0;
   st->completed = st->failed = 0;
   st->cancelled = p->cancelled;
-  for (int i = 0; i < p->base.max_workers; i++) {
+  st->blocked = (size_t)atomic_load(&p->nblocked);
+  st->extra_workers = st->workers > (size_t)p->base.max_workers
+                          ? st->workers - (size_t)p->base.max_workers
+                          : 0;
+  for (int i = 0; i < p->nslots; i++) {
     cf__tp_worker *w = &p->workers[i];
     st->running += (size_t)atomic_load(&w->running);
     st->completed += atomic_load(&w->completed);
@@ -599,7 +649,6 @@ static void cf__tp_forget(cf_executor *ex) {
 }
 
 static const cf__backend cf__tp_backend = {
-    .name = "thread",
     .submit = cf__tp_submit,
     .shutdown = cf__tp_shutdown,
     .destroy = cf__tp_destroy,
@@ -640,7 +689,9 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
   if (!p)
     return CF_ENOMEM;
   memset(p, 0, sizeof *p);
-  p->workers = cf__aligned_alloc(64, (size_t)max * sizeof *p->workers);
+  p->nslots = max + CF_THREAD_POOL_MAX_EXTRA;
+  p->workers =
+      cf__aligned_alloc(64, (size_t)p->nslots * sizeof *p->workers);
   if (o.initarg_len)
     p->initarg = cf__malloc(o.initarg_len);
   if (!p->workers || (o.initarg_len && !p->initarg) ||
@@ -650,10 +701,12 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
     free(p);
     return CF_ENOMEM;
   }
-  memset(p->workers, 0, (size_t)max * sizeof *p->workers);
-  for (int i = 0; i < max; i++) {
+  memset(p->workers, 0, (size_t)p->nslots * sizeof *p->workers);
+  for (int i = 0; i < p->nslots; i++) {
     p->workers[i].pool = p;
-    p->workers[i].ctx.help = cf__tp_help;
+    p->workers[i].ctx.pool = &p->base;
+    p->workers[i].ctx.run_inline = cf__tp_run_inline;
+    p->workers[i].ctx.block = cf__tp_block;
   }
   if (o.initarg_len)
     memcpy(p->initarg, o.initarg, o.initarg_len);

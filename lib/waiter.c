@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "alloc.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +20,6 @@ int cf__waiter_init(cf__waiter *w, size_t cap) {
   atomic_init(&w->seq, 0);
   atomic_init(&w->sleeping, 0);
   w->head = w->count = 0;
-  w->next_helper = NULL;
   w->cap = cap ? cap : 1;
   if (w->cap == 1) {
     w->ready = &w->one;
@@ -64,7 +64,7 @@ cf__listener *cf__waiter_pop(cf__waiter *w) {
   return l;
 }
 
-int cf__waiter_park(cf__waiter *w, uint32_t seq0, int64_t deadline) {
+int cf__waiter_sleep(cf__waiter *w, uint32_t seq0, int64_t deadline) {
   int64_t spin_end = cf__now_ns() + CF__PARK_SPIN_NS;
   if (spin_end > deadline)
     spin_end = deadline;
@@ -74,7 +74,12 @@ int cf__waiter_park(cf__waiter *w, uint32_t seq0, int64_t deadline) {
         return 0;
       cf__cpu_relax();
     }
+    sched_yield(); /* the completer may need this CPU (and valgrind's lock) */
   } while (cf__now_ns() < spin_end);
+  /* A pool worker tells its pool it blocks, so queued work runs elsewhere. */
+  cf__worker_ctx *ctx = cf__tls_worker;
+  if (ctx && ctx->block)
+    ctx->block(ctx, true);
   /* `sleeping` then `seq`, against the poker's `seq` then `sleeping`: with
    * sequentially consistent accesses one of us sees the other's write. */
   atomic_store(&w->sleeping, 1);
@@ -82,14 +87,9 @@ int cf__waiter_park(cf__waiter *w, uint32_t seq0, int64_t deadline) {
   if (atomic_load(&w->seq) == seq0)
     r = cf__futex_wait(&w->seq, seq0, deadline);
   atomic_store(&w->sleeping, 0);
+  if (ctx && ctx->block)
+    ctx->block(ctx, false);
   return r;
-}
-
-int cf__waiter_sleep(cf__waiter *w, uint32_t seq0, int64_t deadline) {
-  cf__worker_ctx *ctx = cf__tls_worker;
-  if (ctx)
-    return ctx->help(ctx, w, seq0, deadline);
-  return cf__waiter_park(w, seq0, deadline);
 }
 
 /* ---- cf_wait ------------------------------------------------------------------ */
