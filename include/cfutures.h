@@ -213,11 +213,14 @@ CF_API bool cf_future_done(const cf_future *future);
 CF_API bool cf_future_cancelled(const cf_future *future);
 CF_API bool cf_future_running(const cf_future *future);
 
-/* Waits until the future is done or the timeout expires.  Returns CF_OK when
- * done (whatever the outcome), CF_ETIMEDOUT, CF_EDEADLK when called from the
- * very task this future runs, or CF_EINVAL.  Called from a thread-pool worker,
- * it runs queued tasks of that pool while it waits, so a task waiting for
- * another task of its own pool cannot deadlock the pool. */
+/* Waits until the future is done or the timeout expires; a positive
+ * timeout never waits longer (plus scheduling delay), wherever it is called
+ * from.  Returns CF_OK when done (whatever the outcome), CF_ETIMEDOUT,
+ * CF_EINVAL, or CF_EDEADLK at once when the wait could only end after the
+ * caller itself returns: called from the very task this future runs (or a
+ * task that a wait of that task ran inline), or from a process pool's I/O
+ * thread (its done callbacks) on a pending future of that same pool.  From
+ * a thread-pool task, see "Waiting inside a task" at the thread pool. */
 CF_API int cf_future_wait(cf_future *future, int64_t timeout_ns);
 
 /* Waits like cf_future_wait(), then reports the outcome:
@@ -481,9 +484,13 @@ typedef enum cf_wait_mode {
  * done[i] (if done is not NULL) tells whether futures[i] is done on return
  * and *n_done (if not NULL) how many are.  A timeout is not an error: it
  * returns CF_OK with the done set as it stands.  Duplicates are allowed.
- * Returns CF_OK or CF_EINVAL (NULL array with n > 0, a NULL element, bad
- * mode), CF_ENOMEM.  From a thread-pool worker it helps as cf_future_wait().
- */
+ * Returns CF_OK, CF_EINVAL (NULL array with n > 0, a NULL element, bad
+ * mode, absurd n), CF_ENOMEM, or CF_EDEADLK (done[] still filled) as soon as
+ * what the mode still needs can only complete after the caller returns (see
+ * cf_future_wait()): e.g. a task waiting with CF_ALL_COMPLETED on a list
+ * that holds its own future.  From a thread-pool task with CF_FOREVER and
+ * CF_ALL_COMPLETED, queued futures of the list may run inline (see
+ * "Waiting inside a task"). */
 CF_API int cf_wait(cf_future *const *futures, size_t n, int64_t timeout_ns,
                    cf_wait_mode mode, bool *done, size_t *n_done);
 
@@ -499,9 +506,11 @@ CF_API int cf_as_completed_create(cf_future *const *futures, size_t n,
 
 /* Blocks until the next future is done and stores it in *future (a borrowed
  * pointer, valid until the iterator is destroyed; retain it to keep it
- * longer).  Returns CF_OK, CF_EOF when every future was handed out, or
+ * longer).  Returns CF_OK, CF_EOF when every future was handed out,
  * CF_ETIMEDOUT when the deadline passed first (later calls may still return
- * futures that are done by then). */
+ * futures that are done by then), or CF_EDEADLK at once when every future
+ * not handed out yet can only complete after the caller returns (see
+ * cf_future_wait()). */
 CF_API int cf_as_completed_next(cf_as_completed_iter *it, cf_future **future);
 
 /* Frees the iterator and its references; NULL is ignored. */
@@ -511,15 +520,21 @@ CF_API void cf_as_completed_destroy(cf_as_completed_iter *it);
 /* map                                                                        */
 /* ------------------------------------------------------------------------ */
 
+/* The largest max_inflight a map accepts. */
+#define CF_MAP_MAX_INFLIGHT ((size_t)1 << 20)
+
 typedef struct cf_map_options {
   /* Deadline for the whole map, from the cf_map*() call; CF_FOREVER: none. */
   int64_t timeout_ns;
   /* Inputs sent to a worker as one task; 0 = chosen by the library (1 for
-   * inputs of unknown count, else a few tasks per worker, at most 1024). */
+   * inputs of unknown count, else a few tasks per worker, at most 1024).
+   * Any value is accepted: a chunk's memory is sized by the inputs it
+   * actually holds, so a huge chunksize over three inputs costs three. */
   size_t chunksize;
-  /* Tasks (chunks) kept in flight at once; 0 = 4 x max_workers, at least 16.
-   * Inputs are read and submitted only as results are consumed, so memory
-   * stays bounded however many inputs there are. */
+  /* Tasks (chunks) kept in flight at once, at most CF_MAP_MAX_INFLIGHT
+   * (more is CF_EINVAL); 0 = 4 x max_workers, at least 16; never more than
+   * an array map has chunks.  Inputs are read and submitted only as results
+   * are consumed, so memory stays bounded however many inputs there are. */
   size_t max_inflight;
   /* false: results in input order (as Python's map); true: in completion
    * order, with cf_map_item.index telling the input position. */
@@ -556,14 +571,17 @@ CF_API int cf_map(cf_executor *ex, cf_task_fn fn, cf_map_input_fn next,
 
 /* Maps fn over `count` inputs of `size` bytes each, stored contiguously at
  * `base`.  On the thread pool the inputs are not copied: the array must stay
- * valid and unchanged until cf_map_destroy() returns. */
+ * valid and unchanged until cf_map_destroy() returns.  CF_EINVAL when
+ * count * size bytes from base would not fit the address space. */
 CF_API int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base,
                         size_t size, size_t count, const cf_map_options *opts,
                         cf_map_iter **out);
 
 /* Blocks for the next result.  Returns CF_OK with *item filled, CF_EOF after
  * the last one, or an error; the first error ends the map (the remaining work
- * is cancelled, later calls return CF_EOF):
+ * is cancelled, later calls return CF_EOF).  CF_EDEADLK when the chunks can
+ * only complete after the caller returns (a map over a process pool read
+ * from that pool's own done callback; see cf_future_wait()).  Errors:
  *   CF_ETASK        item->index failed (item->error_code / error_message);
  *   CF_ETIMEDOUT    the map's deadline passed;
  *   CF_ECANCELLED, CF_EBROKEN, CF_ESHUTDOWN, CF_EWORKERDIED, CF_ENOMEM, or

@@ -65,26 +65,18 @@ int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
                     cf_free_fn free_fn, cf_future **out) {
   if (out)
     *out = NULL;
-  if (!ex || !fn || (!in && len))
+  if (!ex || !fn || (!in && len) || len > ~CF__BUF_EXT)
     return CF_EINVAL;
   cf_future *f = cf__future_alloc(fn);
   if (!f)
     return CF_ENOMEM;
-  f->in.len = len;
-  if (len <= CF__INLINE) {
-    /* Small: copied inline; the caller's buffer is freed once we own it. */
-    if (len)
-      memcpy(f->in.u.inl, in, len);
-  } else {
-    f->in.u.h.ptr = in;
-    f->in.u.h.free_fn = free_fn;
-  }
+  /* Kept as given, whatever its size: the task reads the caller's bytes,
+   * and free_fn runs when the task has run or will never run. */
+  cf__buf_adopt(&f->in, in, len, free_fn);
   int rc = cf__submit_future(ex, f, out);
   if (rc != CF_OK) {
-    f->in.len = 0; /* never published: the caller keeps its buffer */
+    f->in.len_ = 0; /* never published: the caller keeps its buffer */
     cf_future_release(f);
-  } else if (len <= CF__INLINE && free_fn && in) {
-    free_fn(in);
   }
   return rc;
 }

@@ -41,8 +41,8 @@ cf_future *cf__future_alloc(cf_task_fn fn) {
   f->errcode = 0;
   f->next = NULL;
   f->fn = fn;
-  f->in.len = 0;
-  f->out.len = 0;
+  f->in.len_ = 0;
+  f->out.len_ = 0;
   f->errmsg = NULL;
   f->listeners = NULL;
   f->owner = NULL;
@@ -196,7 +196,7 @@ int cf__future_invoke(cf_future *f, cf_task *t) {
   cf__worker_ctx *ctx = cf__tls_worker;
   cf__running r = {f, ctx->running};
   ctx->running = &r;
-  int rc = cf__task_invoke(f->fn, cf__buf_data(&f->in), f->in.len, t);
+  int rc = cf__task_invoke(f->fn, cf__buf_data(&f->in), cf__buf_len(&f->in), t);
   ctx->running = r.outer;
   /* The input is not needed any more: give its memory back now rather than
    * when the last holder releases the future. */
@@ -401,7 +401,7 @@ int cf_future_result(cf_future *f, int64_t timeout_ns, const void **data,
   if (data)
     *data = rc == CF_OK ? cf__buf_data(&f->out) : NULL;
   if (len)
-    *len = rc == CF_OK ? f->out.len : 0;
+    *len = rc == CF_OK ? cf__buf_len(&f->out) : 0;
   return rc;
 }
 
@@ -453,7 +453,7 @@ static int cf__future_set(cf_future *f, int status, cf__buf *out, int code,
       f, CF__BIT(CF_PENDING) | CF__BIT(CF_RUNNING),
       CF_FINISHED | ((uint32_t)(-status) << CF__STATUS_SHIFT), &old, &cbs);
   if (rc != CF_OK) { /* cancelled between the check and the CAS */
-    f->out.len = 0;
+    f->out.len_ = 0;
     f->errmsg = NULL;
     f->errcode = 0;
   }

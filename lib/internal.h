@@ -30,11 +30,16 @@
 /* ---- byte buffers -------------------------------------------------------- */
 
 /* Bytes with their owner.  Up to CF__INLINE bytes live inside the struct
- * (no allocation for small inputs and results, the common case); larger
- * ones point to memory freed with free_fn (NULL: borrowed, not freed). */
+ * (no allocation for small inputs and results, the common case); others
+ * point to memory freed with free_fn (NULL: borrowed, not freed).  Memory
+ * handed over by the user (cf_submit_owned, cf_task_return_owned) is kept
+ * as given whatever its size: len_ then carries CF__BUF_EXT, which also
+ * keeps it above CF__INLINE, so "inline" is simply len_ <= CF__INLINE.
+ * Read the length with cf__buf_len(). */
 #define CF__INLINE 16
+#define CF__BUF_EXT ((size_t)1 << (sizeof(size_t) * 8 - 1))
 typedef struct cf__buf {
-  size_t len;
+  size_t len_;
   union {
     struct {
       void *ptr;
@@ -44,8 +49,18 @@ typedef struct cf__buf {
   } u;
 } cf__buf;
 
+static inline size_t cf__buf_len(const cf__buf *b) {
+  return b->len_ & ~CF__BUF_EXT;
+}
 static inline const void *cf__buf_data(const cf__buf *b) {
-  return b->len == 0 ? NULL : b->len <= CF__INLINE ? b->u.inl : b->u.h.ptr;
+  return b->len_ == 0 ? NULL : b->len_ <= CF__INLINE ? b->u.inl : b->u.h.ptr;
+}
+/* Takes `ptr` as it is (no copy); free_fn(ptr) runs when the buffer is. */
+static inline void cf__buf_adopt(cf__buf *b, void *ptr, size_t len,
+                                 cf_free_fn free_fn) {
+  b->len_ = len | CF__BUF_EXT;
+  b->u.h.ptr = ptr;
+  b->u.h.free_fn = free_fn;
 }
 void cf__buf_free(cf__buf *b);
 int cf__buf_copy(cf__buf *b, const void *data, size_t len);
@@ -273,7 +288,7 @@ int cf__chunk_task(cf_task *t, const void *in, size_t len);
 static inline const void *cf__chunk_input(const cf__chunk *c, size_t i,
                                           size_t *len) {
   if (c->ins) {
-    *len = c->ins[i].len;
+    *len = cf__buf_len(&c->ins[i]);
     return cf__buf_data(&c->ins[i]);
   }
   *len = c->stride;

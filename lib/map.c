@@ -47,6 +47,11 @@ struct cf_map_iter {
   size_t *free_slots, nfree;
   cf__waiter w;
 
+  /* Generator inputs of the chunk being read, before it is allocated to
+   * the size it needs (grows by doubling, up to chunksize). */
+  cf__buf *scratch;
+  size_t scratch_cap;
+
   cf__chunk *cur; /* chunk being handed out */
   size_t cur_pos;
   bool ended;
@@ -97,11 +102,15 @@ static void cf__chunk_free(cf__chunk *c) {
   free(c);
 }
 
+/* A chunk of n items (inputs copied: n input buffers too), or NULL when
+ * memory is short or the size does not fit a size_t. */
 static cf__chunk *cf__chunk_new(cf_task_fn fn, size_t first, size_t n,
                                 bool copied) {
+  size_t per = sizeof(cf__item) + (copied ? sizeof(cf__buf) : 0);
+  if (n > (SIZE_MAX - sizeof(cf__chunk)) / per)
+    return NULL;
   size_t sz = sizeof(cf__chunk) + n * sizeof(cf__item);
-  size_t insz = copied ? n * sizeof(cf__buf) : 0;
-  cf__chunk *c = cf__malloc(sz + insz);
+  cf__chunk *c = cf__malloc(sz + (copied ? n * sizeof(cf__buf) : 0));
   if (!c)
     return NULL;
   c->fn = fn;
@@ -111,15 +120,20 @@ static cf__chunk *cf__chunk_new(cf_task_fn fn, size_t first, size_t n,
   c->base = NULL;
   c->stride = 0;
   c->ins = copied ? (cf__buf *)((char *)c + sz) : NULL;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n; i++)
     c->items[i] = (cf__item){.status = CF_ECANCELLED};
-    if (copied)
-      c->ins[i].len = 0;
-  }
   return c;
 }
 
-/* Reads the next chunk's inputs; NULL at the end or on error (pending_err). */
+/* Frees the inputs read into the scratch array but not handed to a chunk. */
+static void cf__map_drop_scratch(cf_map_iter *m, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    cf__buf_free(&m->scratch[i]);
+}
+
+/* Reads the next chunk's inputs; NULL at the end or on error (pending_err).
+ * A chunk is allocated for the inputs it holds, never for chunksize: a huge
+ * chunksize over three inputs costs three items. */
 static cf__chunk *cf__map_read_chunk(cf_map_iter *m) {
   if (m->base) {
     size_t n = m->count - m->next_index;
@@ -139,34 +153,48 @@ static cf__chunk *cf__map_read_chunk(cf_map_iter *m) {
     m->next_index += n;
     return c;
   }
-  cf__chunk *c = cf__chunk_new(m->fn, m->next_index, m->chunksize, true);
-  if (!c) {
-    m->pending_err = CF_ENOMEM;
-    return NULL;
-  }
   size_t n = 0;
   while (n < m->chunksize) {
+    if (n == m->scratch_cap) {
+      size_t cap = m->scratch_cap ? m->scratch_cap * 2 : 16;
+      if (cap > m->chunksize)
+        cap = m->chunksize;
+      cf__buf *nb = cap <= SIZE_MAX / sizeof *nb
+                        ? cf__realloc(m->scratch, cap * sizeof *nb)
+                        : NULL;
+      if (!nb) {
+        m->pending_err = CF_ENOMEM;
+        break;
+      }
+      m->scratch = nb;
+      m->scratch_cap = cap;
+    }
     const void *in = NULL;
     size_t len = 0;
     int rc = m->next(m->arg, m->next_index, &in, &len);
     if (rc == CF_OK && !in && len)
       rc = CF_EINVAL;
     if (rc == CF_OK)
-      rc = cf__buf_copy(&c->ins[n], in, len);
+      rc = cf__buf_copy(&m->scratch[n], in, len);
     if (rc != CF_OK) {
-      m->inputs_done = true;
-      if (rc != CF_EOF)
+      if (rc == CF_EOF)
+        m->inputs_done = true;
+      else
         m->pending_err = rc;
       break;
     }
     n++;
     m->next_index++;
   }
-  if (n == 0) {
-    cf__chunk_free(c);
+  if (n == 0)
+    return NULL;
+  cf__chunk *c = cf__chunk_new(m->fn, m->next_index - n, n, true);
+  if (!c) {
+    cf__map_drop_scratch(m, n);
+    m->pending_err = CF_ENOMEM;
     return NULL;
   }
-  c->n = n;
+  memcpy(c->ins, m->scratch, n * sizeof *c->ins);
   return c;
 }
 
@@ -181,8 +209,7 @@ static void cf__map_fill(cf_map_iter *m) {
     cf_future *f = cf__future_alloc(cf__chunk_task);
     int rc = CF_ENOMEM;
     if (f) {
-      f->in.len = sizeof c;
-      memcpy(f->in.u.inl, &c, sizeof c);
+      cf__buf_copy(&f->in, &c, sizeof c); /* inline: cannot fail */
       rc = cf__submit_future(m->ex, f, &f);
       if (rc != CF_OK)
         cf_future_release(f);
@@ -240,6 +267,17 @@ static void cf__map_end(cf_map_iter *m) {
   }
 }
 
+/* Unordered: can no chunk in flight complete before the caller returns (a
+ * process pool's own I/O thread, or chunks on the caller's stack)? */
+static bool cf__map_needs_self(cf_map_iter *m) {
+  for (size_t k = 0; k < m->max_inflight; k++) {
+    cf__slot *s = &m->slots[k];
+    if (s->f && (cf_future_done(s->f) || !cf__waits_for_self(s->f)))
+      return false;
+  }
+  return true;
+}
+
 /* Waits for the next chunk: in order, or the next to complete.  Returns
  * CF_OK with *out set, CF_EOF, or an error. */
 static int cf__map_next_chunk(cf_map_iter *m, cf__slot **out) {
@@ -264,6 +302,8 @@ static int cf__map_next_chunk(cf_map_iter *m, cf__slot **out) {
       *out = l->arg;
       return CF_OK;
     }
+    if (cf__tls_worker && cf__map_needs_self(m))
+      return CF_EDEADLK;
     if (cf__waiter_sleep(&m->w, seq0, m->deadline) == ETIMEDOUT &&
         atomic_load(&m->w.seq) == seq0)
       return CF_ETIMEDOUT;
@@ -282,7 +322,7 @@ int cf_map_next(cf_map_iter *m, cf_map_item *item) {
       item->index = m->cur->first + m->cur_pos++;
       if (r->status == CF_OK) {
         item->data = cf__buf_data(&r->out);
-        item->len = r->out.len;
+        item->len = cf__buf_len(&r->out);
         return CF_OK;
       }
       item->error_code = r->code;
@@ -338,6 +378,8 @@ static int cf__map_create(cf_executor *ex, cf_task_fn fn,
   cf_map_options_init(&o);
   if (opts)
     o = *opts;
+  if (o.max_inflight > CF_MAP_MAX_INFLIGHT)
+    return CF_EINVAL;
   cf_map_iter *m = cf__calloc(1, sizeof *m);
   if (!m)
     return CF_ENOMEM;
@@ -396,7 +438,8 @@ int cf_map(cf_executor *ex, cf_task_fn fn, cf_map_input_fn next, void *arg,
 int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base,
                  size_t size, size_t count, const cf_map_options *opts,
                  cf_map_iter **out) {
-  if (count && (!base || !size)) {
+  /* The array must be addressable: count * size bytes from base. */
+  if (count && (!base || !size || count > (SIZE_MAX - (uintptr_t)base) / size)) {
     if (out)
       *out = NULL;
     return CF_EINVAL;
@@ -416,6 +459,10 @@ int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base,
                    : per > CF__MAP_MAX_AUTO_CHUNK ? CF__MAP_MAX_AUTO_CHUNK
                                                   : per;
   }
+  /* No more slots than there are chunks to fill them. */
+  size_t nchunks = count / m->chunksize + (count % m->chunksize != 0);
+  if (m->max_inflight > nchunks)
+    m->max_inflight = nchunks ? nchunks : 1;
   return cf__map_start(m, out);
 }
 
@@ -437,6 +484,7 @@ void cf_map_destroy(cf_map_iter *m) {
     }
   }
   cf__chunk_free(m->cur);
+  free(m->scratch);
   if (m->unordered && m->free_slots)
     cf__waiter_fini(&m->w);
   free(m->free_slots);

@@ -367,7 +367,7 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
       unsigned char rb[sizeof(cf__fnref) + 16];
       cf__fnref_put(&ref, rb);
       struct iovec iov[2] = {{rb, cf__fnref_size(&ref)},
-                             {(void *)cf__buf_data(&f->in), f->in.len}};
+                             {(void *)cf__buf_data(&f->in), cf__buf_len(&f->in)}};
       rc = cf__ipc_send(w->fd, CF__MSG_TASK, id, iov, 2);
     }
   }
@@ -453,14 +453,11 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
       return;
     }
   } else if (v.rc == 0) {
-    t.out.len = len;
     if (len <= CF__INLINE) {
-      if (len)
-        memcpy(t.out.u.inl, buf, len);
+      cf__buf_copy(&t.out, buf, len); /* inline: cannot fail */
       free(buf);
     } else {
-      t.out.u.h.ptr = buf;
-      t.out.u.h.free_fn = free;
+      cf__buf_adopt(&t.out, buf, len, free);
     }
   } else {
     task_rc = v.rc;
@@ -874,7 +871,7 @@ static int cf__worker_reply(int fd, uint64_t id, int32_t rc, const char *msg,
   struct iovec iov[2] = {{head, 8}, {NULL, 0}};
   if (rc == 0) {
     iov[1].iov_base = (void *)cf__buf_data(out);
-    iov[1].iov_len = out->len;
+    iov[1].iov_len = cf__buf_len(out);
   } else if (msg) {
     iov[1].iov_base = (void *)msg;
     iov[1].iov_len = strlen(msg);
@@ -925,7 +922,7 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
       status = code == 0 ? CF__ITEM_OK : CF__ITEM_FAILED;
       if (code == 0) {
         data = cf__buf_data(&t.out);
-        dlen = t.out.len;
+        dlen = cf__buf_len(&t.out);
       } else {
         stop = true; /* the rest would only be cancelled */
         if (t.errmsg) {

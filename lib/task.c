@@ -11,9 +11,9 @@
 #include <string.h>
 
 void cf__buf_free(cf__buf *b) {
-  if (b->len > CF__INLINE && b->u.h.free_fn)
+  if (b->len_ > CF__INLINE && b->u.h.free_fn)
     b->u.h.free_fn(b->u.h.ptr);
-  b->len = 0;
+  b->len_ = 0;
 }
 
 int cf__buf_copy(cf__buf *b, const void *data, size_t len) {
@@ -28,7 +28,7 @@ int cf__buf_copy(cf__buf *b, const void *data, size_t len) {
     b->u.h.ptr = p;
     b->u.h.free_fn = free;
   }
-  b->len = len;
+  b->len_ = len;
   return CF_OK;
 }
 
@@ -47,8 +47,10 @@ int cf_task_return(cf_task *t, const void *data, size_t len) {
 void *cf_task_return_buffer(cf_task *t, size_t len) {
   if (!t)
     return NULL;
+  if (len > ~CF__BUF_EXT)
+    return NULL; /* no buffer is that large */
   cf__buf nb;
-  nb.len = len;
+  nb.len_ = len;
   if (len > CF__INLINE) {
     nb.u.h.ptr = cf__malloc(len);
     if (!nb.u.h.ptr)
@@ -63,20 +65,13 @@ void *cf_task_return_buffer(cf_task *t, size_t len) {
 
 int cf_task_return_owned(cf_task *t, void *data, size_t len,
                          cf_free_fn free_fn) {
-  if (!t || (!data && len))
+  if (!t || (!data && len) || len > ~CF__BUF_EXT)
     return CF_EINVAL;
   cf__buf_free(&t->out);
-  if (len <= CF__INLINE) {
-    /* Small: keep a copy inline and give the memory back now. */
-    if (len)
-      memcpy(t->out.u.inl, data, len);
-    if (free_fn && data)
-      free_fn(data);
-  } else {
-    t->out.u.h.ptr = data;
-    t->out.u.h.free_fn = free_fn;
-  }
-  t->out.len = len;
+  /* Kept as given, whatever its size: the future's data is this pointer,
+   * and free_fn runs when the future is destroyed (or at once if the task
+   * then fails, or on a process pool once the bytes are sent). */
+  cf__buf_adopt(&t->out, data, len, free_fn);
   return CF_OK;
 }
 
@@ -97,7 +92,7 @@ int cf_task_fail(cf_task *t, int code, const char *fmt, ...) {
 }
 
 int cf__task_invoke(cf_task_fn fn, const void *in, size_t len, cf_task *t) {
-  t->out.len = 0;
+  t->out.len_ = 0;
   t->errmsg = NULL;
   int rc = fn(t, in, len);
   if (rc == 0) {

@@ -108,8 +108,28 @@ static bool cf__wait_satisfied(cf_wait_mode mode, size_t ndone, size_t nexc,
   }
 }
 
-/* Registers a link on each future not yet done and waits; returns the
- * number done on return. */
+/* On a pool's own thread: can the wait end only when one of the caller's
+ * own futures completes (its task on this stack, or, on a process pool's
+ * I/O thread, any pending future of that pool)?  True when every pending
+ * future the mode still needs is such a one. */
+static bool cf__wait_needs_self(cf_future *const *fs, size_t n,
+                                cf_wait_mode mode) {
+  size_t others = 0;
+  bool self = false;
+  for (size_t i = 0; i < n; i++) {
+    if (cf_future_done(fs[i]))
+      continue;
+    if (cf__waits_for_self(fs[i]))
+      self = true;
+    else
+      others++;
+  }
+  return self && (mode == CF_ALL_COMPLETED || others == 0);
+}
+
+/* Registers a link on each future not yet done and waits.  Returns CF_OK,
+ * CF_ENOMEM, or CF_EDEADLK when what is left can only complete after the
+ * caller returns. */
 static int cf__wait_slow(cf_future *const *fs, size_t n, int64_t deadline,
                          cf_wait_mode mode, size_t ndone, size_t nexc) {
   cf__waiter w;
@@ -121,6 +141,7 @@ static int cf__wait_slow(cf_future *const *fs, size_t n, int64_t deadline,
   /* Counting restarts: a future may finish between the first scan and its
    * registration, and then it is counted here rather than twice. */
   ndone = nexc = 0;
+  int rc = CF_OK;
   for (size_t i = 0; i < n; i++) {
     links[i].waiter = &w;
     links[i].arg = NULL;
@@ -139,6 +160,10 @@ static int cf__wait_slow(cf_future *const *fs, size_t n, int64_t deadline,
     }
     if (cf__wait_satisfied(mode, ndone, nexc, n))
       break;
+    if (cf__tls_worker && cf__wait_needs_self(fs, n, mode)) {
+      rc = CF_EDEADLK; /* e.g. the other futures all completed meanwhile */
+      break;
+    }
     if (cf__waiter_sleep(&w, seq0, deadline) == ETIMEDOUT)
       break;
   }
@@ -147,12 +172,16 @@ static int cf__wait_slow(cf_future *const *fs, size_t n, int64_t deadline,
       cf__future_remove_link(fs[i], &links[i]);
   cf__waiter_fini(&w);
   free(links);
-  return CF_OK;
+  return rc;
 }
+
+/* More futures than a wait's bookkeeping (a link each) could be sized for:
+ * no real array is that long. */
+#define CF__MAX_WAIT_N (SIZE_MAX / (2 * sizeof(cf__listener)))
 
 int cf_wait(cf_future *const *fs, size_t n, int64_t timeout_ns,
             cf_wait_mode mode, bool *done, size_t *n_done) {
-  if ((!fs && n) || (mode != CF_FIRST_COMPLETED &&
+  if ((!fs && n) || n > CF__MAX_WAIT_N || (mode != CF_FIRST_COMPLETED &&
                      mode != CF_FIRST_EXCEPTION && mode != CF_ALL_COMPLETED))
     return CF_EINVAL;
   size_t ndone = 0, nexc = 0;
@@ -165,7 +194,22 @@ int cf_wait(cf_future *const *fs, size_t n, int64_t timeout_ns,
     }
   }
   int rc = CF_OK;
-  if (!cf__wait_satisfied(mode, ndone, nexc, n) && !cf__no_wait(timeout_ns))
+  cf__worker_ctx *ctx = cf__tls_worker;
+  if (!cf__wait_satisfied(mode, ndone, nexc, n) && !cf__no_wait(timeout_ns) &&
+      ctx) {
+    if (cf__wait_needs_self(fs, n, mode)) {
+      rc = CF_EDEADLK;
+    } else if (mode == CF_ALL_COMPLETED && timeout_ns == CF_FOREVER &&
+               ctx->run_inline) {
+      /* Every one must be done before we return: a queued task of our own
+       * pool may run right here (see cf_future_wait()). */
+      ndone = 0;
+      for (size_t i = 0; i < n; i++)
+        ndone += cf_future_done(fs[i]) || ctx->run_inline(ctx, fs[i]);
+    }
+  }
+  if (rc == CF_OK && !cf__wait_satisfied(mode, ndone, nexc, n) &&
+      !cf__no_wait(timeout_ns))
     rc = cf__wait_slow(fs, n, cf__deadline(timeout_ns), mode, ndone, nexc);
   ndone = 0;
   for (size_t i = 0; i < n; i++) {
@@ -205,9 +249,11 @@ static int cf__cmp_pos(const void *a, const void *b) {
 
 int cf_as_completed_create(cf_future *const *fs, size_t n, int64_t timeout_ns,
                            cf_as_completed_iter **out) {
-  if (!out || (!fs && n))
+  if (!out)
     return CF_EINVAL;
   *out = NULL;
+  if ((!fs && n) || n > CF__MAX_WAIT_N)
+    return CF_EINVAL;
   for (size_t i = 0; i < n; i++)
     if (!fs[i])
       return CF_EINVAL;
@@ -271,6 +317,15 @@ int cf_as_completed_create(cf_future *const *fs, size_t n, int64_t timeout_ns,
   return CF_OK;
 }
 
+/* Are the futures not handed out yet all the caller's own (see
+ * cf__wait_needs_self())?  Then the next one can never come. */
+static bool cf__as_completed_needs_self(cf_as_completed_iter *it) {
+  for (size_t i = it->nready; i < it->n; i++)
+    if (!it->links[i].arg && !cf__waits_for_self(it->fs[i]))
+      return false;
+  return true;
+}
+
 int cf_as_completed_next(cf_as_completed_iter *it, cf_future **out) {
   if (!it || !out)
     return CF_EINVAL;
@@ -286,10 +341,13 @@ int cf_as_completed_next(cf_as_completed_iter *it, cf_future **out) {
     uint32_t seq0 = atomic_load(&it->w.seq);
     cf__listener *l = cf__waiter_pop(&it->w);
     if (l) {
+      l->arg = l; /* handed out */
       *out = it->fs[l - it->links];
       it->yielded++;
       return CF_OK;
     }
+    if (cf__tls_worker && cf__as_completed_needs_self(it))
+      return CF_EDEADLK;
     if (cf__waiter_sleep(&it->w, seq0, it->deadline) == ETIMEDOUT &&
         atomic_load(&it->w.seq) == seq0)
       return CF_ETIMEDOUT;

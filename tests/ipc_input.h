@@ -27,7 +27,7 @@ static int cf_ipc_decode_input(const uint8_t *data, size_t size) {
     items[i] = (cf__item){.status = CF_ECANCELLED};
   int rc = cf__ipc_decode_chunk_result(data + 2, size - 2, n, items);
   for (size_t i = 0; i < n; i++) {
-    if (rc != CF_OK && (items[i].out.len || items[i].msg))
+    if (rc != CF_OK && (cf__buf_len(&items[i].out) || items[i].msg))
       abort(); /* a failed decode must leave nothing behind */
     cf__buf_free(&items[i].out);
     free(items[i].msg);

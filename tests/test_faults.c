@@ -287,7 +287,7 @@ static void test_set_loses_to_cancel(void) {
      * fields for a cancelled future, so look inside). */
     CU_ASSERT_PTR_NULL(f->errmsg);
     CU_ASSERT_EQUAL(f->errcode, 0);
-    CU_ASSERT_EQUAL(f->out.len, 0);
+    CU_ASSERT_EQUAL(cf__buf_len(&f->out), 0);
     cf_future_release(f);
   }
 }

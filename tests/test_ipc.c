@@ -101,7 +101,7 @@ static void test_decode_chunk_result(void) {
                        {.status = CF_ECANCELLED}};
   CU_ASSERT_EQUAL_FATAL(cf__ipc_decode_chunk_result(p, n, 3, items), CF_OK);
   CU_ASSERT_EQUAL(items[0].status, CF_OK);
-  CU_ASSERT_EQUAL(items[0].out.len, 3);
+  CU_ASSERT_EQUAL(cf__buf_len(&items[0].out), 3);
   CU_ASSERT_EQUAL(memcmp(cf__buf_data(&items[0].out), "xyz", 3), 0);
   CU_ASSERT_EQUAL(items[1].status, CF_ETASK);
   CU_ASSERT_EQUAL(items[1].code, 9);
@@ -114,7 +114,7 @@ static void test_decode_chunk_result(void) {
                      {.status = CF_ECANCELLED},
                      {.status = CF_ECANCELLED}};
     CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(p, k, 3, t), CF_EPROTO);
-    CU_ASSERT_EQUAL(t[0].out.len, 0);
+    CU_ASSERT_EQUAL(cf__buf_len(&t[0].out), 0);
     CU_ASSERT_PTR_NULL(t[1].msg);
   }
   cf__item t[4] = {{.status = CF_ECANCELLED}};

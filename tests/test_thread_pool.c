@@ -60,6 +60,24 @@ static int task_owned_result(cf_task *t, const void *in, size_t len) {
   return cf_task_return_owned(t, p, len + 1, count_free);
 }
 
+/* Returns the address it was given, for identity checks. */
+static int task_input_address(cf_task *t, const void *in, size_t len) {
+  (void)len;
+  return cf_task_return(t, &in, sizeof in);
+}
+
+/* A small owned result: the future's data must be this very pointer, and
+ * it must not be freed before the future is. */
+static void *g_small_result;
+static int task_small_owned(cf_task *t, const void *in, size_t len) {
+  (void)in;
+  (void)len;
+  char *p = malloc(4);
+  memcpy(p, "xyz", 4);
+  g_small_result = p;
+  return cf_task_return_owned(t, p, 4, count_free);
+}
+
 /* A task can set a result and then fail: the result is discarded. */
 static int task_result_then_fail(cf_task *t, const void *in, size_t len) {
   char *p = malloc(64);
@@ -98,6 +116,20 @@ static void test_result_ownership(void) {
    * just after completing the future. */
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&g_freed) == 1));
 
+  /* Regression: results of 16 bytes or less were copied and freed at
+   * once, so the future's data was not the task's pointer. */
+  atomic_store(&g_freed, 0);
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_small_owned, NULL, 0, &f), CF_OK);
+  CU_ASSERT_EQUAL(cf_future_result(f, CF_FOREVER, (const void **)&d, &n),
+                  CF_OK);
+  CU_ASSERT_EQUAL(n, 4);
+  CU_ASSERT_PTR_EQUAL(d, g_small_result);
+  CU_ASSERT_STRING_EQUAL(d, "xyz");
+  CU_ASSERT_EQUAL(atomic_load(&g_freed), 0);
+  cf_future_release(f);
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&g_freed) == 1));
+  atomic_store(&g_freed, 1);
+
   int code = 3;
   CU_ASSERT_EQUAL_FATAL(
       cf_submit(ex, task_result_then_fail, &code, sizeof code, &f), CF_OK);
@@ -127,12 +159,13 @@ static void test_input_ownership(void) {
                                         count_free, &never),
                         CF_OK);
   CU_ASSERT_EQUAL(cf_future_cancel(never), CF_OK);
-  /* Small inputs are copied inline and freed at once. */
+  /* Small inputs too are kept as given (regression: they were copied and
+   * freed at once, before the task had run). */
   char *small = strdup("tiny");
   cf_future *tiny;
   CU_ASSERT_EQUAL_FATAL(
       cf_submit_owned(ex, task_echo, small, 5, count_free, &tiny), CF_OK);
-  CU_ASSERT_EQUAL(atomic_load(&g_freed), 1);
+  CU_ASSERT_EQUAL(atomic_load(&g_freed), 0); /* nothing has run yet */
 
   gate_open(&gate);
   const void *d;
@@ -147,6 +180,20 @@ static void test_input_ownership(void) {
   cf_future_release(never);
   cf_executor_release(ex); /* joins: the cancelled one was dropped */
   CU_ASSERT_EQUAL(atomic_load(&g_freed), 3);
+  /* A small owned input reaches the task as the caller's very pointer. */
+  ex = make_pool(1);
+  char *mine4 = strdup("abc");
+  CU_ASSERT_EQUAL_FATAL(cf_submit_owned(ex, task_input_address, mine4, 4,
+                                        count_free, &tiny),
+                        CF_OK);
+  CU_ASSERT_EQUAL(cf_future_result(tiny, CF_FOREVER, &d, &n), CF_OK);
+  CU_ASSERT_EQUAL_FATAL(n, sizeof(void *));
+  void *seen;
+  memcpy(&seen, d, sizeof seen);
+  CU_ASSERT_PTR_EQUAL(seen, mine4);
+  cf_future_release(tiny);
+  cf_executor_release(ex);
+  CU_ASSERT_EQUAL(atomic_load(&g_freed), 4);
   /* Failed submit: the caller keeps ownership. */
   cf_executor *ex2 = make_pool(1);
   cf_shutdown(ex2, true, false);
@@ -154,7 +201,7 @@ static void test_input_ownership(void) {
   CU_ASSERT_EQUAL(cf_submit_owned(ex2, task_echo, mine, strlen(mine),
                                   count_free, NULL),
                   CF_ESHUTDOWN);
-  CU_ASSERT_EQUAL(atomic_load(&g_freed), 3);
+  CU_ASSERT_EQUAL(atomic_load(&g_freed), 4);
   free(mine);
   cf_executor_release(ex2);
   gate_destroy(&gate);
