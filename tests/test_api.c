@@ -127,6 +127,75 @@ static void test_null_waits_and_maps(void) {
   cf_executor_release(ex);
 }
 
+/* Three inputs, 8 bytes each. */
+static int gen_three(void *arg, size_t i, const void **in, size_t *len) {
+  static const uint64_t v[3] = {1, 2, 3};
+  (void)arg;
+  if (i >= 3)
+    return CF_EOF;
+  *in = &v[i];
+  *len = sizeof v[i];
+  return CF_OK;
+}
+
+/* Every size argument is checked: out-of-range values are CF_EINVAL, and
+ * a huge chunksize costs only the inputs there are (regression: 2^58
+ * overflowed the chunk size and crashed). */
+static void test_sizes_checked(void) {
+  cf_executor *ex = make_pool(2);
+  cf_map_options o;
+  cf_map_options_init(&o);
+  cf_map_iter *m = NULL;
+  uint64_t arr[3] = {1, 2, 3};
+  for (int k = 0; k < 3; k++) {
+    o.chunksize = k == 0 ? (size_t)1 << 58 : k == 1 ? SIZE_MAX : 100000000;
+    for (int array = 0; array < 2; array++) {
+      int rc = array ? cf_map_array(ex, task_square, arr, 8, 3, &o, &m)
+                     : cf_map(ex, task_square, gen_three, NULL, &o, &m);
+      CU_ASSERT_EQUAL_FATAL(rc, CF_OK);
+      cf_map_item it;
+      uint64_t sum = 0;
+      while ((rc = cf_map_next(m, &it)) == CF_OK) {
+        uint64_t r;
+        memcpy(&r, it.data, sizeof r);
+        sum += r;
+      }
+      CU_ASSERT_EQUAL(rc, CF_EOF);
+      CU_ASSERT_EQUAL(sum, 2 + 5 + 10);
+      cf_map_destroy(m);
+    }
+  }
+  cf_map_options_init(&o);
+  o.max_inflight = CF_MAP_MAX_INFLIGHT + 1;
+  m = (cf_map_iter *)1;
+  CU_ASSERT_EQUAL(cf_map(ex, task_square, gen_three, NULL, &o, &m), CF_EINVAL);
+  CU_ASSERT_PTR_NULL(m);
+  o.max_inflight = SIZE_MAX;
+  CU_ASSERT_EQUAL(cf_map_array(ex, task_square, arr, 8, 3, &o, &m), CF_EINVAL);
+  o.max_inflight = CF_MAP_MAX_INFLIGHT; /* the largest: clamped to 3 chunks */
+  CU_ASSERT_EQUAL(cf_map_array(ex, task_square, arr, 8, 3, &o, &m), CF_OK);
+  cf_map_destroy(m);
+  /* count * size past the address space. */
+  CU_ASSERT_EQUAL(cf_map_array(ex, task_square, arr, 8, SIZE_MAX / 4, NULL,
+                               &m),
+                  CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_map_array(ex, task_square, arr, SIZE_MAX, 2, NULL, &m),
+                  CF_EINVAL);
+  /* A wait over more futures than memory could hold links for. */
+  cf_future *f = NULL;
+  CU_ASSERT_EQUAL(cf_wait(&f, SIZE_MAX / 8, 0, CF_ALL_COMPLETED, NULL, NULL),
+                  CF_EINVAL);
+  cf_as_completed_iter *it = (cf_as_completed_iter *)1;
+  CU_ASSERT_EQUAL(cf_as_completed_create(&f, SIZE_MAX / 8, 0, &it),
+                  CF_EINVAL);
+  CU_ASSERT_PTR_NULL(it);
+  /* Lengths with the top bit set cannot be real buffers. */
+  static char buf[4];
+  CU_ASSERT_EQUAL(cf_submit_owned(ex, task_noop, buf, SIZE_MAX, NULL, &f),
+                  CF_EINVAL);
+  cf_executor_release(ex);
+}
+
 /* Out of memory comes back as CF_ENOMEM and the executor keeps working.
  * (A size no allocator can satisfy stands in for exhausted memory; issue
  * "hardening" injects failures at every allocation.) */
@@ -164,5 +233,5 @@ static void test_out_of_memory_is_clean(void) {
 
 CF_TEST_MAIN("api", CF_TEST(test_strerror), CF_TEST(test_null_futures),
              CF_TEST(test_null_tasks), CF_TEST(test_null_executors),
-             CF_TEST(test_null_waits_and_maps),
+             CF_TEST(test_null_waits_and_maps), CF_TEST(test_sizes_checked),
              CF_TEST(test_out_of_memory_is_clean))
