@@ -109,6 +109,7 @@ int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out) {
     return CF_EINVAL;
   if (cf__inherited(ex))
     return CF_EBROKEN;
+  memset(out, 0, sizeof *out); /* what a backend does not count is 0 */
   ex->backend->stats(ex, out);
   return CF_OK;
 }
