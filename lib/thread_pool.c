@@ -220,29 +220,36 @@ static void cf__tp_count(_Atomic uint64_t *c) {
                         memory_order_relaxed);
 }
 
+/* Runs a started future's task on this thread and completes it.  Returns
+ * whether the worker was counted in nfinishing (only when `to_idle`: it
+ * goes back to the queue next; see nfinishing). */
+static bool cf__tp_execute(cf__tp_worker *w, cf_future *f, bool to_idle) {
+  cf__tpool *p = w->pool;
+  atomic_fetch_add_explicit(&w->running, 1, memory_order_relaxed);
+  cf_task t;
+  int rc = cf__future_invoke(f, &t);
+  /* Count ourselves about to be idle before the completion wakes the
+   * submitter, who may submit again at once. */
+  bool finishing = to_idle && cf__tp_unblocked(p) < p->base.max_workers;
+  if (finishing)
+    atomic_fetch_add_explicit(&p->nfinishing, 1, memory_order_relaxed);
+  /* Counted before the completion, so whoever it wakes sees it. */
+  cf__tp_count(rc == 0 ? &w->completed : &w->failed);
+  atomic_fetch_sub_explicit(&w->running, 1, memory_order_relaxed);
+  cf__future_finish(f, rc, &t);
+  return finishing;
+}
+
 /* Runs a future taken from the queue, unless it was cancelled or a wait ran
  * it inline meanwhile.  Returns whether the worker was counted in
- * nfinishing (see there). */
+ * nfinishing. */
 static bool cf__tp_run(cf__tp_worker *w, cf_future *f) {
-  cf__tpool *p = w->pool;
   bool finishing = false;
-  if (cf__future_start(f)) {
-    atomic_fetch_add_explicit(&w->running, 1, memory_order_relaxed);
-    cf_task t;
-    int rc = cf__future_invoke(f, &t);
-    /* Count ourselves about to be idle before the completion wakes the
-     * submitter, who may submit again at once. */
-    if (cf__tp_unblocked(p) < p->base.max_workers) {
-      atomic_fetch_add_explicit(&p->nfinishing, 1, memory_order_relaxed);
-      finishing = true;
-    }
-    /* Counted before the completion, so whoever it wakes sees it. */
-    cf__tp_count(rc == 0 ? &w->completed : &w->failed);
-    atomic_fetch_sub_explicit(&w->running, 1, memory_order_relaxed);
-    cf__future_finish(f, rc, &t);
-  } else if (cf_future_cancelled(f)) {
+  if (cf__future_start(f))
+    finishing = cf__tp_execute(w, f, true);
+  else if (cf_future_cancelled(f))
     cf__tp_count(&w->cancelled);
-  } /* else: run inline by a wait (cf__tp_run_inline), done already */
+  /* else: a wait ran it inline (cf__tp_run_inline), it is done already */
   cf_future_release(f); /* the executor's (the queue's) reference */
   return finishing;
 }
@@ -438,12 +445,7 @@ static bool cf__tp_run_inline(cf__worker_ctx *ctx, cf_future *f) {
       !cf__future_start(f))
     return false;
   ctx->depth++;
-  cf_task t;
-  atomic_fetch_add_explicit(&w->running, 1, memory_order_relaxed);
-  int rc = cf__future_invoke(f, &t);
-  cf__tp_count(rc == 0 ? &w->completed : &w->failed);
-  atomic_fetch_sub_explicit(&w->running, 1, memory_order_relaxed);
-  cf__future_finish(f, rc, &t);
+  cf__tp_execute(w, f, false); /* back to the wait, not to the queue */
   ctx->depth--;
   return true;
 }
