@@ -5,7 +5,13 @@
  * pool's manager thread (eventfd) -> the manager (cf__pp_manager) hands it to
  * an idle worker process as a TASK or CHUNK frame -> the worker runs it and
  * answers RESULT / CHUNKRESULT -> the manager completes the future, so done
- * callbacks run on the manager thread.
+ * callbacks run on the manager thread.  cf_map_destroy() interrupts a
+ * running chunk (cf__pp_interrupt): the manager sends STOP, and the worker,
+ * which looks at its socket between inputs, skips the rest.
+ *
+ * Under CF_ON_DEATH_RESTART a worker that dies before READY is started
+ * again after a back-off that the manager's poll timeout measures (it never
+ * sleeps); CF__PP_START_TRIES failures in a row break the pool.
  *
  * Workers are never forked from the caller (unsafe with threads, CPython
  * gh-90622): the manager posix_spawn()s the program's own binary with
@@ -590,9 +596,10 @@ static int64_t cf__pp_dispatch(cf__ppool *p) {
 
 /* Sends the STOPs that cf__pp_interrupt asked for. */
 static void cf__pp_send_stops(cf__ppool *p) {
-  if (!atomic_exchange_explicit(&p->stop_pending, false,
+  if (!atomic_load_explicit(&p->stop_pending, memory_order_relaxed) ||
+      !atomic_exchange_explicit(&p->stop_pending, false,
                                 memory_order_acquire))
-    return;
+    return; /* the common case: one plain load per manager round */
   int n = p->base.max_workers;
   pthread_mutex_lock(&p->mu);
   for (int i = 0; i < n; i++) {
