@@ -431,7 +431,11 @@ CF_API int cf_thread_pool_create(const cf_thread_pool_options *opts,
  *
  * cf_map_destroy() on a process pool stops each running chunk after its
  * current input, as on the thread pool: the worker is told to skip the
- * inputs it has not started. */
+ * inputs it has not started.  It looks for that message between inputs,
+ * but only once the coarse clock has ticked since it last looked (a system
+ * call per input would slow short inputs down; a tick is 1 to 10 ms by the
+ * kernel's HZ), so after inputs shorter than a tick a few more may run
+ * before it stops, for at most about one tick. */
 
 typedef enum cf_death_policy {
   /* As Python: a worker dying mid-task breaks the pool.  Its task fails with

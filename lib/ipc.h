@@ -22,7 +22,7 @@
  * address, so it resolves in a fresh exec of the same binary.
  *
  * STOP asks the worker running the CHUNK with that id to skip the inputs it
- * has not started: it answers with the CHUNKRESULT as usual, those items
+ * has not started (it looks between inputs, at most once per clock tick): it answers with the CHUNKRESULT as usual, those items
  * NOT_RUN.  The parent sends it at most once per chunk, and only while the
  * chunk is outstanding, so a STOP can reach the worker after the chunk is
  * done (it crossed the CHUNKRESULT): an idle worker ignores it.  Any other

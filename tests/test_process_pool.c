@@ -957,8 +957,12 @@ static int own_socket(void) {
 }
 
 /* Counts itself; the input at block_at then waits until a message for its
- * worker has arrived (the STOP), without reading it.  The 2-minute poll
- * is a safety net only: without STOP the item runs and so do all after. */
+ * worker has arrived (the STOP), without reading it, and then lasts two
+ * ticks of the coarse clock more: a worker looks for a STOP once that
+ * clock has ticked since its last look, so the look before the next input
+ * is certain (a sleep lasts at least that long on any machine).  The
+ * 2-minute poll is a safety net only: without STOP the item runs and so do
+ * all after it. */
 static int task_stop_item(cf_task *t, const void *in, size_t len) {
   (void)t;
   stop_item it;
@@ -970,6 +974,10 @@ static int task_stop_item(cf_task *t, const void *in, size_t len) {
     struct pollfd q = {own_socket(), POLLIN, 0};
     while (poll(&q, 1, 120000) < 0 && errno == EINTR)
       ;
+    struct timespec res = {0, 0};
+    clock_getres(CLOCK_MONOTONIC_COARSE, &res);
+    long ms = (long)(res.tv_sec * 1000 + res.tv_nsec / 1000000) * 2 + 1;
+    cf_test_sleep_ms(ms);
   }
   return 0;
 }
