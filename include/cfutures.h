@@ -423,15 +423,40 @@ CF_API int cf_thread_pool_create(const cf_thread_pool_options *opts,
  *
  * Done callbacks run in the calling process, on the pool's I/O thread
  * (named "cf-procpool"); like any callback they may call cfutures, but a
- * callback that blocks delays every other completion of its pool. */
+ * callback that blocks delays every other completion of its pool.  Only
+ * that thread completes the pool's futures, so from there a wait for a
+ * pending future of the same pool (cf_future_wait(), _result(), _error(),
+ * with CF_FOREVER or a timeout) returns CF_EDEADLK at once; waits for done
+ * futures, or for futures of other executors, work as anywhere.
+ * cf_shutdown(wait = true) and the last cf_executor_release() from there
+ * return without waiting for the pool: it finishes what it has once the
+ * callback returns (and, released, frees itself).
+ *
+ * cf_map_destroy() on a process pool stops each running chunk after its
+ * current input, as on the thread pool: the worker is told to skip the
+ * inputs it has not started.  It looks for that message between inputs,
+ * but only once the coarse clock has ticked since it last looked (a system
+ * call per input would slow short inputs down; a tick is 1 to 10 ms by the
+ * kernel's HZ), so after inputs shorter than a tick a few more may run
+ * before it stops, for at most about one tick. */
 
 typedef enum cf_death_policy {
   /* As Python: a worker dying mid-task breaks the pool.  Its task fails with
    * CF_EWORKERDIED, every other pending or running future with CF_EBROKEN,
-   * the other workers are killed and cf_submit() returns CF_EBROKEN. */
+   * the other workers are killed and cf_submit() returns CF_EBROKEN.  So
+   * does a worker that dies while it starts. */
   CF_ON_DEATH_BREAK = 0,
   /* As loky: only the dead worker's task fails (CF_EWORKERDIED); a new
-   * worker takes its place and the pool goes on. */
+   * worker takes its place and the pool goes on.
+   * A worker that dies while it starts (before its initializer has
+   * returned 0: killed, crashed, exited) is started again after a
+   * back-off of 10 ms, doubling each time, at most 1 s; no task is lost.
+   * Only when 6 starts in a row fail, with no successful start between
+   * them, does the pool break: every pending future fails with CF_EBROKEN,
+   * the last worker's wait status as the code (cf_future_error()) and a
+   * message that says how many starts failed and how the last one died.
+   * An initializer that returns non-zero still breaks the pool at once
+   * (see cf_initializer_fn), under both policies. */
   CF_ON_DEATH_RESTART = 1
 } cf_death_policy;
 

@@ -110,6 +110,19 @@ size_t cf__fnref_get(const unsigned char *p, size_t n, const char **name,
   return 4 + (size_t)len + 8;
 }
 
+size_t cf__ipc_decode_fnref(const unsigned char *p, size_t n,
+                            cf__fnref_view *out) {
+  *out = (cf__fnref_view){0};
+  return cf__fnref_get(p, n, &out->name, &out->name_len, &out->offset,
+                       &out->none);
+}
+
+uintptr_t cf__fnref_view_resolve(const cf__fnref_view *v) {
+  if (v->none)
+    return 0;
+  return cf__fnref_resolve(v->name, v->name_len, v->offset);
+}
+
 /* ---- framing ------------------------------------------------------------------- */
 
 int cf__ipc_send(int fd, uint32_t type, uint64_t id, const struct iovec *iov,
@@ -170,7 +183,7 @@ int cf__ipc_read_frame(int fd, cf__frame *fr) {
   if (rc != CF_OK)
     return rc;
   if (fr->magic != CF__IPC_MAGIC || fr->type < CF__MSG_INIT ||
-      fr->type > CF__MSG_CHUNKRESULT || fr->len > CF__IPC_MAX_PAYLOAD)
+      fr->type > CF__MSG_LAST || fr->len > CF__IPC_MAX_PAYLOAD)
     return CF_EPROTO;
   return CF_OK;
 }
@@ -258,4 +271,157 @@ int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
     return CF_EPROTO;
   }
   return CF_OK;
+}
+
+/* ---- encoding chunks and chunk results ------------------------------------------- */
+
+int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__chunk *c,
+                         unsigned char **out, size_t *len) {
+  size_t total = cf__fnref_size(ref) + 8;
+  for (size_t i = 0; i < c->n; i++) {
+    size_t l;
+    cf__chunk_input(c, i, &l);
+    total += 8 + l;
+  }
+  unsigned char *buf = cf__malloc(total);
+  if (!buf)
+    return CF_ENOMEM;
+  cf__fnref_put(ref, buf);
+  size_t off = cf__fnref_size(ref);
+  uint64_t n = c->n;
+  memcpy(buf + off, &n, 8);
+  off += 8;
+  for (size_t i = 0; i < c->n; i++) {
+    size_t l;
+    const void *in = cf__chunk_input(c, i, &l);
+    uint64_t l64 = l;
+    memcpy(buf + off, &l64, 8);
+    if (l)
+      memcpy(buf + off + 8, in, l);
+    off += 8 + l;
+  }
+  *out = buf;
+  *len = total;
+  return CF_OK;
+}
+
+/* Makes room for `more` bytes. */
+static int cf__obuf_reserve(cf__obuf *b, size_t more) {
+  if (more > SIZE_MAX - b->len)
+    goto fail;
+  size_t need = b->len + more;
+  if (need <= b->cap)
+    return CF_OK;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < need)
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  unsigned char *np = cf__realloc(b->p, cap);
+  if (!np)
+    goto fail;
+  b->p = np;
+  b->cap = cap;
+  return CF_OK;
+fail:
+  free(b->p);
+  *b = (cf__obuf){0};
+  return CF_ENOMEM;
+}
+
+int cf__ipc_chunk_result_begin(cf__obuf *b, uint64_t count) {
+  *b = (cf__obuf){0};
+  if (cf__obuf_reserve(b, 8) != CF_OK)
+    return CF_ENOMEM;
+  memcpy(b->p, &count, 8);
+  b->len = 8;
+  return CF_OK;
+}
+
+int cf__ipc_chunk_result_add(cf__obuf *b, int32_t status, int32_t code,
+                             bool has_msg, const void *data, size_t len) {
+  if (cf__obuf_reserve(b, 24 + len) != CF_OK)
+    return CF_ENOMEM;
+  unsigned char *o = b->p + b->len;
+  uint32_t m = has_msg, pad = 0;
+  uint64_t l = len;
+  memcpy(o, &status, 4);
+  memcpy(o + 4, &code, 4);
+  memcpy(o + 8, &m, 4);
+  memcpy(o + 12, &pad, 4);
+  memcpy(o + 16, &l, 8);
+  if (len)
+    memcpy(o + 24, data, len);
+  b->len += 24 + len;
+  return CF_OK;
+}
+
+/* ---- decoding what the parent sends ------------------------------------------- */
+
+int cf__ipc_decode_task(const unsigned char *p, size_t n, cf__task_view *out) {
+  size_t used = cf__ipc_decode_fnref(p, n, &out->fn);
+  if (!used)
+    return CF_EPROTO;
+  out->len = n - used;
+  out->in = out->len ? p + used : NULL;
+  return CF_OK;
+}
+
+/* One input at v's position: its bytes, without moving. */
+static int cf__chunk_peek(const cf__chunk_view *v, size_t *ilen) {
+  uint64_t l;
+  if (v->n - v->off < 8)
+    return CF_EPROTO;
+  memcpy(&l, v->p + v->off, 8);
+  if (l > v->n - v->off - 8)
+    return CF_EPROTO;
+  *ilen = (size_t)l;
+  return CF_OK;
+}
+
+int cf__ipc_decode_chunk(const unsigned char *p, size_t n,
+                         cf__chunk_view *out) {
+  *out = (cf__chunk_view){0};
+  size_t used = cf__ipc_decode_fnref(p, n, &out->fn);
+  if (!used || n - used < 8)
+    return CF_EPROTO;
+  memcpy(&out->count, p + used, 8);
+  out->p = p;
+  out->n = n;
+  out->off = used + 8;
+  /* Each input takes at least its 8-byte length: a count the bytes cannot
+   * hold is refused before walking it. */
+  if (out->count > (n - out->off) / 8)
+    return CF_EPROTO;
+  cf__chunk_view walk = *out;
+  for (uint64_t i = 0; i < out->count; i++) {
+    size_t l;
+    if (cf__chunk_peek(&walk, &l) != CF_OK)
+      return CF_EPROTO;
+    walk.off += 8 + l;
+  }
+  return walk.off == n ? CF_OK : CF_EPROTO;
+}
+
+int cf__ipc_chunk_next(cf__chunk_view *v, const unsigned char **in,
+                       size_t *len) {
+  *in = NULL;
+  *len = 0;
+  if (v->next >= v->count)
+    return v->off == v->n ? CF_EOF : CF_EPROTO;
+  size_t l;
+  if (cf__chunk_peek(v, &l) != CF_OK)
+    return CF_EPROTO;
+  *in = l ? v->p + v->off + 8 : NULL;
+  *len = l;
+  v->off += 8 + l;
+  v->next++;
+  return CF_OK;
+}
+
+int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
+                        uint64_t running_id) {
+  if (fr->type != CF__MSG_STOP || fr->len != 0)
+    return CF_EPROTO;
+  if (!chunk_running)
+    return CF__STOP_IGNORE;
+  return fr->id == running_id ? CF__STOP_NOW : CF_EPROTO;
 }

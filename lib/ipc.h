@@ -4,12 +4,15 @@
  * payload bytes.  Everything the parent reads from a worker goes through the
  * decoders here, which check every length against the bytes actually
  * received: a malformed or truncated message becomes CF_EPROTO, never a
- * crash (fuzzed by tests/fuzz_ipc.c, replayed by tests/test_ipc.c).
+ * crash (fuzzed by tests/fuzz_ipc.c, replayed by tests/test_ipc.c).  The
+ * same holds the other way: what a worker decodes (TASK, CHUNK, STOP) goes
+ * through the worker-side decoders below, fuzzed and replayed alike.
  *
  * Parent -> worker:  INIT  fnref initarg...        (always first)
  *                    TASK  fnref input...
  *                    CHUNK fnref u64 n, n x (u64 len, bytes)
  *                    EXIT
+ *                    STOP  (no payload; the frame's id names the chunk)
  * Worker -> parent:  READY | INITFAIL i32 code
  *                    RESULT i32 rc, u32 has_msg, bytes (result, or message)
  *                    CHUNKRESULT u64 n, n x (i32 status, i32 code,
@@ -17,6 +20,13 @@
  * A fnref is u32 name_len (UINT32_MAX: no function), name, u64 offset: the
  * module that holds the function and its offset from the module's load
  * address, so it resolves in a fresh exec of the same binary.
+ *
+ * STOP asks the worker running the CHUNK with that id to skip the inputs it
+ * has not started (it looks between inputs, at most once per clock tick): it answers with the CHUNKRESULT as usual, those items
+ * NOT_RUN.  The parent sends it at most once per chunk, and only while the
+ * chunk is outstanding, so a STOP can reach the worker after the chunk is
+ * done (it crossed the CHUNKRESULT): an idle worker ignores it.  Any other
+ * message while a chunk runs is a protocol error.
  */
 #ifndef CF_IPC_H
 #define CF_IPC_H
@@ -36,8 +46,10 @@ enum {
   CF__MSG_READY,
   CF__MSG_INITFAIL,
   CF__MSG_RESULT,
-  CF__MSG_CHUNKRESULT
+  CF__MSG_CHUNKRESULT,
+  CF__MSG_STOP
 };
+#define CF__MSG_LAST CF__MSG_STOP
 
 typedef struct cf__frame {
   uint32_t magic;
@@ -71,6 +83,20 @@ void cf__fnref_put(const cf__fnref *ref, unsigned char *out);
 size_t cf__fnref_get(const unsigned char *p, size_t n, const char **name,
                      size_t *name_len, uint64_t *offset, bool *none);
 
+/* The same parse into one view: what every message that names a function
+ * (INIT, TASK, CHUNK) starts with.  Returns the bytes used, or 0 if
+ * malformed.  Pure: resolving is cf__fnref_view_resolve()'s job. */
+typedef struct cf__fnref_view {
+  const char *name; /* points into the message; not NUL-terminated */
+  size_t name_len;
+  uint64_t offset;
+  bool none; /* "no function" (an absent initializer) */
+} cf__fnref_view;
+size_t cf__ipc_decode_fnref(const unsigned char *p, size_t n,
+                            cf__fnref_view *out);
+/* The address in this process, or 0 (none, or not found). */
+uintptr_t cf__fnref_view_resolve(const cf__fnref_view *v);
+
 /* ---- framing ------------------------------------------------------------------- */
 
 /* Sends one frame whose payload is the concatenation of iov[0..niov).
@@ -103,5 +129,61 @@ int cf__ipc_decode_result(const unsigned char *p, size_t n,
  * CF_EPROTO (items[] then left empty) or CF_ENOMEM. */
 int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
                                 size_t expect, cf__item *items);
+
+/* ---- encoding chunks (parent) and chunk results (worker) ------------------ */
+
+/* A growable output buffer. */
+typedef struct cf__obuf {
+  unsigned char *p;
+  size_t len, cap;
+} cf__obuf;
+
+/* The CHUNK payload for c with function ref: *out is allocated (free()).
+ * Returns CF_OK or CF_ENOMEM. */
+int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__chunk *c,
+                         unsigned char **out, size_t *len);
+/* A CHUNKRESULT payload: begin with the item count, then add each item in
+ * order (status CF__ITEM_*; data is the result, or the message when
+ * has_msg).  On CF_ENOMEM the buffer is freed.  Free b->p when done. */
+int cf__ipc_chunk_result_begin(cf__obuf *b, uint64_t count);
+int cf__ipc_chunk_result_add(cf__obuf *b, int32_t status, int32_t code,
+                             bool has_msg, const void *data, size_t len);
+
+/* ---- decoding what the parent sends (worker) ------------------------------ */
+
+/* A TASK payload: the function and the input (a view into p). */
+typedef struct cf__task_view {
+  cf__fnref_view fn;
+  const unsigned char *in; /* NULL when len is 0 */
+  size_t len;
+} cf__task_view;
+int cf__ipc_decode_task(const unsigned char *p, size_t n, cf__task_view *out);
+
+/* A CHUNK payload: the function and an iterator over the inputs.  Decoding
+ * checks the whole input list (count, each length, nothing after the last)
+ * before anything runs.  Returns CF_OK or CF_EPROTO. */
+typedef struct cf__chunk_view {
+  cf__fnref_view fn;
+  uint64_t count;
+  uint64_t next; /* inputs handed out so far */
+  const unsigned char *p;
+  size_t off, n; /* position in p[0..n) */
+} cf__chunk_view;
+int cf__ipc_decode_chunk(const unsigned char *p, size_t n,
+                         cf__chunk_view *out);
+/* The next input (in: NULL when len is 0).  Returns CF_OK, CF_EOF after the
+ * last one, or CF_EPROTO (bounds are checked again on every call). */
+int cf__ipc_chunk_next(cf__chunk_view *v, const unsigned char **in,
+                       size_t *len);
+
+/* What a worker does with a frame that arrives while it runs the chunk
+ * `running_id` (chunk_running) or while it is idle (!chunk_running; only a
+ * STOP is passed then).  Returns CF__STOP_NOW (a STOP for the running
+ * chunk), CF__STOP_IGNORE (a STOP while idle: it crossed the result), or
+ * CF_EPROTO (anything else: another message, a payload, a STOP for another
+ * chunk while one runs). */
+enum { CF__STOP_IGNORE = 0, CF__STOP_NOW = 1 };
+int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
+                        uint64_t running_id);
 
 #endif /* CF_IPC_H */

@@ -104,6 +104,11 @@ static void cf__chunk_free(cf__chunk *c) {
 
 /* A chunk of n items (inputs copied: n input buffers too), or NULL when
  * memory is short or the size does not fit a size_t. */
+static void cf__chunk_free_cb(cf_future *f, void *arg) {
+  CF__UNUSED(f);
+  cf__chunk_free(arg);
+}
+
 static cf__chunk *cf__chunk_new(cf_task_fn fn, size_t first, size_t n,
                                 bool copied) {
   size_t per = sizeof(cf__item) + (copied ? sizeof(cf__buf) : 0);
@@ -477,8 +482,15 @@ void cf_map_destroy(cf_map_iter *m) {
       cf__slot *s = &m->slots[k];
       if (!s->f)
         continue;
-      cf_future_wait(s->f, CF_FOREVER);
-      cf__chunk_free(s->c);
+      if (cf_future_wait(s->f, CF_FOREVER) == CF_EDEADLK) {
+        /* Destroyed where the chunk cannot complete before we return (a
+         * process pool's own callback): the chunk is freed when it is
+         * done instead; without memory for that it is leaked, never freed
+         * under a worker still writing into it. */
+        cf_future_add_done_callback(s->f, cf__chunk_free_cb, s->c);
+      } else {
+        cf__chunk_free(s->c);
+      }
       s->c = NULL;
       cf__map_release_slot(m, s);
     }

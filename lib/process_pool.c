@@ -5,7 +5,14 @@
  * pool's manager thread (eventfd) -> the manager (cf__pp_manager) hands it to
  * an idle worker process as a TASK or CHUNK frame -> the worker runs it and
  * answers RESULT / CHUNKRESULT -> the manager completes the future, so done
- * callbacks run on the manager thread.
+ * callbacks run on the manager thread.  cf_map_destroy() interrupts a
+ * running chunk (cf__pp_interrupt): the manager sends STOP, and the worker,
+ * which looks at its socket between inputs (at most once per clock tick),
+ * skips the rest.
+ *
+ * Under CF_ON_DEATH_RESTART a worker that dies before READY is started
+ * again after a back-off that the manager's poll timeout measures (it never
+ * sleeps); CF__PP_START_TRIES failures in a row break the pool.
  *
  * Workers are never forked from the caller (unsafe with threads, CPython
  * gh-90622): the manager posix_spawn()s the program's own binary with
@@ -44,6 +51,23 @@ extern char **environ;
  * this long: a wakeup across CPUs costs tens of microseconds on small VMs,
  * and the next task or result usually comes sooner. */
 #define CF__PP_SPIN_NS 50000
+/* Under CF_ON_DEATH_RESTART, a worker that dies before it is ready is
+ * started again after a back-off (10 ms, doubling, at most 1 s); after
+ * CF__PP_START_TRIES failed starts in a row, with no successful start in
+ * between, the pool breaks (cfutures.h, cf_death_policy). */
+#define CF__PP_START_TRIES 6
+/* A worker running a chunk looks for a STOP between inputs, but only once
+ * the coarse clock has ticked (1 to 10 ms, by the kernel's HZ) since it
+ * last looked: a poll() per input costs more than a short input itself
+ * (map with chunksize 1000 ran 2-4x slower), a precise clock read 40-90 ns,
+ * the coarse one 15. */
+static inline int64_t cf__coarse_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+#define CF__PP_RETRY_NS ((int64_t)10 * 1000000)
+#define CF__PP_RETRY_MAX_NS ((int64_t)1000 * 1000000)
 
 enum { CF__W_FREE, CF__W_STARTING, CF__W_IDLE, CF__W_BUSY, CF__W_EXITING };
 
@@ -54,6 +78,11 @@ typedef struct cf__pworker {
   cf_future *task; /* running future, with the executor's reference */
   uint64_t task_id;
   int ntasks;
+  bool send_stop; /* manager only: a STOP is due (see cf__pp_send_stops) */
+  /* Under the pool's mutex (for cf__pp_interrupt on other threads): the
+   * future while BUSY, and whether a stop was asked (1) or sent (2). */
+  cf_future *running;
+  int stop;
 } cf__pworker;
 
 typedef struct cf__ppool {
@@ -69,12 +98,15 @@ typedef struct cf__ppool {
   pthread_t manager;
   pthread_mutex_t join_mu;
   bool joined;
+  atomic_bool stop_pending; /* some worker's stop is 1: look (manager) */
   /* manager thread only */
   cf__pworker *w;
   struct pollfd *pf; /* 2 per worker + the eventfd, allocated up front so */
   int *who;          /* the manager itself never fails to allocate them */
   bool term_sent;
   uint64_t next_id;
+  int start_failures; /* workers in a row that died before READY */
+  int64_t retry_at;   /* RESTART back-off: no new worker before this */
   struct {
     uintptr_t fn;
     cf__fnref ref;
@@ -112,6 +144,9 @@ static void cf__pp_set_state(cf__ppool *p, cf__pworker *w, int state) {
   p->nbusy -= w->state == CF__W_BUSY;
   p->nlive -= w->state != CF__W_FREE;
   w->state = state;
+  w->running = state == CF__W_BUSY ? w->task : NULL;
+  if (state != CF__W_BUSY)
+    w->stop = 0;
   p->nidle += state == CF__W_IDLE;
   p->nbusy += state == CF__W_BUSY;
   p->nlive += state != CF__W_FREE;
@@ -280,6 +315,36 @@ static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
   if (prev == CF__W_EXITING)
     return; /* retired on purpose */
   char *msg = proto_error ? cf__strdup(proto_error) : cf__pp_describe(st);
+  if (prev == CF__W_STARTING &&
+      p->o.on_worker_death == CF_ON_DEATH_RESTART) {
+    pthread_mutex_lock(&p->mu);
+    bool terminated = p->term_sig != 0;
+    pthread_mutex_unlock(&p->mu);
+    if (terminated) { /* killed on purpose */
+      free(msg);
+      return;
+    }
+    if (++p->start_failures < CF__PP_START_TRIES) {
+      /* Try again after a back-off; the manager's poll wakes for it
+       * (cf__pp_dispatch). */
+      int64_t wait = CF__PP_RETRY_MAX_NS;
+      if (p->start_failures - 1 < 7)
+        wait = CF__PP_RETRY_NS << (p->start_failures - 1);
+      if (wait > CF__PP_RETRY_MAX_NS)
+        wait = CF__PP_RETRY_MAX_NS;
+      p->retry_at = cf__now_ns() + wait;
+      free(msg);
+      return;
+    }
+    char why[240];
+    snprintf(why, sizeof why,
+             "the pool is broken: %d worker starts in a row failed (each "
+             "died before it was ready); the last: %s",
+             p->start_failures, msg ? msg : "died");
+    free(msg);
+    cf__pp_break(p, st, why);
+    return;
+  }
   if (prev == CF__W_STARTING) {
     char why[160];
     snprintf(why, sizeof why, "a worker failed to start: %s",
@@ -315,29 +380,10 @@ static int cf__pp_send_chunk(cf__ppool *p, cf__pworker *w, uint64_t id,
   cf__fnref ref;
   if (cf__pp_fnref(p, c->fn, &ref) != CF_OK)
     return CF_EINVAL;
-  size_t total = cf__fnref_size(&ref) + 8;
-  for (size_t i = 0; i < c->n; i++) {
-    size_t len;
-    cf__chunk_input(c, i, &len);
-    total += 8 + len;
-  }
-  unsigned char *buf = cf__malloc(total);
-  if (!buf)
+  unsigned char *buf;
+  size_t total;
+  if (cf__ipc_encode_chunk(&ref, c, &buf, &total) != CF_OK)
     return CF_ENOMEM;
-  cf__fnref_put(&ref, buf);
-  size_t off = cf__fnref_size(&ref);
-  uint64_t n = c->n;
-  memcpy(buf + off, &n, 8);
-  off += 8;
-  for (size_t i = 0; i < c->n; i++) {
-    size_t len;
-    const void *in = cf__chunk_input(c, i, &len);
-    uint64_t l = len;
-    memcpy(buf + off, &l, 8);
-    if (len)
-      memcpy(buf + off + 8, in, len);
-    off += 8 + len;
-  }
   struct iovec iov = {buf, total};
   int rc = cf__ipc_send(w->fd, CF__MSG_CHUNK, id, &iov, 1);
   free(buf);
@@ -351,10 +397,8 @@ static cf__chunk *cf__pp_chunk_of(cf_future *f) {
   return c;
 }
 
-/* Hands a started future to an idle worker. */
+/* Hands a started future to its worker (BUSY with it already). */
 static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
-  w->task = f;
-  cf__pp_set_state(p, w, CF__W_BUSY);
   uint64_t id = w->task_id = ++p->next_id;
   cf__chunk *c = cf__pp_chunk_of(f);
   int rc;
@@ -403,6 +447,7 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
   }
   if (fr.type == CF__MSG_READY && w->state == CF__W_STARTING &&
       fr.len == 0) {
+    p->start_failures = 0;
     cf__pp_set_state(p, w, CF__W_IDLE);
     return;
   }
@@ -501,8 +546,10 @@ static void cf__pp_spawn_failed(cf__ppool *p, int rc) {
   cf__pp_fail_list(l, CF_EAGAIN, 0, why);
 }
 
-/* Starts queued tasks on idle workers; starts workers as needed. */
-static void cf__pp_dispatch(cf__ppool *p) {
+/* Starts queued tasks on idle workers; starts workers as needed.  Returns
+ * 0, or the time a worker may be started again after a failed start (the
+ * manager's poll wakes then). */
+static int64_t cf__pp_dispatch(cf__ppool *p) {
   for (;;) {
     cf__pworker *idle = NULL, *free_slot = NULL;
     int starting = 0;
@@ -530,19 +577,53 @@ static void cf__pp_dispatch(cf__ppool *p) {
     }
     pthread_mutex_unlock(&p->mu);
     if (spawn) {
+      if (p->retry_at && cf__now_ns() < p->retry_at)
+        return p->retry_at;
+      p->retry_at = 0;
       int rc = cf__pp_spawn(p, free_slot);
       if (rc != CF_OK)
         cf__pp_spawn_failed(p, rc);
-      return;
+      return 0;
     }
     if (!f)
-      return;
+      return 0;
+    /* BUSY before RUNNING: a running future of this pool is always some
+     * worker's `running`, which is where cf__pp_interrupt looks. */
+    idle->task = f;
+    cf__pp_set_state(p, idle, CF__W_BUSY);
     if (!cf__future_start(f)) { /* cancelled while queued */
+      idle->task = NULL;
+      cf__pp_set_state(p, idle, CF__W_IDLE);
       cf__pp_count(p, &p->cancelled);
       cf_future_release(f);
       continue;
     }
     cf__pp_send(p, idle, f);
+  }
+}
+
+/* Sends the STOPs that cf__pp_interrupt asked for. */
+static void cf__pp_send_stops(cf__ppool *p) {
+  if (!atomic_load_explicit(&p->stop_pending, memory_order_relaxed) ||
+      !atomic_exchange_explicit(&p->stop_pending, false,
+                                memory_order_acquire))
+    return; /* the common case: one plain load per manager round */
+  int n = p->base.max_workers;
+  pthread_mutex_lock(&p->mu);
+  for (int i = 0; i < n; i++) {
+    cf__pworker *w = &p->w[i];
+    w->send_stop = w->stop == 1 && w->state == CF__W_BUSY;
+    if (w->send_stop)
+      w->stop = 2;
+  }
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < n; i++) {
+    cf__pworker *w = &p->w[i];
+    if (!w->send_stop)
+      continue;
+    w->send_stop = false;
+    /* A failed send: the worker is gone, which its poll shows next. */
+    cf__ipc_send(w->fd, CF__MSG_STOP, w->task_id, NULL, 0);
   }
 }
 
@@ -574,7 +655,8 @@ static void *cf__pp_manager(void *arg) {
         if (p->w[i].state != CF__W_FREE)
           kill(p->w[i].pid, sig);
     }
-    cf__pp_dispatch(p);
+    int64_t wake = cf__pp_dispatch(p);
+    cf__pp_send_stops(p);
     if (cf__pp_done(p) && !sig)
       break;
     int k = 0;
@@ -598,8 +680,17 @@ static void *cf__pp_manager(void *arg) {
     for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
          (ready = poll(pf, (nfds_t)k, 0)) == 0 && cf__now_ns() < end;)
       sched_yield();
-    if (ready == 0)
-      ready = poll(pf, (nfds_t)k, -1);
+    if (ready == 0) {
+      int ms = -1; /* no timer but the start-up back-off */
+      if (wake) {
+        int64_t left = wake - cf__now_ns();
+        ms = left <= 0 ? 0
+             : left >= (int64_t)INT_MAX * 1000000 ? INT_MAX
+                                                   : (int)((left + 999999) /
+                                                           1000000);
+      }
+      ready = poll(pf, (nfds_t)k, ms);
+    }
     if (ready < 0)
       continue; /* EINTR */
     if (pf[0].revents) {
@@ -753,6 +844,27 @@ static void cf__pp_destroy(cf_executor *ex) {
   cf__pp_free(p);
 }
 
+/* From cf_map's consumer: the map could not cancel f (a chunk) because it
+ * runs.  Ask its worker to stop after the current input; the manager sends
+ * the STOP.  Not found: f is done, or its result is being read already. */
+static void cf__pp_interrupt(cf_executor *ex, cf_future *f) {
+  cf__ppool *p = (cf__ppool *)ex;
+  bool poke = false;
+  pthread_mutex_lock(&p->mu);
+  for (int i = 0; i < p->base.max_workers; i++) {
+    cf__pworker *w = &p->w[i];
+    if (w->state == CF__W_BUSY && w->running == f && w->stop == 0) {
+      w->stop = 1;
+      poke = true;
+    }
+  }
+  if (poke)
+    atomic_store_explicit(&p->stop_pending, true, memory_order_release);
+  pthread_mutex_unlock(&p->mu);
+  if (poke)
+    cf__pp_poke(p);
+}
+
 static void cf__pp_stats(cf_executor *ex, cf_executor_stats *st) {
   cf__ppool *p = (cf__ppool *)ex;
   pthread_mutex_lock(&p->mu);
@@ -787,6 +899,7 @@ static const cf__backend cf__pp_backend = {
     .stats = cf__pp_stats,
     .terminate = cf__pp_terminate,
     .forget = cf__pp_forget,
+    .interrupt = cf__pp_interrupt,
 };
 
 int cf_process_pool_options_init(cf_process_pool_options *o) {
@@ -879,46 +992,65 @@ static int cf__worker_reply(int fd, uint64_t id, int32_t rc, const char *msg,
   return cf__ipc_send(fd, CF__MSG_RESULT, id, iov, 2);
 }
 
-static cf_task_fn cf__worker_fn(const unsigned char *p, size_t n,
-                                size_t *used) {
-  const char *name = NULL;
-  size_t name_len = 0;
-  uint64_t off = 0;
-  bool none;
-  *used = cf__fnref_get(p, n, &name, &name_len, &off, &none);
-  if (!*used || none)
-    return NULL;
-  return (cf_task_fn)cf__fnref_resolve(name, name_len, off);
+/* Between two inputs of the chunk `id`: has a STOP for it come?  Looks
+ * without blocking; reads a frame only if one is there.  Returns CF_OK
+ * (*stop set if so) or an error that ends the worker. */
+static int cf__worker_check_stop(int fd, uint64_t id, bool *stop) {
+  struct pollfd q = {fd, POLLIN, 0};
+  int r;
+  while ((r = poll(&q, 1, 0)) < 0 && errno == EINTR)
+    ;
+  if (r < 0)
+    return CF_ESYS;
+  if (r == 0)
+    return CF_OK;
+  cf__frame fr;
+  int rc = cf__ipc_read_frame(fd, &fr);
+  if (rc != CF_OK)
+    return rc; /* the parent is gone, or sent garbage */
+  rc = cf__ipc_decode_stop(&fr, true, id);
+  if (rc < 0)
+    return rc;
+  *stop = rc == CF__STOP_NOW;
+  return CF_OK;
 }
 
-/* Runs a CHUNK message's inputs and answers with one CHUNKRESULT. */
+/* Runs a CHUNK message's inputs and answers with one CHUNKRESULT.  Stops
+ * at the first failing input, or when a STOP for this chunk comes (seen
+ * before the next input once a clock tick has passed since the last look,
+ * see cf__coarse_ns): the inputs not started are answered NOT_RUN. */
 static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
-                            const unsigned char *p, size_t n) {
-  uint64_t count;
-  if (n < 8)
-    return CF_EPROTO;
-  memcpy(&count, p, 8);
-  size_t off = 8, cap = 8 + 4096, len = 8;
-  unsigned char *out = cf__malloc(cap);
-  if (!out)
+                            cf__chunk_view *v) {
+  cf__obuf out;
+  if (cf__ipc_chunk_result_begin(&out, v->count) != CF_OK)
     return CF_ENOMEM;
-  memcpy(out, &count, 8);
   bool stop = false;
-  for (uint64_t i = 0; i < count; i++) {
-    uint64_t ilen;
-    if (n - off < 8 || (memcpy(&ilen, p + off, 8), ilen > n - off - 8)) {
-      free(out);
-      return CF_EPROTO;
+  int rc;
+  int64_t checked = cf__coarse_ns();
+  for (uint64_t i = 0;; i++) {
+    const unsigned char *in;
+    size_t ilen;
+    rc = cf__ipc_chunk_next(v, &in, &ilen);
+    if (rc == CF_EOF)
+      break;
+    if (rc == CF_OK && !stop && i > 0) {
+      int64_t now = cf__coarse_ns();
+      if (now != checked) {
+        checked = now;
+        rc = cf__worker_check_stop(fd, id, &stop);
+      }
     }
-    const unsigned char *in = p + off + 8;
-    off += 8 + ilen;
+    if (rc != CF_OK) {
+      free(out.p);
+      return rc;
+    }
     int32_t status = CF__ITEM_NOT_RUN, code = 0;
     cf_task t = {0};
     const void *data = NULL;
-    uint64_t dlen = 0;
-    uint32_t has_msg = 0;
+    size_t dlen = 0;
+    bool has_msg = false;
     if (!stop) {
-      code = cf__task_invoke(fn, ilen ? in : NULL, (size_t)ilen, &t);
+      code = cf__task_invoke(fn, in, ilen, &t);
       status = code == 0 ? CF__ITEM_OK : CF__ITEM_FAILED;
       if (code == 0) {
         data = cf__buf_data(&t.out);
@@ -926,40 +1058,21 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
       } else {
         stop = true; /* the rest would only be cancelled */
         if (t.errmsg) {
-          has_msg = 1;
+          has_msg = true;
           data = t.errmsg;
           dlen = strlen(t.errmsg);
         }
       }
     }
-    size_t need = len + 24 + (size_t)dlen;
-    if (need > cap) {
-      while (cap < need)
-        cap *= 2;
-      unsigned char *nb = cf__realloc(out, cap);
-      if (!nb) {
-        free(out);
-        cf__buf_free(&t.out);
-        free(t.errmsg);
-        return CF_ENOMEM;
-      }
-      out = nb;
-    }
-    uint32_t pad = 0;
-    memcpy(out + len, &status, 4);
-    memcpy(out + len + 4, &code, 4);
-    memcpy(out + len + 8, &has_msg, 4);
-    memcpy(out + len + 12, &pad, 4);
-    memcpy(out + len + 16, &dlen, 8);
-    if (dlen)
-      memcpy(out + len + 24, data, (size_t)dlen);
-    len += 24 + (size_t)dlen;
+    rc = cf__ipc_chunk_result_add(&out, status, code, has_msg, data, dlen);
     cf__buf_free(&t.out);
     free(t.errmsg);
+    if (rc != CF_OK)
+      return rc; /* out was freed */
   }
-  struct iovec iov = {out, len};
-  int rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
-  free(out);
+  struct iovec iov = {out.p, out.len};
+  rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
+  free(out.p);
   return rc;
 }
 
@@ -1003,27 +1116,35 @@ static int cf__worker_main(int fd) {
       break;
     }
     case CF__MSG_TASK: {
-      cf_task_fn fn = cf__worker_fn(buf, (size_t)fr.len, &used);
+      cf__task_view tv;
+      if (cf__ipc_decode_task(buf, (size_t)fr.len, &tv) != CF_OK) {
+        rc = CF_EPROTO;
+        break;
+      }
+      cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&tv.fn);
       if (!fn) {
         rc = cf__worker_reply(fd, fr.id, CF_EINVAL,
                               "task function not found in the worker", NULL);
         break;
       }
       cf_task t;
-      size_t ilen = (size_t)fr.len - used;
-      int32_t code = cf__task_invoke(fn, ilen ? buf + used : NULL, ilen, &t);
+      int32_t code = cf__task_invoke(fn, tv.in, tv.len, &t);
       rc = cf__worker_reply(fd, fr.id, code, t.errmsg, &t.out);
       cf__buf_free(&t.out);
       free(t.errmsg);
       break;
     }
     case CF__MSG_CHUNK: {
-      cf_task_fn fn = cf__worker_fn(buf, (size_t)fr.len, &used);
-      rc = fn ? cf__worker_chunk(fd, fr.id, fn, buf + used,
-                                 (size_t)fr.len - used)
-              : CF_EPROTO;
+      cf__chunk_view cv;
+      cf_task_fn fn = NULL;
+      if (cf__ipc_decode_chunk(buf, (size_t)fr.len, &cv) == CF_OK)
+        fn = (cf_task_fn)cf__fnref_view_resolve(&cv.fn);
+      rc = fn ? cf__worker_chunk(fd, fr.id, fn, &cv) : CF_EPROTO;
       break;
     }
+    case CF__MSG_STOP: /* crossed the result of the chunk it named */
+      rc = cf__ipc_decode_stop(&fr, false, 0) < 0 ? CF_EPROTO : CF_OK;
+      break;
     case CF__MSG_EXIT:
       free(buf);
       return 0;

@@ -1,6 +1,7 @@
-/* The process pool's wire protocol: function references, framing, and the
- * decoders of what workers send, including a replay of the fuzz corpus of
- * malformed messages (tests/corpus/ipc). */
+/* The process pool's wire protocol: function references, framing, the
+ * decoders of what workers send and of what workers receive, the chunk
+ * encoders, and a replay of the fuzz corpus of malformed messages
+ * (tests/corpus/ipc). */
 #include "test_util.h"
 
 #include "ipc_input.h"
@@ -139,6 +140,148 @@ static void test_decode_result(void) {
   CU_ASSERT_EQUAL(cf__ipc_decode_result(p, 8, &v), CF_EPROTO);
 }
 
+
+/* A chunk of three inputs ("abc", "", 20 x 'z') as the parent encodes it. */
+static cf__chunk *three_inputs(void) {
+  cf__chunk *c = calloc(1, sizeof *c + 3 * sizeof(cf__item) +
+                               3 * sizeof(cf__buf));
+  c->fn = task_square;
+  c->n = 3;
+  c->ins = (cf__buf *)((char *)c + sizeof *c + 3 * sizeof(cf__item));
+  static const char z[20] = "zzzzzzzzzzzzzzzzzzzz";
+  cf__buf_copy(&c->ins[0], "abc", 3);
+  cf__buf_copy(&c->ins[2], z, 20);
+  return c;
+}
+
+static void free_inputs(cf__chunk *c) {
+  for (size_t i = 0; i < c->n; i++)
+    cf__buf_free(&c->ins[i]);
+  free(c);
+}
+
+static void test_chunk_encode_decode(void) {
+  cf__chunk *c = three_inputs();
+  cf__fnref ref;
+  CU_ASSERT_EQUAL_FATAL(cf__fnref_locate((uintptr_t)task_square, &ref), CF_OK);
+  unsigned char *buf;
+  size_t n;
+  CU_ASSERT_EQUAL_FATAL(cf__ipc_encode_chunk(&ref, c, &buf, &n), CF_OK);
+  cf__chunk_view v;
+  CU_ASSERT_EQUAL_FATAL(cf__ipc_decode_chunk(buf, n, &v), CF_OK);
+  CU_ASSERT_EQUAL(cf__fnref_view_resolve(&v.fn), (uintptr_t)task_square);
+  CU_ASSERT_EQUAL(v.count, 3);
+  const unsigned char *in;
+  size_t len;
+  CU_ASSERT_EQUAL(cf__ipc_chunk_next(&v, &in, &len), CF_OK);
+  CU_ASSERT_TRUE(len == 3 && memcmp(in, "abc", 3) == 0);
+  CU_ASSERT_EQUAL(cf__ipc_chunk_next(&v, &in, &len), CF_OK);
+  CU_ASSERT_TRUE(len == 0 && in == NULL);
+  CU_ASSERT_EQUAL(cf__ipc_chunk_next(&v, &in, &len), CF_OK);
+  CU_ASSERT_TRUE(len == 20 && in[19] == 'z');
+  CU_ASSERT_EQUAL(cf__ipc_chunk_next(&v, &in, &len), CF_EOF);
+  CU_ASSERT_EQUAL(cf__ipc_chunk_next(&v, &in, &len), CF_EOF);
+  /* Every truncation, and a byte too many, is refused before any input
+   * would run. */
+  for (size_t k = 0; k < n; k++)
+    CU_ASSERT_EQUAL(cf__ipc_decode_chunk(buf, k, &v), CF_EPROTO);
+  unsigned char *more = malloc(n + 1);
+  memcpy(more, buf, n);
+  more[n] = 0;
+  CU_ASSERT_EQUAL(cf__ipc_decode_chunk(more, n + 1, &v), CF_EPROTO);
+  free(more);
+  /* A count larger than the inputs that follow. */
+  size_t at = cf__fnref_size(&ref);
+  uint64_t big = 4;
+  memcpy(buf + at, &big, 8);
+  CU_ASSERT_EQUAL(cf__ipc_decode_chunk(buf, n, &v), CF_EPROTO);
+  big = UINT64_MAX;
+  memcpy(buf + at, &big, 8);
+  CU_ASSERT_EQUAL(cf__ipc_decode_chunk(buf, n, &v), CF_EPROTO);
+  free(buf);
+  free_inputs(c);
+}
+
+static void test_chunk_result_encode_decode(void) {
+  cf__obuf b;
+  CU_ASSERT_EQUAL_FATAL(cf__ipc_chunk_result_begin(&b, 3), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_OK, 0, false, "xyz",
+                                           3), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_FAILED, 9, true,
+                                           "bad", 3), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_NOT_RUN, 0, false,
+                                           NULL, 0), CF_OK);
+  /* The same bytes as the reference layout of good_chunk(). */
+  unsigned char ref[256];
+  size_t n = good_chunk(ref);
+  CU_ASSERT_EQUAL(b.len, n);
+  CU_ASSERT_TRUE(b.len == n && memcmp(b.p, ref, n) == 0);
+  cf__item items[3] = {{.status = CF_ECANCELLED},
+                       {.status = CF_ECANCELLED},
+                       {.status = CF_ECANCELLED}};
+  CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(b.p, b.len, 3, items), CF_OK);
+  CU_ASSERT_EQUAL(items[1].code, 9);
+  free(items[1].msg);
+  cf__buf_free(&items[0].out);
+  free(b.p);
+  /* Large items grow the buffer. */
+  CU_ASSERT_EQUAL_FATAL(cf__ipc_chunk_result_begin(&b, 1), CF_OK);
+  static unsigned char big[100000];
+  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_OK, 0, false, big,
+                                           sizeof big), CF_OK);
+  CU_ASSERT_EQUAL(b.len, 8 + 24 + sizeof big);
+  free(b.p);
+}
+
+static void test_decode_task(void) {
+  cf__fnref ref;
+  CU_ASSERT_EQUAL_FATAL(cf__fnref_locate((uintptr_t)task_square, &ref), CF_OK);
+  unsigned char buf[sizeof ref + 32];
+  cf__fnref_put(&ref, buf);
+  size_t k = cf__fnref_size(&ref);
+  memcpy(buf + k, "input", 5);
+  cf__task_view v;
+  CU_ASSERT_EQUAL_FATAL(cf__ipc_decode_task(buf, k + 5, &v), CF_OK);
+  CU_ASSERT_EQUAL(cf__fnref_view_resolve(&v.fn), (uintptr_t)task_square);
+  CU_ASSERT_TRUE(v.len == 5 && memcmp(v.in, "input", 5) == 0);
+  CU_ASSERT_EQUAL(cf__ipc_decode_task(buf, k, &v), CF_OK);
+  CU_ASSERT_TRUE(v.len == 0 && v.in == NULL);
+  for (size_t i = 0; i < k; i++)
+    CU_ASSERT_EQUAL(cf__ipc_decode_task(buf, i, &v), CF_EPROTO);
+  /* "No function" decodes, and resolves to nothing. */
+  cf__fnref none;
+  cf__fnref_locate(0, &none);
+  cf__fnref_put(&none, buf);
+  CU_ASSERT_EQUAL(cf__ipc_decode_task(buf, 4, &v), CF_OK);
+  CU_ASSERT_TRUE(v.fn.none);
+  CU_ASSERT_EQUAL(cf__fnref_view_resolve(&v.fn), 0);
+}
+
+static void test_decode_stop(void) {
+  cf__frame stop = {CF__IPC_MAGIC, CF__MSG_STOP, 7, 0};
+  CU_ASSERT_EQUAL(cf__ipc_decode_stop(&stop, true, 7), CF__STOP_NOW);
+  CU_ASSERT_EQUAL(cf__ipc_decode_stop(&stop, false, 0), CF__STOP_IGNORE);
+  /* A STOP for another chunk while one runs cannot happen: the stream is
+   * ordered and the parent names only the chunk outstanding. */
+  CU_ASSERT_EQUAL(cf__ipc_decode_stop(&stop, true, 8), CF_EPROTO);
+  cf__frame bad = stop;
+  bad.len = 1;
+  CU_ASSERT_EQUAL(cf__ipc_decode_stop(&bad, true, 7), CF_EPROTO);
+  CU_ASSERT_EQUAL(cf__ipc_decode_stop(&bad, false, 0), CF_EPROTO);
+  bad = stop;
+  bad.type = CF__MSG_TASK; /* nothing but a STOP while a chunk runs */
+  CU_ASSERT_EQUAL(cf__ipc_decode_stop(&bad, true, 7), CF_EPROTO);
+  /* The header check knows the new type. */
+  int sv[2];
+  CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_STOP, 7, NULL, 0), CF_OK);
+  cf__frame fr;
+  CU_ASSERT_EQUAL(cf__ipc_read_frame(sv[1], &fr), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_decode_stop(&fr, true, 7), CF__STOP_NOW);
+  close(sv[0]);
+  close(sv[1]);
+}
+
 /* Every file of the corpus decodes to CF_OK or CF_EPROTO, never a crash
  * (ASan, UBSan and valgrind watch the replay in CI). */
 static int refused;
@@ -151,10 +294,13 @@ static void replay_one(const uint8_t *data, size_t size) {
 
 static void test_corpus_replay(void) {
   int files = cf_test_replay_corpus("ipc", replay_one);
-  CU_ASSERT_TRUE(files >= 10);
+  CU_ASSERT_TRUE(files >= 40); /* both directions */
   CU_ASSERT_TRUE(refused >= files / 2); /* the corpus is mostly bad input */
 }
 
 CF_TEST_MAIN("ipc", CF_TEST(test_fnref_round_trip), CF_TEST(test_frames),
              CF_TEST(test_decode_chunk_result), CF_TEST(test_decode_result),
+             CF_TEST(test_chunk_encode_decode),
+             CF_TEST(test_chunk_result_encode_decode),
+             CF_TEST(test_decode_task), CF_TEST(test_decode_stop),
              CF_TEST(test_corpus_replay))

@@ -4,8 +4,11 @@
 #include "test_util.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 static cf_executor *make_ppool(int workers, cf_death_policy pol) {
@@ -23,6 +26,114 @@ static int count_fds(void) { return cf_test_count_entries("/proc/self/fd"); }
 /* No child at all, not even a zombie. */
 static bool no_children(void) {
   return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
+}
+
+
+/* ---- files and FIFOs the test controls (workers see them by path) -------- */
+
+/* A fresh folder for one test's files; returns its path (static). */
+static const char *make_dir(void) {
+  static char dir[64];
+  snprintf(dir, sizeof dir, "/tmp/cf-pp-XXXXXX");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+  return dir;
+}
+
+static void path_in(char *out, size_t n, const char *dir, const char *name) {
+  snprintf(out, n, "%s/%s", dir, name);
+}
+
+/* Removes the folder and the files a test made in it. */
+static void remove_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    char p[512];
+    path_in(p, sizeof p, dir, e->d_name);
+    unlink(p);
+  }
+  if (d)
+    closedir(d);
+  rmdir(dir);
+}
+
+/* Size of a file, 0 when it does not exist. */
+static long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Appends one byte to the file: how a worker counts what it ran. */
+static void count_one(const char *path) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    if (write(fd, "x", 1) != 1) {
+      /* counted as not run: the test then fails visibly */
+    }
+    close(fd);
+  }
+}
+
+/* Polls cond until it holds; a generous safety net (2 minutes) keeps a
+ * broken library from hanging the suite, it is no timing requirement. */
+#define EVENTUALLY_LONG(cond)                                                 \
+  ({                                                                          \
+    bool ok_ = false;                                                         \
+    for (int i_ = 0; i_ < 120000 && !(ok_ = (cond)); i_++)                    \
+      cf_test_sleep_ms(1);                                                    \
+    ok_;                                                                      \
+  })
+
+/* Children of this process that are alive or zombies, without reaping
+ * any (a waitpid(-1) here would steal the manager's). */
+static int count_children(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    char p[300];
+    snprintf(p, sizeof p, "/proc/self/task/%s/children", e->d_name);
+    FILE *fp = fopen(p, "r");
+    int pid;
+    while (fp && fscanf(fp, "%d", &pid) == 1)
+      n++;
+    if (fp)
+      fclose(fp);
+  }
+  if (d)
+    closedir(d);
+  return n;
+}
+
+/* in: a FIFO's path (NUL-terminated); blocks until the test writes a byte
+ * to it, then returns 7 as a uint64. */
+static int task_fifo(cf_task *t, const void *in, size_t len) {
+  if (!len || ((const char *)in)[len - 1] != '\0')
+    return EINVAL;
+  int fd = open(in, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno;
+  char c;
+  ssize_t r;
+  while ((r = read(fd, &c, 1)) < 0 && errno == EINTR)
+    ;
+  close(fd);
+  uint64_t v = 7;
+  return r == 1 ? cf_task_return(t, &v, sizeof v) : EIO;
+}
+
+/* Lets every task_fifo on `path` through: a byte for each, and the FIFO
+ * stays open for writing (returned: close it at the end). */
+static int fifo_release(const char *path, int n) {
+  int fd = open(path, O_RDWR | O_CLOEXEC); /* never blocks on Linux */
+  CU_ASSERT_TRUE_FATAL(fd >= 0);
+  for (int i = 0; i < n; i++)
+    CU_ASSERT_EQUAL(write(fd, "g", 1), 1);
+  return fd;
 }
 
 /* ---- tasks (run in the workers) ----------------------------------------------- */
@@ -480,6 +591,456 @@ static void test_malformed_message(void) {
   cf_executor_release(ex);
 }
 
+
+
+/* ---- RESTART: a worker that dies while it starts ------------------------------- */
+
+/* initarg: a folder.  Appends a byte to <dir>/starts, publishes the
+ * worker's pid in <dir>/pid, then waits until the test opens <dir>/gate
+ * (a FIFO) for writing. */
+static int init_gate(const void *arg, size_t len) {
+  if (!len || ((const char *)arg)[len - 1] != '\0')
+    return 9;
+  char p[256], tmp[300];
+  path_in(p, sizeof p, arg, "starts");
+  count_one(p);
+  path_in(p, sizeof p, arg, "pid");
+  snprintf(tmp, sizeof tmp, "%s.%d", p, (int)getpid());
+  FILE *fp = fopen(tmp, "w");
+  if (!fp)
+    return 9;
+  fprintf(fp, "%d\n", (int)getpid());
+  fclose(fp);
+  rename(tmp, p); /* atomic: the test reads a whole pid */
+  path_in(p, sizeof p, arg, "gate");
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 9;
+  close(fd);
+  return 0;
+}
+
+/* initarg: a folder.  Counts the start in <dir>/starts, then dies. */
+static int init_die(const void *arg, size_t len) {
+  if (!len || ((const char *)arg)[len - 1] != '\0')
+    return 9;
+  char p[256];
+  path_in(p, sizeof p, arg, "starts");
+  count_one(p);
+  raise(SIGKILL);
+  return 9;
+}
+
+static int read_pid(const char *dir) {
+  char p[256];
+  path_in(p, sizeof p, dir, "pid");
+  FILE *fp = fopen(p, "r");
+  int pid = 0;
+  if (fp) {
+    if (fscanf(fp, "%d", &pid) != 1)
+      pid = 0;
+    fclose(fp);
+  }
+  return pid;
+}
+
+static cf_executor *make_init_pool(cf_death_policy pol, cf_initializer_fn init,
+                                   const char *dir) {
+  cf_process_pool_options o;
+  cf_process_pool_options_init(&o);
+  o.max_workers = 1;
+  o.on_worker_death = pol;
+  o.initializer = init;
+  o.initarg = dir;
+  o.initarg_len = strlen(dir) + 1;
+  cf_executor *ex = NULL;
+  CU_ASSERT_EQUAL_FATAL(cf_process_pool_create(&o, &ex), CF_OK);
+  return ex;
+}
+
+/* The first worker is killed inside its initializer: under RESTART a new
+ * one starts and runs the queue; under BREAK the pool breaks, as before. */
+static void check_kill_at_start(cf_death_policy pol) {
+  const char *dir = make_dir();
+  char gate[256], starts[256];
+  path_in(gate, sizeof gate, dir, "gate");
+  path_in(starts, sizeof starts, dir, "starts");
+  CU_ASSERT_EQUAL_FATAL(mkfifo(gate, 0600), 0);
+  cf_executor *ex = make_init_pool(pol, init_gate, dir);
+  cf_future *fs[3];
+  for (uint64_t i = 0; i < 3; i++)
+    fs[i] = submit_u64(ex, task_square, i);
+  CU_ASSERT_TRUE_FATAL(EVENTUALLY_LONG(read_pid(dir) > 0));
+  int first = read_pid(dir);
+  CU_ASSERT_EQUAL(kill(first, SIGKILL), 0);
+  if (pol == CF_ON_DEATH_RESTART) {
+    /* Its successor is in the initializer now; let it through. */
+    CU_ASSERT_TRUE(EVENTUALLY_LONG(read_pid(dir) != first));
+    int gfd = fifo_release(gate, 0);
+    for (uint64_t i = 0; i < 3; i++)
+      CU_ASSERT_EQUAL(result_u64(fs[i]), i * i + 1);
+    CU_ASSERT_EQUAL(file_size(starts), 2);
+    cf_executor_stats st;
+    cf_executor_stats_get(ex, &st);
+    CU_ASSERT_EQUAL(st.completed, 3);
+    CU_ASSERT_EQUAL(st.failed, 0);
+    /* The count of failed starts was reset by the good one: one more
+     * death of a running worker is just that (the task fails alone). */
+    cf_executor_release(ex);
+    close(gfd);
+  } else {
+    const char *msg = NULL;
+    int code = 0;
+    CU_ASSERT_EQUAL(cf_future_error(fs[0], CF_FOREVER, &code, &msg),
+                    CF_EBROKEN);
+    CU_ASSERT_TRUE(WIFSIGNALED(code) && WTERMSIG(code) == SIGKILL);
+    CU_ASSERT_TRUE(msg && strstr(msg, "failed to start"));
+    for (int i = 1; i < 3; i++)
+      CU_ASSERT_EQUAL(cf_future_result(fs[i], CF_FOREVER, NULL, NULL),
+                      CF_EBROKEN);
+    CU_ASSERT_EQUAL(cf_submit(ex, task_noop, NULL, 0, NULL), CF_EBROKEN);
+    CU_ASSERT_EQUAL(file_size(starts), 1);
+    cf_executor_release(ex);
+  }
+  for (int i = 0; i < 3; i++)
+    cf_future_release(fs[i]);
+  CU_ASSERT_TRUE(no_children());
+  remove_dir(dir);
+}
+
+static void test_restart_kill_at_start(void) {
+  check_kill_at_start(CF_ON_DEATH_RESTART);
+  check_kill_at_start(CF_ON_DEATH_BREAK);
+}
+
+/* A worker that can never start: RESTART tries 6 times (with a back-off),
+ * then breaks the pool and says why. */
+static void test_restart_start_always_fails(void) {
+  const char *dir = make_dir();
+  char starts[256];
+  path_in(starts, sizeof starts, dir, "starts");
+  cf_executor *ex = make_init_pool(CF_ON_DEATH_RESTART, init_die, dir);
+  cf_future *f = submit_u64(ex, task_square, 2);
+  const char *msg = NULL;
+  int code = 0;
+  CU_ASSERT_EQUAL(cf_future_error(f, CF_FOREVER, &code, &msg), CF_EBROKEN);
+  CU_ASSERT_TRUE(WIFSIGNALED(code) && WTERMSIG(code) == SIGKILL);
+  CU_ASSERT_PTR_NOT_NULL(msg);
+  if (msg) {
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "6 worker starts in a row failed"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "killed by signal 9"));
+  }
+  CU_ASSERT_EQUAL(file_size(starts), 6);
+  CU_ASSERT_EQUAL(cf_submit(ex, task_noop, NULL, 0, NULL), CF_EBROKEN);
+  cf_future_release(f);
+  cf_executor_release(ex);
+  CU_ASSERT_TRUE(no_children());
+  remove_dir(dir);
+}
+
+/* ---- a done callback on the pool's I/O thread waits on its own pool ------------ */
+
+typedef struct io_wait_ctx {
+  cf_future *blocked;  /* pending: its task waits on a FIFO */
+  cf_future *done;     /* a finished future of the same pool */
+  cf_executor *other;  /* another process pool */
+  cf_executor *tp;     /* a thread pool */
+  cf_executor *self;   /* the pool (shutdown / release cases) */
+  int what;            /* 0: waits; 1: shutdown(wait); 2: release */
+  char thread[16];
+  int rc[16];
+  uint64_t val[4];
+  bool blocked_done;   /* was `blocked` done when the checks ended? */
+  cf_future *signal;   /* set when the callback is through */
+} io_wait_ctx;
+
+enum { W_WAIT_FOREVER, W_WAIT_TIMEOUT, W_RESULT_FOREVER, W_RESULT_TIMEOUT,
+       W_ERROR_FOREVER, W_ERROR_TIMEOUT, W_SELF_DONE, W_OTHER_PP,
+       W_THREAD_POOL, W_OWN_DONE, W_WAIT_ALL, W_WAIT_ALL_TIMEOUT,
+       W_AS_COMPLETED, W_MAP_NEXT, W_END };
+
+static void cb_io_waits(cf_future *self, void *arg) {
+  io_wait_ctx *c = arg;
+  pthread_getname_np(pthread_self(), c->thread, sizeof c->thread);
+  if (c->what == 1) {
+    c->rc[0] = cf_shutdown(c->self, true, false);
+  } else if (c->what == 2) {
+    cf_executor_release(c->self); /* the last reference */
+    c->rc[0] = CF_OK;
+  } else {
+    const void *d = (const void *)1;
+    size_t n = 1;
+    int code = 1;
+    const char *msg = (const char *)1;
+    c->rc[W_WAIT_FOREVER] = cf_future_wait(c->blocked, CF_FOREVER);
+    c->rc[W_WAIT_TIMEOUT] = cf_future_wait(c->blocked, CF_SEC(3600));
+    c->rc[W_RESULT_FOREVER] =
+        cf_future_result(c->blocked, CF_FOREVER, &d, &n);
+    c->rc[W_RESULT_TIMEOUT] =
+        cf_future_result(c->blocked, CF_SEC(3600), &d, &n);
+    if (d || n)
+      c->rc[W_RESULT_TIMEOUT] = 1000; /* outputs must be cleared */
+    c->rc[W_ERROR_FOREVER] =
+        cf_future_error(c->blocked, CF_FOREVER, &code, &msg);
+    c->rc[W_ERROR_TIMEOUT] =
+        cf_future_error(c->blocked, CF_SEC(3600), &code, &msg);
+    if (code || msg)
+      c->rc[W_ERROR_TIMEOUT] = 1000;
+    /* Done futures, and futures of other pools, are waited for. */
+    const void *r;
+    c->rc[W_SELF_DONE] = cf_future_result(self, CF_FOREVER, &r, NULL);
+    if (c->rc[W_SELF_DONE] == CF_OK)
+      memcpy(&c->val[0], r, 8);
+    cf_future *o = submit_u64(c->other, task_square, 6);
+    c->rc[W_OTHER_PP] = cf_future_result(o, CF_FOREVER, &r, NULL);
+    if (c->rc[W_OTHER_PP] == CF_OK)
+      memcpy(&c->val[1], r, 8);
+    cf_future_release(o);
+    o = submit_u64(c->tp, task_square, 7);
+    c->rc[W_THREAD_POOL] = cf_future_result(o, CF_SEC(3600), &r, NULL);
+    if (c->rc[W_THREAD_POOL] == CF_OK)
+      memcpy(&c->val[2], r, 8);
+    cf_future_release(o);
+    c->rc[W_OWN_DONE] = cf_future_result(c->done, CF_SEC(3600), &r, NULL);
+    if (c->rc[W_OWN_DONE] == CF_OK)
+      memcpy(&c->val[3], r, 8);
+    /* The waits over many futures, and cf_map_next, on the I/O thread;
+     * the map is destroyed there too (its chunks outlive it). */
+    cf_future *two[2] = {c->done, c->blocked};
+    c->rc[W_WAIT_ALL] =
+        cf_wait(two, 2, CF_FOREVER, CF_ALL_COMPLETED, NULL, NULL);
+    c->rc[W_WAIT_ALL_TIMEOUT] =
+        cf_wait(&c->blocked, 1, CF_SEC(3600), CF_FIRST_COMPLETED, NULL, NULL);
+    cf_as_completed_iter *it;
+    c->rc[W_AS_COMPLETED] = cf_as_completed_create(&c->blocked, 1,
+                                                   CF_FOREVER, &it);
+    if (c->rc[W_AS_COMPLETED] == CF_OK) {
+      cf_future *g;
+      c->rc[W_AS_COMPLETED] = cf_as_completed_next(it, &g);
+      cf_as_completed_destroy(it);
+    }
+    uint64_t in[4] = {1, 2, 3, 4};
+    cf_map_iter *m;
+    c->rc[W_MAP_NEXT] = cf_map_array(c->self, task_square, in, 8, 4, NULL, &m);
+    if (c->rc[W_MAP_NEXT] == CF_OK) {
+      cf_map_item mi;
+      c->rc[W_MAP_NEXT] = cf_map_next(m, &mi);
+      cf_map_destroy(m);
+    }
+  }
+  c->blocked_done = cf_future_done(c->blocked);
+  cf_future_set_result(c->signal, NULL, 0);
+}
+
+/* Sets up `blocked` (waits on <dir>/b) and a future that waits on <dir>/a,
+ * adds the callback to the latter, then lets it finish: so the callback
+ * surely runs on the pool's I/O thread. */
+static void run_io_callback(cf_executor *ex, io_wait_ctx *c, const char *dir,
+                            int *bfd) {
+  char a[256], b[256];
+  path_in(a, sizeof a, dir, "a");
+  path_in(b, sizeof b, dir, "b");
+  CU_ASSERT_EQUAL_FATAL(mkfifo(a, 0600), 0);
+  CU_ASSERT_EQUAL_FATAL(mkfifo(b, 0600), 0);
+  CU_ASSERT_EQUAL_FATAL(cf_future_create(&c->signal), CF_OK);
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_fifo, b, strlen(b) + 1,
+                                  &c->blocked), CF_OK);
+  cf_future *trigger;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_fifo, a, strlen(a) + 1, &trigger),
+                        CF_OK);
+  CU_ASSERT_EQUAL(cf_future_add_done_callback(trigger, cb_io_waits, c),
+                  CF_OK);
+  int afd = fifo_release(a, 1);
+  /* A safety net, not a timing check: the callback returns at once. */
+  CU_ASSERT_EQUAL(cf_future_wait(c->signal, CF_SEC(600)), CF_OK);
+  CU_ASSERT_STRING_EQUAL(c->thread, "cf-procpool");
+  CU_ASSERT_FALSE(c->blocked_done); /* everything above came first */
+  /* Now let `blocked` finish. */
+  *bfd = fifo_release(b, 1);
+  CU_ASSERT_EQUAL(result_u64(c->blocked), 7);
+  close(afd);
+  cf_future_release(trigger);
+}
+
+static void test_callback_waits_on_own_pool(void) {
+  const char *dir = make_dir();
+  cf_executor *ex = make_ppool(2, CF_ON_DEATH_BREAK);
+  io_wait_ctx c = {.what = 0, .self = ex};
+  c.other = make_ppool(1, CF_ON_DEATH_BREAK);
+  c.tp = make_pool(1);
+  c.done = submit_u64(ex, task_square, 8);
+  CU_ASSERT_EQUAL(result_u64(c.done), 65);
+  int bfd;
+  run_io_callback(ex, &c, dir, &bfd);
+  for (int k = W_WAIT_FOREVER; k <= W_ERROR_TIMEOUT; k++)
+    CU_ASSERT_EQUAL(c.rc[k], CF_EDEADLK);
+  CU_ASSERT_EQUAL(c.rc[W_SELF_DONE], CF_OK);
+  CU_ASSERT_EQUAL(c.val[0], 7);
+  CU_ASSERT_EQUAL(c.rc[W_OTHER_PP], CF_OK);
+  CU_ASSERT_EQUAL(c.val[1], 37);
+  CU_ASSERT_EQUAL(c.rc[W_THREAD_POOL], CF_OK);
+  CU_ASSERT_EQUAL(c.val[2], 50);
+  CU_ASSERT_EQUAL(c.rc[W_OWN_DONE], CF_OK);
+  CU_ASSERT_EQUAL(c.val[3], 65);
+  CU_ASSERT_EQUAL(c.rc[W_WAIT_ALL], CF_EDEADLK);
+  CU_ASSERT_EQUAL(c.rc[W_WAIT_ALL_TIMEOUT], CF_EDEADLK);
+  CU_ASSERT_EQUAL(c.rc[W_AS_COMPLETED], CF_EDEADLK);
+  CU_ASSERT_EQUAL(c.rc[W_MAP_NEXT], CF_EDEADLK);
+  cf_future_release(c.blocked);
+  cf_future_release(c.done);
+  cf_future_release(c.signal);
+  cf_executor_release(c.other);
+  cf_executor_release(c.tp);
+  cf_executor_release(ex);
+  close(bfd);
+  remove_dir(dir);
+}
+
+/* cf_shutdown(wait) from the I/O thread returns (it cannot wait for
+ * itself); what was running still finishes, and the pool then ends. */
+static void test_callback_shutdown_wait(void) {
+  const char *dir = make_dir();
+  cf_executor *ex = make_ppool(2, CF_ON_DEATH_BREAK);
+  io_wait_ctx c = {.what = 1, .self = ex};
+  int bfd;
+  run_io_callback(ex, &c, dir, &bfd);
+  CU_ASSERT_EQUAL(c.rc[0], CF_OK);
+  CU_ASSERT_EQUAL(cf_submit(ex, task_noop, NULL, 0, NULL), CF_ESHUTDOWN);
+  CU_ASSERT_EQUAL(cf_shutdown(ex, true, false), CF_OK); /* joins */
+  CU_ASSERT_EQUAL(count_children(), 0);
+  cf_future_release(c.blocked);
+  cf_future_release(c.signal);
+  cf_executor_release(ex);
+  close(bfd);
+  remove_dir(dir);
+}
+
+/* The last reference dropped from the I/O thread: the pool still runs
+ * what it has, then frees itself (its thread and workers go). */
+static void test_callback_releases_pool(void) {
+  const char *dir = make_dir();
+  int threads = cf_test_count_entries("/proc/self/task");
+  cf_executor *ex = make_ppool(2, CF_ON_DEATH_BREAK);
+  io_wait_ctx c = {.what = 2, .self = ex};
+  int bfd;
+  run_io_callback(ex, &c, dir, &bfd); /* `blocked` completes after it */
+  CU_ASSERT_EQUAL(c.rc[0], CF_OK);
+  CU_ASSERT_TRUE(EVENTUALLY_LONG(
+      count_children() == 0 &&
+      cf_test_count_entries("/proc/self/task") == threads));
+  cf_future_release(c.blocked);
+  cf_future_release(c.signal);
+  close(bfd);
+  remove_dir(dir);
+}
+
+/* ---- cf_map_destroy stops a running chunk after its current input ---------- */
+
+/* A map input: its index, the index that blocks, the counting file. */
+typedef struct stop_item {
+  int32_t index, block_at;
+  char path[120];
+} stop_item;
+
+/* The worker's channel to the parent: its only socket. */
+static int own_socket(void) {
+  for (int fd = 3; fd < 1024; fd++) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+      return fd;
+  }
+  return -1;
+}
+
+/* Counts itself; the input at block_at then waits until a message for its
+ * worker has arrived (the STOP), without reading it, and then lasts two
+ * ticks of the coarse clock more: a worker looks for a STOP once that
+ * clock has ticked since its last look, so the look before the next input
+ * is certain (a sleep lasts at least that long on any machine).  The
+ * 2-minute poll is a safety net only: without STOP the item runs and so do
+ * all after it. */
+static int task_stop_item(cf_task *t, const void *in, size_t len) {
+  (void)t;
+  stop_item it;
+  if (len != sizeof it)
+    return EINVAL;
+  memcpy(&it, in, sizeof it);
+  count_one(it.path);
+  if (it.index == it.block_at) {
+    struct pollfd q = {own_socket(), POLLIN, 0};
+    while (poll(&q, 1, 120000) < 0 && errno == EINTR)
+      ;
+    struct timespec res = {0, 0};
+    clock_getres(CLOCK_MONOTONIC_COARSE, &res);
+    long ms = (long)(res.tv_sec * 1000 + res.tv_nsec / 1000000) * 2 + 1;
+    cf_test_sleep_ms(ms);
+  }
+  return 0;
+}
+
+static void test_map_destroy_stops_chunk(void) {
+  cf_executor *ex = make_ppool(1, CF_ON_DEATH_BREAK);
+  const char *dir = make_dir();
+  enum { N = 50, K = 3 };
+  stop_item in[N];
+  for (int i = 0; i < N; i++) {
+    in[i] = (stop_item){.index = i, .block_at = K};
+    path_in(in[i].path, sizeof in[i].path, dir, "ran");
+  }
+  cf_map_options o;
+  cf_map_options_init(&o);
+  o.chunksize = N; /* one chunk, one worker */
+  cf_map_iter *m;
+  CU_ASSERT_EQUAL_FATAL(
+      cf_map_array(ex, task_stop_item, in, sizeof *in, N, &o, &m), CF_OK);
+  /* Input K has started (and waits for the STOP). */
+  CU_ASSERT_TRUE(EVENTUALLY_LONG(file_size(in[0].path) == K + 1));
+  cf_map_destroy(m);
+  /* Input K finished once the STOP came; none after it ran. */
+  CU_ASSERT_EQUAL(file_size(in[0].path), K + 1);
+  /* The worker is unharmed and serves the next task. */
+  cf_future *f = submit_u64(ex, task_square, 4);
+  CU_ASSERT_EQUAL(result_u64(f), 17);
+  cf_future_release(f);
+  cf_executor_stats st;
+  cf_executor_stats_get(ex, &st);
+  CU_ASSERT_EQUAL(st.failed, 0);
+  CU_ASSERT_EQUAL(st.workers, 1);
+  cf_executor_release(ex);
+  remove_dir(dir);
+}
+
+/* Maps destroyed at every point of their chunks' lives: a STOP that
+ * crosses the result, or comes while the chunk is being sent or read, is
+ * harmless (no protocol error, no lost worker). */
+static void test_map_destroy_races(void) {
+  cf_executor *ex = make_ppool(2, CF_ON_DEATH_BREAK);
+  uint64_t in[64];
+  for (uint64_t i = 0; i < 64; i++)
+    in[i] = i;
+  cf_map_options o;
+  cf_map_options_init(&o);
+  o.chunksize = 4;
+  o.max_inflight = 4;
+  size_t rounds = cf_test_scaled(200);
+  for (size_t r = 0; r < rounds; r++) {
+    cf_map_iter *m;
+    CU_ASSERT_EQUAL_FATAL(
+        cf_map_array(ex, task_square, in, sizeof *in, 64, &o, &m), CF_OK);
+    cf_map_item it;
+    for (size_t k = 0; k < r % 9; k++)
+      CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
+    cf_map_destroy(m);
+  }
+  cf_executor_stats st;
+  cf_executor_stats_get(ex, &st);
+  CU_ASSERT_EQUAL(st.failed, 0);
+  cf_future *f = submit_u64(ex, task_square, 5);
+  CU_ASSERT_EQUAL(result_u64(f), 26);
+  cf_future_release(f);
+  cf_executor_release(ex);
+}
+
 /* Runs first and last: descriptors and children back where they were. */
 static int g_fds_before;
 static void test_resources_before(void) {
@@ -500,4 +1061,11 @@ CF_TEST_MAIN("process_pool", CF_TEST(test_resources_before),
              CF_TEST(test_shutdown_and_terminate),
              CF_TEST(test_callbacks_and_waits),
              CF_TEST(test_malformed_message),
+             CF_TEST(test_restart_kill_at_start),
+             CF_TEST(test_restart_start_always_fails),
+             CF_TEST(test_callback_waits_on_own_pool),
+             CF_TEST(test_callback_shutdown_wait),
+             CF_TEST(test_callback_releases_pool),
+             CF_TEST(test_map_destroy_stops_chunk),
+             CF_TEST(test_map_destroy_races),
              CF_TEST(test_resources_after))
