@@ -298,6 +298,17 @@ cf__spawn_child(const cf__spawn_args *a) {
   uint64_t none = 0;
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
   syscall(SYS_execveat, a->exefd, "", a->argv, a->envp, AT_EMPTY_PATH);
+  if (errno == ENOSYS) { /* no execveat (or a tool that does not know it) */
+    char path[32] = "/proc/self/fd/", *d = path + 14;
+    char digits[12];
+    int k = 0;
+    for (unsigned v = (unsigned)a->exefd; k == 0 || v; v /= 10)
+      digits[k++] = (char)('0' + v % 10);
+    while (k)
+      *d++ = digits[--k];
+    *d = '\0';
+    syscall(SYS_execve, path, a->argv, a->envp);
+  }
 fail:
   e = errno;
   syscall(SYS_write, a->errfd, &e, sizeof e);
