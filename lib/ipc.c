@@ -466,9 +466,11 @@ static void cf__mark_startup(cf__modules *ms, const cf__modinfo *info) {
         if (d->d_tag != DT_NEEDED)
           continue;
         const char *need = cf__dyn_str(mi, strtab, d->d_un.d_val);
+        /* The loader gives a name the first module that answers to it. */
         for (size_t k = 0; need && k < ms->n; k++)
-          if (!ms->m[k].startup && cf__answers(ms, info, k, need)) {
-            ms->m[k].startup = grew = true;
+          if (cf__answers(ms, info, k, need)) {
+            if (!ms->m[k].startup)
+              ms->m[k].startup = grew = true;
             break;
           }
       }

@@ -1037,12 +1037,18 @@ int cf_process_pool_options_init(cf_process_pool_options *o) {
   return CF_OK;
 }
 
-/* The program headers of the first module (the program as the loader sees
- * it), to compare with the kernel's AT_PHDR. */
-static int cf__first_phdr_cb(struct dl_phdr_info *info, size_t size,
-                             void *arg) {
+/* The first module (the program as the loader sees it): its program
+ * headers and whether it asks for an interpreter. */
+typedef struct cf__first {
+  const void *phdr;
+  bool interp;
+} cf__first;
+static int cf__first_cb(struct dl_phdr_info *info, size_t size, void *arg) {
   CF__UNUSED(size);
-  *(const void **)arg = info->dlpi_phdr;
+  cf__first *f = arg;
+  f->phdr = info->dlpi_phdr;
+  for (int i = 0; i < info->dlpi_phnum; i++)
+    f->interp |= info->dlpi_phdr[i].p_type == PT_INTERP;
   return 1;
 }
 
@@ -1063,9 +1069,13 @@ static int cf__pp_hosting(cf__ppool *p) {
   int rc = cf__modules_collect(&p->mods);
   if (rc != CF_OK)
     return CF__REFUSE(rc, "out of memory listing the loaded modules");
-  const void *phdr = NULL;
-  dl_iterate_phdr(cf__first_phdr_cb, &phdr);
-  if (!p->mods.n || (uintptr_t)phdr != getauxval(AT_PHDR))
+  /* Run as "ld.so PROGRAM", the kernel started the loader: AT_BASE (the
+   * interpreter's address) is 0 although the program has one; older
+   * loaders also leave AT_PHDR pointing at their own headers. */
+  cf__first first = {0};
+  dl_iterate_phdr(cf__first_cb, &first);
+  if (!p->mods.n || (uintptr_t)first.phdr != getauxval(AT_PHDR) ||
+      (first.interp && getauxval(AT_BASE) == 0))
     return CF__REFUSE(
         CF_ENOTSUP,
         "the program was started through the dynamic loader (ld.so "
