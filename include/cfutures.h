@@ -91,9 +91,10 @@ CF_API const char *cf_version(void);
  * "libcfutures was loaded with dlopen() ..."); "" when that call succeeded
  * or none was made.  Like dlerror(), it is per thread; unlike dlerror(),
  * reading it does not clear it.  The string belongs to the library and
- * stays valid and unchanged until the next call of a pool create function
- * on this thread, or until the thread ends.  Never NULL.  (Failures of a
- * task or of a worker carry their own words: cf_future_error().) */
+ * stays valid and unchanged until the next cf_process_pool_create() on
+ * this thread, or until the thread ends.  Never NULL.  (cf_thread_pool_create()
+ * does not set it: its statuses say all there is.  Failures of a task or
+ * of a worker carry their own words: cf_future_error().) */
 CF_API const char *cf_last_error_message(void);
 
 /* ------------------------------------------------------------------------ */

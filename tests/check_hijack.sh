@@ -5,7 +5,8 @@
 # messages waiting in it): the program runs normally.  A forged worker
 # start that gets everything right, by the program's parent and the same
 # user, does run its task (the control: the forgery is good); the same
-# against a setuid-root copy run by an unprivileged user runs nothing.
+# against a setuid-root copy run by an unprivileged user runs nothing, and
+# a pool created there is refused (CF_ENOTSUP) with words.
 set -eu
 src=${top_srcdir:-.}
 build=$(cd "${top_builddir:-.}" && pwd)
@@ -93,5 +94,16 @@ else
   [ ! -e "$tmp/rootonly/pwned" ] || fail "setuid: the forged task ran as root"
   grep -q '^victim main ran, euid 0$' "$tmp/out" ||
     { cat "$tmp/out" >&2; fail "setuid: main did not run normally"; }
+  # A pool in a setuid program is refused at create, with words.
+  "$tmp/victim" pool > "$tmp/out" || fail "pool in the victim exited $?"
+  grep -q '^pool: created' "$tmp/out" || fail "pool in the victim not created"
+  set +e
+  setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    "$tmp/victim-suid" pool > "$tmp/out" 2>&1
+  rc=$?
+  set -e
+  [ "$rc" -eq 3 ] || { cat "$tmp/out" >&2; fail "setuid pool: exit $rc, not 3"; }
+  grep -q '^pool: refused: process pools are not supported in a setuid' \
+    "$tmp/out" || { cat "$tmp/out" >&2; fail "setuid pool: words"; }
 fi
 echo "hijack: all checks passed"

@@ -1,6 +1,7 @@
 /* A program that links libcfutures, for tests/check_hijack.sh: its main()
  * prints "victim main ran"; victim_touch() is a task that creates the file
- * its input names (a forged task would name it).  "--offset" prints
+ * its input names (a forged task would name it).  "pool" creates a
+ * process pool and says whether it was refused.  "--offset" prints
  * victim_touch's offset from the program's load address, as a task
  * message names it. */
 #define _GNU_SOURCE
@@ -43,6 +44,15 @@ int main(int argc, char **argv) {
     dl_iterate_phdr(first, &base);
     printf("%lu\n", (unsigned long)((uintptr_t)victim_touch - base));
     return 0;
+  }
+  if (argc > 1 && strcmp(argv[1], "pool") == 0) {
+    cf_executor *ex = NULL;
+    int rc = cf_process_pool_create(NULL, &ex);
+    printf("pool: %s: %s\n", rc ? "refused" : "created",
+           rc ? cf_last_error_message() : cf_strerror(rc));
+    if (ex)
+      cf_executor_release(ex);
+    return rc ? 3 : 0;
   }
   printf("victim main ran, euid %d\n", (int)geteuid());
   return 0;
