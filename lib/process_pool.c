@@ -376,7 +376,9 @@ static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
                       .ppid = getpid(),
                       .argv = argv,
                       .envp = p->envp};
-  pid_t pid = sent == (ssize_t)sizeof hello ? vfork() : -2;
+  pid_t pid = -2;
+  if (sent == (ssize_t)sizeof hello)
+    pid = vfork();
   if (pid == 0)
     cf__spawn_child(&a);
   int e = pid == -2 ? EIO : errno;
