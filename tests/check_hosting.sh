@@ -18,15 +18,21 @@ ccw() {
   "${CC:-cc}" -std=c11 -Wall -Wextra -Werror ${CFLAGS:-} -pthread \
     -I"$src/include" "$@" ${LDFLAGS:-}
 }
-ccw -fPIC -shared -DVARIANT=1 -Wl,-soname,libhosting_task.so \
-  "$src/tests/hosting_task.c" -o "$tmp/libhosting_task.so" -L"$libdir" -lcfutures
-ccw -fPIC -shared -DVARIANT=2 -Wl,-soname,libhosting_task.so \
-  "$src/tests/hosting_task.c" -o "$tmp/libhosting_task.so.v2" -L"$libdir" -lcfutures
-for v in 1 2; do
-  ccw -DVARIANT=$v "$src/tests/hosting_host.c" -o "$tmp/host$v" \
-    -L"$tmp" -lhosting_task -L"$libdir" -lcfutures \
-    -Wl,-rpath,"$tmp" -Wl,-rpath,"$libdir" -ldl
-done
+# build_pair SUFFIX LDFLAGS...: the library in two builds, the host in two.
+build_pair() {
+  sfx=$1
+  shift
+  ccw -fPIC -shared -DVARIANT=1 -Wl,-soname,libhosting_task.so "$@" \
+    "$src/tests/hosting_task.c" -o "$tmp/libhosting_task.so" -L"$libdir" -lcfutures
+  ccw -fPIC -shared -DVARIANT=2 -Wl,-soname,libhosting_task.so "$@" \
+    "$src/tests/hosting_task.c" -o "$tmp/libhosting_task.so.v2" -L"$libdir" -lcfutures
+  for v in 1 2; do
+    ccw -DVARIANT=$v "$@" "$src/tests/hosting_host.c" -o "$tmp/host$v$sfx" \
+      -L"$tmp" -lhosting_task -L"$libdir" -lcfutures \
+      -Wl,-rpath,"$tmp" -Wl,-rpath,"$libdir" -ldl
+  done
+}
+build_pair ""
 cp "$tmp/libhosting_task.so.v2" "$tmp/libother.so"
 ccw "$src/tests/hosting_dlopen.c" -o "$tmp/dlopen_host" -ldl
 case "${CFLAGS:-}" in *-fsanitize*) sanitized=1 ;; *) sanitized=0 ;; esac
@@ -35,18 +41,27 @@ case "${CFLAGS:-}" in *-fsanitize*) sanitized=1 ;; *) sanitized=0 ;; esac
 "$tmp/host1" plain > "$tmp/out" || fail "plain exited $?"
 grep -qx 'main 42' "$tmp/out" || fail "plain: no result"
 
-# Replaced on disk while the pool lives.
-cp "$tmp/host1" "$tmp/host"
-"$tmp/host" changed "$tmp/libhosting_task.so.v2" "$tmp/libhosting_task.so" \
-  "$tmp/host2" > "$tmp/out" || fail "changed exited $?"
-grep -qx 'before: lib v1' "$tmp/out" || fail "the library's task before"
-grep -qx 'before: main 42' "$tmp/out" || fail "the program's task before"
-grep -q '^replaced: lib failed: task failed (-1): the binary changed since the process pool was created: .*libhosting_task\.so' \
-  "$tmp/out" || fail "a task of the replaced library did not say the binary changed"
-grep -q '^replaced: lib v' "$tmp/out" && fail "a task of the replaced library ran"
-grep -qx 'replaced: main 42' "$tmp/out" || fail "the replaced program's task"
-grep -qx 'deleted: main 42' "$tmp/out" || fail "the deleted program's task"
-[ ! -e "$tmp/host" ] || fail "the program was not deleted"
+# Replaced on disk while the pool lives: modules told apart by build-id,
+# then (built without one) by device and inode.
+changed() {
+  cp "$tmp/host1$1" "$tmp/host"
+  "$tmp/host" changed "$tmp/libhosting_task.so.v2" "$tmp/libhosting_task.so" \
+    "$tmp/host2$1" > "$tmp/out" || fail "changed$1 exited $?"
+  grep -qx 'before: lib v1' "$tmp/out" || fail "$1 the library's task before"
+  grep -qx 'before: main 42' "$tmp/out" || fail "$1 the program's task before"
+  grep -q '^replaced: lib failed: task failed (-1): the binary changed since the process pool was created: .*libhosting_task\.so' \
+    "$tmp/out" || fail "$1 a task of the replaced library did not say the binary changed"
+  grep -q '^replaced: lib v' "$tmp/out" && fail "$1 a task of the replaced library ran"
+  grep -qx 'replaced: main 42' "$tmp/out" || fail "$1 the replaced program's task"
+  grep -qx 'deleted: main 42' "$tmp/out" || fail "$1 the deleted program's task"
+  [ ! -e "$tmp/host" ] || fail "$1 the program was not deleted"
+}
+changed ""
+build_pair -nobid -Wl,--build-id=none
+readelf -n "$tmp/libhosting_task.so" | grep -q 'Build ID' &&
+  fail "--build-id=none left a build-id"
+changed -nobid
+build_pair ""
 
 # libcfutures loaded with dlopen().
 set +e

@@ -293,8 +293,41 @@ static void test_last_error_message(void) {
   cf_executor_release(ex);
 }
 
+/* An exec that fails (here: an environment string longer than the kernel
+ * takes, E2BIG) is a clear error, not a hang nor a silent retry: the queued
+ * futures fail with CF_EAGAIN and words naming execveat and the cause.
+ * (Where vfork() is a fork, under TSan and valgrind, the failure can only
+ * show as the new worker's exit status 127.) */
+static void test_exec_failure_is_reported(void) {
+  size_t n = 200 * 1024; /* > MAX_ARG_STRLEN (128 KiB) */
+  char *huge = malloc(n + 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(huge);
+  memset(huge, 'x', n);
+  huge[n] = '\0';
+  setenv("CF_TEST_HUGE", huge, 1);
+  cf_executor *ex = make_pp(1, 0);
+  unsetenv("CF_TEST_HUGE"); /* captured already */
+  free(huge);
+  cf_future *f;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_noop, NULL, 0, &f), CF_OK);
+  int code = 0;
+  const char *msg = NULL;
+  int rc = cf_future_error(f, CF_FOREVER, &code, &msg);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+  if (rc == CF_EAGAIN) {
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "execveat"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, strerror(E2BIG)));
+  } else {
+    CU_ASSERT_EQUAL(rc, CF_EBROKEN);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "status 127"));
+  }
+  cf_future_release(f);
+  cf_executor_release(ex);
+}
+
 CF_TEST_MAIN("pp_trust", CF_TEST(test_env_captured_at_create),
              CF_TEST(test_setenv_while_workers_start),
              CF_TEST(test_stdin_is_dev_null), CF_TEST(test_worker_descriptors),
              CF_TEST(test_task_children_cannot_reach_channel),
-             CF_TEST(test_last_error_message))
+             CF_TEST(test_last_error_message),
+             CF_TEST(test_exec_failure_is_reported))
