@@ -200,10 +200,12 @@ static void test_modules_round_trip(void) {
   CU_ASSERT_EQUAL(ms.m[0].kind, CF__ID_BUILD);
   long self = cf__modules_find(&ms, (uintptr_t)test_modules_round_trip);
   CU_ASSERT_EQUAL(self, 0);
-  long libc = cf__modules_find(&ms, (uintptr_t)memcpy);
-  CU_ASSERT_TRUE(libc > 0);
-  if (libc > 0)
-    CU_ASSERT_TRUE(ms.m[libc].startup && ms.m[libc].kind != CF__ID_NONE);
+  /* libc and the loader at least: loaded at start-up, with an identity.
+   * (Not found by a libc function's address: sanitizers interpose them.) */
+  size_t others = 0;
+  for (size_t k = 1; k < ms.n; k++)
+    others += ms.m[k].startup && ms.m[k].kind != CF__ID_NONE;
+  CU_ASSERT_TRUE(others >= 2);
   CU_ASSERT_EQUAL(cf__modules_find(&ms, 0), -1);
   size_t n = cf__modules_size(&ms);
   unsigned char *w = malloc(n + 8);
