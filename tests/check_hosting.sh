@@ -57,6 +57,14 @@ changed() {
   [ ! -e "$tmp/host" ] || fail "$1 the program was not deleted"
 }
 changed ""
+# The initializer's module replaced: the initializer is not run, the pool
+# breaks with words naming the module.
+build_pair ""
+"$tmp/host1" initchanged "$tmp/libhosting_task.so.v2" "$tmp/libhosting_task.so" \
+  > "$tmp/out" || fail "initchanged exited $?"
+grep -qx 'before: main 42' "$tmp/out" || fail "initchanged: the task before"
+grep -q "^replaced: main failed: executor is broken ([-0-9]*): the binary changed since the process pool was created: the initializer's module .*libhosting_task\.so" \
+  "$tmp/out" || fail "initchanged: no words about the initializer's module"
 build_pair -nobid -Wl,--build-id=none
 readelf -n "$tmp/libhosting_task.so" | grep -q 'Build ID' &&
   fail "--build-id=none left a build-id"

@@ -7,6 +7,9 @@
  *                         then LIB is replaced by NEWLIB and the program by
  *                         NEWEXE (rename), then the program is deleted,
  *                         with tasks after each step.
+ *   host initchanged NEWLIB LIB
+ *                         the same with lib_init of the library as the
+ *                         pool's initializer: never run from another build.
  * A refused create prints "refused: STATUS: WORDS" and exits 3. */
 #define _GNU_SOURCE
 #include <cfutures.h>
@@ -22,6 +25,7 @@
 #endif
 
 int lib_task(cf_task *t, const void *in, size_t len);
+int lib_init(const void *arg, size_t len);
 
 #if VARIANT == 2
 int main_padding(cf_task *t, const void *in, size_t len);
@@ -120,6 +124,18 @@ int main(int argc, char **argv) {
     cf_executor_release(ex);
     return 0;
   }
-  fprintf(stderr, "usage: host plain | init LIB | changed NEWLIB LIB NEWEXE\n");
+  if (argc == 4 && strcmp(argv[1], "initchanged") == 0) {
+    cf_executor *ex = pool(lib_init);
+    run(ex, "before: main", main_task);
+    if (rename(argv[2], argv[3]) != 0) {
+      perror("rename");
+      return 2;
+    }
+    run(ex, "replaced: main", main_task);
+    cf_executor_release(ex);
+    return 0;
+  }
+  fprintf(stderr, "usage: host plain | init LIB | changed NEWLIB LIB NEWEXE"
+                  " | initchanged NEWLIB LIB\n");
   return 2;
 }
