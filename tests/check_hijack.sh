@@ -58,8 +58,16 @@ for mode in pipe self; do
   expect_normal "forged $mode" "$tmp/out"
   "$tmp/forge" "$mode" "$off" "$tmp/pwned" "$tmp/victim" > "$tmp/out" ||
     fail "forged $mode: victim exited $?"
-  grep -q '^victim main ran' "$tmp/out" || fail "forged $mode: victim main did not run"
+  grep -q '^victim main ran, euid [0-9]*, marker unset$' "$tmp/out" ||
+    fail "forged $mode: victim main did not run, or saw the marker"
   [ ! -e "$tmp/pwned" ] || fail "forged $mode: the forged task ran"
+done
+# main() never sees the marker, whatever its value.
+for v in garbage "3:$hex" ""; do
+  env "$mark=$v" "$tmp/victim" > "$tmp/out" 2>&1 < /dev/null ||
+    fail "victim with marker '$v' exited $?"
+  grep -q '^victim main ran, euid [0-9]*, marker unset$' "$tmp/out" ||
+    fail "victim with marker '$v': main saw the marker"
 done
 # pcopy copies normally with the marker set.
 mkdir -p "$tmp/src"
@@ -92,7 +100,7 @@ else
     "$tmp/forge" parent "$off" "$tmp/rootonly/pwned" "$tmp/victim-suid" \
     > "$tmp/out" 2>&1 || { cat "$tmp/out" >&2; fail "setuid: victim exited $?"; }
   [ ! -e "$tmp/rootonly/pwned" ] || fail "setuid: the forged task ran as root"
-  grep -q '^victim main ran, euid 0$' "$tmp/out" ||
+  grep -q '^victim main ran, euid 0, marker unset$' "$tmp/out" ||
     { cat "$tmp/out" >&2; fail "setuid: main did not run normally"; }
   # A pool in a setuid program is refused at create, with words.
   "$tmp/victim" pool > "$tmp/out" || fail "pool in the victim exited $?"

@@ -1,7 +1,8 @@
 /* A program that links libcfutures, for tests/check_hijack.sh: its main()
  * prints "victim main ran"; victim_touch() is a task that creates the file
  * its input names (a forged task would name it).  "pool" creates a
- * process pool and says whether it was refused.  "--offset" prints
+ * process pool and says whether it was refused.  main() also says whether
+ * it sees the marker variable (it must not: the constructor removes it).  "--offset" prints
  * victim_touch's offset from the program's load address, as a task
  * message names it. */
 #define _GNU_SOURCE
@@ -11,6 +12,7 @@
 #include <link.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -54,6 +56,7 @@ int main(int argc, char **argv) {
       cf_executor_release(ex);
     return rc ? 3 : 0;
   }
-  printf("victim main ran, euid %d\n", (int)geteuid());
+  printf("victim main ran, euid %d, marker %s\n", (int)geteuid(),
+         getenv("CF__PROCESS_WORKER_FD") ? "SET" : "unset");
   return 0;
 }
