@@ -215,11 +215,16 @@ static char **cf__pp_env_capture(const unsigned char *secret) {
   if (!env)
     return NULL;
   char *s = (char *)(env + n + 2);
-  size_t k = 0;
+  size_t k = 0, left = bytes;
+  /* Bounded by the first pass's counts even if another thread broke the
+   * rule and changed environ meanwhile. */
   for (char **e = environ; e && *e && k < n; e++) {
     if (strncmp(*e, pre, sizeof pre - 1) == 0)
       continue;
     size_t l = strlen(*e) + 1;
+    if (l > left)
+      break;
+    left -= l;
     memcpy(s, *e, l);
     env[k++] = s;
     s += l;
@@ -271,15 +276,12 @@ cf__spawn_child(const cf__spawn_args *a) {
   /* Every disposition back to the default while every signal is still
    * blocked (the manager blocks them all): no handler of the parent can run
    * on the shared memory, nothing ignored is inherited. */
-  struct {
-    void *handler;
-    unsigned long flags;
-    void *restorer;
-    uint64_t mask;
-  } dfl = {0, 0, 0, 0};
-  for (long sig = 1; sig < 65; sig++)
+  /* A kernel struct sigaction of zeros, whatever the architecture's field
+   * order: SIG_DFL, no flags, an empty mask. */
+  unsigned long dfl[16] = {0};
+  for (long sig = 1; sig < NSIG; sig++)
     if (sig != SIGKILL && sig != SIGSTOP)
-      syscall(SYS_rt_sigaction, sig, &dfl, NULL, 8);
+      syscall(SYS_rt_sigaction, sig, dfl, NULL, (NSIG - 1) / 8);
   int e;
   if (syscall(SYS_dup3, a->sock, CF__PP_FD, 0) < 0 ||
       syscall(SYS_dup3, a->nullfd, 0, 0) < 0)
@@ -294,8 +296,7 @@ cf__spawn_child(const cf__spawn_args *a) {
   syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (syscall(SYS_getppid) != a->ppid)
     syscall(SYS_exit_group, 1);
-  uint64_t none = 0;
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, dfl, NULL, (NSIG - 1) / 8);
   syscall(SYS_execveat, a->exefd, "", a->argv, a->envp, AT_EMPTY_PATH);
   if (errno == ENOSYS) { /* no execveat (or a tool that does not know it) */
     char path[32] = "/proc/self/fd/", *d = path + 14;

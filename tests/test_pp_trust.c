@@ -7,6 +7,7 @@
 #include "test_util.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 static cf_executor *make_pp(int workers, int per_child) {
@@ -325,9 +326,62 @@ static void test_exec_failure_is_reported(void) {
   cf_executor_release(ex);
 }
 
+/* In the worker: how many signals are blocked, plus how many of those the
+ * test changed in the parent are not at their default.  (Not every signal:
+ * a sanitizer's runtime installs its own SIGSEGV and SIGBUS handlers in
+ * every process it starts.) */
+static int task_signal_state(cf_task *t, const void *in, size_t len) {
+  (void)in;
+  (void)len;
+  int32_t odd = 0;
+  sigset_t blocked;
+  sigprocmask(SIG_SETMASK, NULL, &blocked);
+  for (int sig = 1; sig < NSIG; sig++)
+    odd += sigismember(&blocked, sig) == 1;
+  const int changed[] = {SIGUSR1, SIGPIPE, SIGUSR2, SIGTERM};
+  for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
+    struct sigaction sa;
+    odd += sigaction(changed[i], NULL, &sa) != 0 || sa.sa_handler != SIG_DFL;
+  }
+  return cf_task_return(t, &odd, sizeof odd);
+}
+
+static void on_usr2(int sig) { (void)sig; }
+
+/* A worker starts with every signal at its default and none blocked, even
+ * when the parent ignores some, catches some and blocks some. */
+static void test_worker_signals_default(void) {
+  struct sigaction ign = {.sa_handler = SIG_IGN}, h = {.sa_handler = on_usr2};
+  struct sigaction o1, o2, o3;
+  sigaction(SIGUSR1, &ign, &o1);
+  sigaction(SIGPIPE, &ign, &o2);
+  sigaction(SIGUSR2, &h, &o3);
+  sigset_t term, old;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &term, &old);
+  cf_executor *ex = make_pp(1, 0);
+  cf_future *f;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_signal_state, NULL, 0, &f), CF_OK);
+  const void *d = NULL;
+  size_t n = 0;
+  CU_ASSERT_EQUAL(cf_future_result(f, CF_FOREVER, &d, &n), CF_OK);
+  int32_t odd = -1;
+  if (d && n == sizeof odd)
+    memcpy(&odd, d, sizeof odd);
+  CU_ASSERT_EQUAL(odd, 0);
+  cf_future_release(f);
+  cf_executor_release(ex);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  sigaction(SIGUSR1, &o1, NULL);
+  sigaction(SIGPIPE, &o2, NULL);
+  sigaction(SIGUSR2, &o3, NULL);
+}
+
 CF_TEST_MAIN("pp_trust", CF_TEST(test_env_captured_at_create),
              CF_TEST(test_setenv_while_workers_start),
              CF_TEST(test_stdin_is_dev_null), CF_TEST(test_worker_descriptors),
              CF_TEST(test_task_children_cannot_reach_channel),
              CF_TEST(test_last_error_message),
-             CF_TEST(test_exec_failure_is_reported))
+             CF_TEST(test_exec_failure_is_reported),
+             CF_TEST(test_worker_signals_default))
