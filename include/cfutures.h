@@ -432,10 +432,12 @@ CF_API int cf_thread_pool_create(const cf_thread_pool_options *opts,
  * Shared libraries are loaded again by path in each worker.  The pool
  * records the identity of every module loaded at create (its GNU build-id,
  * or the device and inode of its file), and a worker compares the modules
- * it loaded: a task (or the initializer) whose module differs or is missing
- * in the worker is not run; it fails with CF_ETASK (code CF_EINVAL) and
- * words saying that the binary changed since the pool was created, naming
- * the module.  It never runs other code.
+ * it loaded: a task whose module differs or is missing in a worker is not
+ * run, from then on, on any worker; it fails with CF_ETASK (code CF_EINVAL)
+ * and words saying that the binary changed since the pool was created,
+ * naming the module.  An initializer whose module differs is not run
+ * either: the pool breaks (CF_EBROKEN) with such words.  Other code is
+ * never run in their place.
  *
  * Only a pool makes a worker: the constructor serves tasks only when every
  * check proves that a pool of its parent process started it (a marker
