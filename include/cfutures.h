@@ -86,6 +86,17 @@ CF_API const char *cf_strerror(int status);
 /* Returns the library version as "MAJOR.MINOR.PATCH" (static string). */
 CF_API const char *cf_version(void);
 
+/* Returns the words that explain the status the last call of
+ * cf_process_pool_create() on this thread returned, when it failed (e.g.
+ * "libcfutures was loaded with dlopen() ..."); "" when that call succeeded
+ * or none was made.  Like dlerror(), it is per thread; unlike dlerror(),
+ * reading it does not clear it.  The string belongs to the library and
+ * stays valid and unchanged until the next cf_process_pool_create() on
+ * this thread, or until the thread ends.  Never NULL.  (cf_thread_pool_create()
+ * does not set it: its statuses say all there is.  Failures of a task or
+ * of a worker carry their own words: cf_future_error().) */
+CF_API const char *cf_last_error_message(void);
+
 /* ------------------------------------------------------------------------ */
 /* Timeouts                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -407,9 +418,11 @@ CF_API int cf_thread_pool_create(const cf_thread_pool_options *opts,
  * crashing task cannot take the caller down.
  *
  * How workers start: never by fork() of the caller (unsafe with threads).
- * A worker is a fresh exec of the program's own binary (/proc/self/exe);
- * cfutures takes over before main() runs (the library's constructor sees the
- * worker's environment) and serves tasks.  Hence:
+ * A worker is a fresh exec of the very image the program runs: the pool
+ * opens /proc/self/exe at create and starts every worker from that
+ * descriptor (execveat), so a binary replaced or deleted on disk later
+ * still runs the original code.  cfutures takes over before main() runs
+ * (the library's constructor) and serves tasks.  Hence:
  *   - a task function must live in the program or in a shared library it
  *     links (it is found again by module and offset), not in a module the
  *     program dlopen()ed itself, nor be a pointer into JIT memory;
@@ -418,8 +431,46 @@ CF_API int cf_thread_pool_create(const cf_thread_pool_options *opts,
  *     (static constructors of the program may not have run);
  *   - the program must link libcfutures (not dlopen it), so that its
  *     constructor runs in the worker.
- * A worker inherits the environment and the current directory, no other
- * file descriptor, and starts with all signals at their defaults, unblocked.
+ *
+ * Shared libraries are loaded again by path in each worker.  The pool
+ * records the identity of every module loaded at create (its GNU build-id,
+ * or the device and inode of its file), and a worker compares the modules
+ * it loaded: a task whose module differs or is missing in a worker is not
+ * run, from then on, on any worker; it fails with CF_ETASK (code CF_EINVAL)
+ * and words saying that the binary changed since the pool was created,
+ * naming the module.  An initializer whose module differs is not run
+ * either: the pool breaks (CF_EBROKEN) with such words.  Other code is
+ * never run in their place.
+ *
+ * Only a pool makes a worker: the constructor serves tasks only when every
+ * check proves that a pool of its parent process started it (a marker
+ * variable with a per-pool secret, read with secure_getenv(); an AF_UNIX
+ * socket whose peer is the parent process and the same user; the same
+ * secret in a first message already waiting there).  Otherwise main() runs
+ * as usual, and the marker is removed from the environment in every case.
+ * A setuid, setgid or capability-raised program (AT_SECURE), or one whose
+ * real and effective ids differ, never becomes a worker:
+ * cf_process_pool_create() refuses there with CF_ENOTSUP.
+ *
+ * What a worker inherits, exactly:
+ *   - the environment as it was when cf_process_pool_create() was called:
+ *     it is copied then, on the calling thread (so that call must not race
+ *     with setenv() on another thread, as for getenv()); later setenv() or
+ *     unsetenv() calls, on any thread, do not reach the pool's workers and
+ *     are safe while workers start;
+ *   - the current directory, resource limits, user and group ids;
+ *   - file descriptors 1 and 2 (stdout, stderr) as they are when the worker
+ *     starts; descriptor 0 is /dev/null (a task reading stdin sees end of
+ *     file, as with Python's multiprocessing); no other descriptor of the
+ *     program (the worker's own channel is close-on-exec, so whatever a
+ *     task starts, e.g. with system(), inherits only 0-2);
+ *   - every signal at its default disposition, none blocked.
+ *
+ * Unsupported hosting is refused at create, with a status and words
+ * (cf_last_error_message()): libcfutures loaded with dlopen() and a
+ * program started through the dynamic loader (ld.so PROGRAM), CF_ENOTSUP;
+ * no /proc (cannot open /proc/self/exe), CF_ENOTSUP; an initializer that
+ * is not in a module loaded at start-up, CF_EINVAL.
  *
  * Done callbacks run in the calling process, on the pool's I/O thread
  * (named "cf-procpool"); like any callback they may call cfutures, but a
@@ -481,9 +532,13 @@ typedef struct cf_process_pool_options {
 CF_API int cf_process_pool_options_init(cf_process_pool_options *opts);
 
 /* Creates a process pool (opts NULL = defaults).  Workers start lazily, one
- * per submit that finds none idle, up to max_workers.  Returns CF_OK,
- * CF_EINVAL (counts out of range, an initializer that cannot be located in a
- * worker), CF_ENOMEM or CF_ESYS. */
+ * per submit that finds none idle, up to max_workers.  Captures the
+ * environment for the workers (see above).  Returns CF_OK, CF_EINVAL
+ * (counts out of range, an initializer that cannot be located in a worker
+ * or lives in a dlopen()ed module), CF_ENOTSUP (a program that cannot host
+ * workers: setuid/setgid/capabilities, libcfutures dlopen()ed, started
+ * through ld.so, no /proc), CF_ENOMEM, CF_EAGAIN or CF_ESYS; on failure
+ * cf_last_error_message() says why in words. */
 CF_API int cf_process_pool_create(const cf_process_pool_options *opts,
                                   cf_executor **out);
 

@@ -1,6 +1,9 @@
 /* Status codes as text. */
 #include "internal.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *cf_strerror(int status) {
   switch (status) {
   case CF_OK: return "success";
@@ -30,3 +33,17 @@ const char *cf_version(void) {
   return CF__STR(CF_VERSION_MAJOR) "." CF__STR(CF_VERSION_MINOR) "." CF__STR(
       CF_VERSION_PATCH);
 }
+
+/* The words of the last failed pool create on this thread ("" if none). */
+static _Thread_local char cf__last_error[512];
+
+void cf__set_last_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cf__last_error, sizeof cf__last_error, fmt, ap);
+  va_end(ap);
+}
+
+void cf__clear_last_error(void) { cf__last_error[0] = '\0'; }
+
+const char *cf_last_error_message(void) { return cf__last_error; }

@@ -295,4 +295,10 @@ static inline const void *cf__chunk_input(const cf__chunk *c, size_t i,
   return c->base + i * c->stride;
 }
 
+/* ---- cf_last_error_message() ------------------------------------------------ */
+
+/* Sets / clears the words cf_last_error_message() returns on this thread. */
+void cf__set_last_error(const char *fmt, ...) CF_PRINTF(1, 2);
+void cf__clear_last_error(void);
+
 #endif /* CF_INTERNAL_H */

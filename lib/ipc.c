@@ -6,6 +6,8 @@
 #include "alloc.h"
 
 #include <elf.h>
+#include <limits.h>
+#include <stdio.h>
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,4 +426,386 @@ int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
   if (!chunk_running)
     return CF__STOP_IGNORE;
   return fr->id == running_id ? CF__STOP_NOW : CF_EPROTO;
+}
+
+/* ---- the handshake ------------------------------------------------------------------ */
+
+void cf__hello_put(const unsigned char *secret, unsigned char *out) {
+  cf__frame fr = {CF__IPC_MAGIC, CF__MSG_HELLO, 0, CF__SECRET_LEN};
+  memcpy(out, &fr, sizeof fr);
+  memcpy(out + sizeof fr, secret, CF__SECRET_LEN);
+}
+
+bool cf__hello_check(const unsigned char *p, size_t n,
+                     const unsigned char *secret) {
+  if (n != CF__HELLO_SIZE)
+    return false;
+  cf__frame fr;
+  memcpy(&fr, p, sizeof fr);
+  if (fr.magic != CF__IPC_MAGIC || fr.type != CF__MSG_HELLO || fr.id != 0 ||
+      fr.len != CF__SECRET_LEN)
+    return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < CF__SECRET_LEN; i++)
+    diff |= p[sizeof fr + i] ^ secret[i];
+  return diff == 0;
+}
+
+/* ---- module identities ---------------------------------------------------------- */
+
+/* One module as dl_iterate_phdr shows it, while collecting. */
+typedef struct cf__modinfo {
+  const ElfW(Dyn) *dyn;
+  uintptr_t addr;      /* dlpi_addr */
+  uintptr_t first;     /* the lowest PT_LOAD address */
+  uintptr_t vlo, vhi;  /* all PT_LOAD segments */
+} cf__modinfo;
+
+typedef struct cf__collect {
+  cf__modules *ms;
+  cf__modinfo *info;
+  size_t cap;
+  bool nomem;
+} cf__collect;
+
+/* Is [p, p + n) inside the module's loaded segments? */
+static bool cf__inside(const cf__modinfo *mi, uintptr_t p, size_t n) {
+  return p >= mi->vlo && p <= mi->vhi && n <= mi->vhi - p;
+}
+
+/* The GNU build-id from the module's PT_NOTE segments, in memory. */
+static void cf__build_id(struct dl_phdr_info *info, const cf__modinfo *mi,
+                         cf__module *m) {
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_NOTE)
+      continue;
+    uintptr_t p = info->dlpi_addr + ph->p_vaddr;
+    size_t left = ph->p_memsz;
+    size_t align = ph->p_align == 8 ? 8 : 4;
+    if (!cf__inside(mi, p, left))
+      continue;
+    while (left >= sizeof(ElfW(Nhdr))) {
+      ElfW(Nhdr) nh;
+      memcpy(&nh, (const void *)p, sizeof nh);
+      size_t name = (nh.n_namesz + align - 1) & ~(align - 1);
+      size_t desc = (nh.n_descsz + align - 1) & ~(align - 1);
+      size_t total = sizeof nh + name + desc;
+      if (name > left || desc > left || total > left)
+        break;
+      if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+          memcmp((const char *)p + sizeof nh, "GNU", 4) == 0 &&
+          nh.n_descsz > 0 && nh.n_descsz <= CF__ID_MAX) {
+        m->kind = CF__ID_BUILD;
+        m->idlen = (uint8_t)nh.n_descsz;
+        memcpy(m->id, (const char *)p + sizeof nh + name, nh.n_descsz);
+        return;
+      }
+      p += total;
+      left -= total;
+    }
+  }
+}
+
+static int cf__collect_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  CF__UNUSED(size);
+  cf__collect *c = arg;
+  cf__modules *ms = c->ms;
+  if (ms->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 16;
+    if (cap > CF__MODULES_MAX)
+      return 1; /* more would not fit in an INIT; the rest stay unlisted */
+    cf__module *m = cf__realloc(ms->m, cap * sizeof *m);
+    if (!m) {
+      c->nomem = true;
+      return 1;
+    }
+    ms->m = m;
+    cf__modinfo *mi = cf__realloc(c->info, cap * sizeof *mi);
+    if (!mi) {
+      c->nomem = true;
+      return 1;
+    }
+    c->info = mi;
+    c->cap = cap;
+  }
+  cf__module *m = &ms->m[ms->n];
+  cf__modinfo *mi = &c->info[ms->n];
+  memset(m, 0, sizeof *m);
+  memset(mi, 0, sizeof *mi);
+  m->name = cf__strdup(info->dlpi_name ? info->dlpi_name : "");
+  if (!m->name) {
+    c->nomem = true;
+    return 1;
+  }
+  ms->n++;
+  mi->addr = info->dlpi_addr;
+  mi->vlo = UINTPTR_MAX;
+  m->lo = UINTPTR_MAX;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+    if (ph->p_type == PT_DYNAMIC)
+      mi->dyn = (const ElfW(Dyn) *)lo;
+    if (ph->p_type != PT_LOAD)
+      continue;
+    if (lo < mi->vlo)
+      mi->vlo = mi->first = lo;
+    if (hi > mi->vhi)
+      mi->vhi = hi;
+    if (ph->p_flags & PF_X) {
+      if (lo < m->lo)
+        m->lo = lo;
+      if (hi > m->hi)
+        m->hi = hi;
+    }
+  }
+  if (mi->vlo == UINTPTR_MAX)
+    mi->vlo = 0;
+  if (m->lo == UINTPTR_MAX)
+    m->lo = 0;
+  cf__build_id(info, mi, m);
+  return 0;
+}
+
+/* A d_ptr of the dynamic section: glibc relocates most in place, some
+ * targets keep them as link-time addresses. */
+static uintptr_t cf__dyn_ptr(const cf__modinfo *mi, uintptr_t v) {
+  return v < mi->addr ? v + mi->addr : v;
+}
+
+/* A string of the module's string table, or NULL if it lies outside. */
+static const char *cf__dyn_str(const cf__modinfo *mi, uintptr_t strtab,
+                               uintptr_t off) {
+  if (!strtab || !cf__inside(mi, strtab + off, 1))
+    return NULL;
+  const char *s = (const char *)(strtab + off);
+  size_t max = mi->vhi - (strtab + off);
+  return memchr(s, '\0', max) ? s : NULL;
+}
+
+static uintptr_t cf__dyn_strtab(const cf__modinfo *mi) {
+  for (const ElfW(Dyn) *d = mi->dyn; d && d->d_tag != DT_NULL; d++)
+    if (d->d_tag == DT_STRTAB)
+      return cf__dyn_ptr(mi, d->d_un.d_ptr);
+  return 0;
+}
+
+static const char *cf__basename(const char *s) {
+  const char *b = strrchr(s, '/');
+  return b ? b + 1 : s;
+}
+
+/* Does module k answer to the DT_NEEDED name `need`? */
+static bool cf__answers(const cf__modules *ms, const cf__modinfo *info,
+                        size_t k, const char *need) {
+  if (strcmp(ms->m[k].name, need) == 0 ||
+      strcmp(cf__basename(ms->m[k].name), need) == 0)
+    return true;
+  const cf__modinfo *mi = &info[k];
+  if (!mi->dyn || !cf__inside(mi, (uintptr_t)mi->dyn, sizeof *mi->dyn))
+    return false;
+  uintptr_t strtab = cf__dyn_strtab(mi);
+  for (const ElfW(Dyn) *d = mi->dyn; d->d_tag != DT_NULL; d++)
+    if (d->d_tag == DT_SONAME) {
+      const char *so = cf__dyn_str(mi, strtab, d->d_un.d_val);
+      return so && strcmp(so, need) == 0;
+    }
+  return false;
+}
+
+/* Start-up modules: the program, the closure of DT_NEEDED from it, and
+ * everything the loader placed before the last of those. */
+static void cf__mark_startup(cf__modules *ms, const cf__modinfo *info) {
+  if (!ms->n)
+    return;
+  ms->m[0].startup = true;
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (size_t j = 0; j < ms->n; j++) {
+      const cf__modinfo *mi = &info[j];
+      if (!ms->m[j].startup || !mi->dyn ||
+          !cf__inside(mi, (uintptr_t)mi->dyn, sizeof *mi->dyn))
+        continue;
+      uintptr_t strtab = cf__dyn_strtab(mi);
+      for (const ElfW(Dyn) *d = mi->dyn; d->d_tag != DT_NULL; d++) {
+        if (d->d_tag != DT_NEEDED)
+          continue;
+        const char *need = cf__dyn_str(mi, strtab, d->d_un.d_val);
+        /* The loader gives a name the first module that answers to it. */
+        for (size_t k = 0; need && k < ms->n; k++)
+          if (cf__answers(ms, info, k, need)) {
+            if (!ms->m[k].startup)
+              ms->m[k].startup = grew = true;
+            break;
+          }
+      }
+    }
+  }
+  size_t last = 0;
+  for (size_t k = 0; k < ms->n; k++)
+    if (ms->m[k].startup)
+      last = k;
+  for (size_t k = 0; k < last; k++)
+    ms->m[k].startup = true;
+}
+
+/* Modules without a build-id: the device and inode of their first mapping. */
+static void cf__file_ids(cf__modules *ms, const cf__modinfo *info) {
+  bool need = false;
+  for (size_t k = 0; k < ms->n; k++)
+    need |= ms->m[k].kind == CF__ID_NONE && info[k].first;
+  if (!need)
+    return;
+  FILE *fp = fopen("/proc/self/maps", "re");
+  if (!fp)
+    return;
+  char line[4096 + 256];
+  while (fgets(line, sizeof line, fp)) {
+    unsigned long lo, hi, maj, min, ino;
+    if (sscanf(line, "%lx-%lx %*s %*s %lx:%lx %lu", &lo, &hi, &maj, &min,
+               &ino) != 5 || ino == 0)
+      continue;
+    for (size_t k = 0; k < ms->n; k++) {
+      cf__module *m = &ms->m[k];
+      if (m->kind != CF__ID_NONE || info[k].first < lo ||
+          info[k].first >= hi)
+        continue;
+      uint64_t dev = ((uint64_t)maj << 32) | min, in = ino;
+      m->kind = CF__ID_FILE;
+      m->idlen = 16;
+      memcpy(m->id, &dev, 8);
+      memcpy(m->id + 8, &in, 8);
+    }
+  }
+  fclose(fp);
+}
+
+int cf__modules_collect(cf__modules *out) {
+  memset(out, 0, sizeof *out);
+  cf__collect c = {.ms = out};
+  dl_iterate_phdr(cf__collect_cb, &c);
+  if (c.nomem) {
+    free(c.info);
+    cf__modules_free(out);
+    return CF_ENOMEM;
+  }
+  cf__mark_startup(out, c.info);
+  cf__file_ids(out, c.info);
+  free(c.info);
+  return CF_OK;
+}
+
+void cf__modules_free(cf__modules *ms) {
+  for (size_t k = 0; k < ms->n; k++)
+    free(ms->m[k].name);
+  free(ms->m);
+  ms->m = NULL;
+  ms->n = 0;
+}
+
+long cf__modules_find(const cf__modules *ms, uintptr_t addr) {
+  for (size_t k = 0; k < ms->n; k++)
+    if (addr >= ms->m[k].lo && addr < ms->m[k].hi)
+      return (long)k;
+  return -1;
+}
+
+size_t cf__modules_size(const cf__modules *ms) {
+  size_t n = 4;
+  for (size_t k = 0; k < ms->n; k++)
+    n += 4 + strlen(ms->m[k].name) + 2 + ms->m[k].idlen;
+  return n;
+}
+
+void cf__modules_put(const cf__modules *ms, unsigned char *out) {
+  uint32_t count = (uint32_t)ms->n;
+  memcpy(out, &count, 4);
+  size_t off = 4;
+  for (size_t k = 0; k < ms->n; k++) {
+    const cf__module *m = &ms->m[k];
+    uint32_t len = (uint32_t)strlen(m->name);
+    memcpy(out + off, &len, 4);
+    memcpy(out + off + 4, m->name, len);
+    off += 4 + len;
+    out[off] = m->kind;
+    out[off + 1] = m->idlen;
+    memcpy(out + off + 2, m->id, m->idlen);
+    off += 2 + m->idlen;
+  }
+}
+
+int cf__modules_decode(const unsigned char *p, size_t n, size_t *used,
+                       cf__module_view **views, uint32_t *count) {
+  uint32_t c;
+  *views = NULL;
+  *count = 0;
+  if (n < 4)
+    return CF_EPROTO;
+  memcpy(&c, p, 4);
+  if (c > CF__MODULES_MAX || (size_t)c * 6 > n - 4)
+    return CF_EPROTO;
+  cf__module_view *v = cf__calloc(c ? c : 1, sizeof *v);
+  if (!v)
+    return CF_ENOMEM;
+  size_t off = 4;
+  for (uint32_t k = 0; k < c; k++) {
+    uint32_t len;
+    if (n - off < 4)
+      goto bad;
+    memcpy(&len, p + off, 4);
+    off += 4;
+    if (len > PATH_MAX || n - off < (size_t)len + 2)
+      goto bad;
+    v[k].name = (const char *)p + off;
+    v[k].name_len = len;
+    off += len;
+    v[k].kind = p[off];
+    v[k].idlen = p[off + 1];
+    off += 2;
+    if (v[k].kind > CF__ID_FILE || v[k].idlen > CF__ID_MAX ||
+        (v[k].kind == CF__ID_NONE) != (v[k].idlen == 0) ||
+        n - off < v[k].idlen)
+      goto bad;
+    v[k].id = p + off;
+    off += v[k].idlen;
+  }
+  *used = off;
+  *views = v;
+  *count = c;
+  return CF_OK;
+bad:
+  free(v);
+  return CF_EPROTO;
+}
+
+uint32_t cf__modules_compare(const cf__module_view *views, uint32_t count,
+                             const cf__modules *mine, uint32_t *bad) {
+  uint32_t nbad = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    const cf__module_view *v = &views[i];
+    const cf__module *m = NULL;
+    for (size_t k = 0; k < mine->n && !m; k++)
+      if (strlen(mine->m[k].name) == v->name_len &&
+          memcmp(mine->m[k].name, v->name, v->name_len) == 0)
+        m = &mine->m[k];
+    if (!m || m->kind != v->kind || m->idlen != v->idlen ||
+        memcmp(m->id, v->id, v->idlen) != 0)
+      bad[nbad++] = i;
+  }
+  return nbad;
+}
+
+int cf__ipc_decode_ready(const unsigned char *p, size_t n, size_t nmods) {
+  if (n % 4 != 0 || n / 4 > nmods)
+    return CF_EPROTO;
+  uint32_t prev = 0;
+  for (size_t i = 0; i < n / 4; i++) {
+    uint32_t idx;
+    memcpy(&idx, p + 4 * i, 4);
+    if (idx >= nmods || (i && idx <= prev))
+      return CF_EPROTO;
+    prev = idx;
+  }
+  return CF_OK;
 }

@@ -8,12 +8,14 @@
  * same holds the other way: what a worker decodes (TASK, CHUNK, STOP) goes
  * through the worker-side decoders below, fuzzed and replayed alike.
  *
- * Parent -> worker:  INIT  fnref initarg...        (always first)
+ * Parent -> worker:  HELLO secret                 (before the worker starts)
+ *                    INIT  modules fnref initarg... (the first frame)
  *                    TASK  fnref input...
  *                    CHUNK fnref u64 n, n x (u64 len, bytes)
  *                    EXIT
  *                    STOP  (no payload; the frame's id names the chunk)
- * Worker -> parent:  READY | INITFAIL i32 code
+ * Worker -> parent:  READY u32 index... (modules that differ here)
+ *                    | INITFAIL i32 code [u32 module index]
  *                    RESULT i32 rc, u32 has_msg, bytes (result, or message)
  *                    CHUNKRESULT u64 n, n x (i32 status, i32 code,
  *                                           u32 has_msg, u32 0, u64 len, bytes)
@@ -185,5 +187,73 @@ int cf__ipc_chunk_next(cf__chunk_view *v, const unsigned char **in,
 enum { CF__STOP_IGNORE = 0, CF__STOP_NOW = 1 };
 int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
                         uint64_t running_id);
+
+/* ---- the handshake: HELLO, and the modules in INIT ------------------------- */
+
+/* HELLO: the very first bytes on a worker's socket, written by the parent
+ * before it starts the worker: a frame header of type CF__MSG_HELLO (outside
+ * the frame types cf__ipc_read_frame() accepts: only the worker's
+ * constructor reads it, with MSG_PEEK, before deciding it is a worker) and
+ * the pool's secret, which the worker also finds in its marker variable. */
+#define CF__MSG_HELLO 0x4f4c4548u /* "HELO" */
+#define CF__SECRET_LEN 32
+#define CF__HELLO_SIZE (sizeof(cf__frame) + CF__SECRET_LEN)
+void cf__hello_put(const unsigned char *secret, unsigned char *out);
+/* True only for exactly CF__HELLO_SIZE bytes that are a HELLO carrying
+ * `secret` (compared in constant time). */
+bool cf__hello_check(const unsigned char *p, size_t n,
+                     const unsigned char *secret);
+
+/* The identity of a loaded module: its GNU build-id, or failing that the
+ * device and inode of its file mapping (/proc/self/maps), or nothing. */
+enum { CF__ID_NONE = 0, CF__ID_BUILD = 1, CF__ID_FILE = 2 };
+#define CF__ID_MAX 64
+#define CF__MODULES_MAX 4096
+typedef struct cf__module {
+  char *name;      /* dl_iterate_phdr's name; "" for the main program */
+  uint8_t kind, idlen;
+  unsigned char id[CF__ID_MAX];
+  bool startup;    /* loaded with the program, not by dlopen() */
+  bool changed;    /* parent: a worker loaded another build (manager only) */
+  uintptr_t lo, hi; /* its executable segments span [lo, hi) */
+} cf__module;
+typedef struct cf__modules {
+  size_t n;
+  cf__module *m; /* in dl_iterate_phdr order: the program first */
+} cf__modules;
+
+/* Lists the modules loaded in this process with their identities, and which
+ * of them were loaded at start-up: the main program, the DT_NEEDED closure
+ * of its dynamic section, and whatever the loader put before the last of
+ * those (preloads, the vDSO).  Returns CF_OK or CF_ENOMEM. */
+int cf__modules_collect(cf__modules *out);
+void cf__modules_free(cf__modules *ms);
+/* The index of the module whose executable segments hold addr, or -1. */
+long cf__modules_find(const cf__modules *ms, uintptr_t addr);
+/* The module list's wire form (INIT's prefix): u32 count, then per module
+ * u32 name_len, name, u8 kind, u8 idlen, id. */
+size_t cf__modules_size(const cf__modules *ms);
+void cf__modules_put(const cf__modules *ms, unsigned char *out);
+
+/* A module as the worker reads it from INIT: pointers into the message. */
+typedef struct cf__module_view {
+  const char *name;
+  size_t name_len;
+  uint8_t kind, idlen;
+  const unsigned char *id;
+} cf__module_view;
+/* Parses the module list at the start of p[0..n).  On CF_OK, *used is its
+ * size and *views (freed by the caller) holds *count entries.  Returns
+ * CF_OK, CF_EPROTO (malformed, nothing allocated) or CF_ENOMEM. */
+int cf__modules_decode(const unsigned char *p, size_t n, size_t *used,
+                       cf__module_view **views, uint32_t *count);
+/* Compares the parent's modules with this process's: bad[] receives the
+ * indexes (into views) of the modules that are missing here or another
+ * build; returns how many (at most count). */
+uint32_t cf__modules_compare(const cf__module_view *views, uint32_t count,
+                             const cf__modules *mine, uint32_t *bad);
+/* READY's payload: u32 indexes of the modules that differ in the worker,
+ * each below nmods, ascending.  Returns CF_OK or CF_EPROTO. */
+int cf__ipc_decode_ready(const unsigned char *p, size_t n, size_t nmods);
 
 #endif /* CF_IPC_H */

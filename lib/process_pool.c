@@ -15,10 +15,16 @@
  * sleeps); CF__PP_START_TRIES failures in a row break the pool.
  *
  * Workers are never forked from the caller (unsafe with threads, CPython
- * gh-90622): the manager posix_spawn()s the program's own binary with
- * CF__PROCESS_WORKER_FD set; the constructor at the end of this file sees it
- * before main() and runs the worker loop.  Task functions travel as module
- * name + offset (ipc.c), so they resolve at the worker's load address.
+ * gh-90622): the manager starts the program's own image again, from the
+ * descriptor of /proc/self/exe opened at create (cf__pp_spawn: vfork, then
+ * execveat), with CF__PROCESS_WORKER_FD set to "3:<secret>".  The
+ * constructor at the end of this file sees it before main() and becomes a
+ * worker only if every check proves a pool of its parent started it (see
+ * cf__worker_accept); otherwise main() runs as if nothing happened.  Task
+ * functions travel as module name + offset (ipc.c), so they resolve at the
+ * worker's load address; INIT carries the identity (build-id) of every
+ * module the parent had loaded at create, and a module the worker loaded
+ * from a different file is never called (its tasks fail with CF_ETASK).
  *
  * A worker's death is seen as EOF on its socket or its pidfd becoming
  * readable (no SIGCHLD handler: the application keeps its signals), and the
@@ -30,17 +36,23 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 extern char **environ;
@@ -116,7 +128,17 @@ typedef struct cf__ppool {
   cf_process_pool_options o;
   void *initarg;
   cf__fnref initref;
-  char exe[PATH_MAX];
+  char exe[PATH_MAX]; /* the program's path, as the workers' argv[0] */
+  /* captured at create, on the calling thread (the manager never reads
+   * environ nor opens the program by path) */
+  int exefd, nullfd;  /* /proc/self/exe and /dev/null, both >= 4 */
+  char **envp;        /* the workers' environment, one allocation */
+  unsigned char secret[CF__SECRET_LEN];
+  cf__modules mods;   /* the modules loaded at create; .changed: manager */
+  unsigned char *modwire; /* their wire form, INIT's prefix */
+  size_t modwire_len;
+  size_t nchanged;    /* manager only: modules some worker saw differ */
+  char why[400];      /* manager only: why the last task or start failed */
 } cf__ppool;
 
 static void cf__pp_free(cf__ppool *p);
@@ -173,68 +195,247 @@ static void cf__pp_fail_list(cf_future *l, int status, int code,
 
 /* ---- workers: start, stop, death --------------------------------------------- */
 
+/* A module some worker loaded from another file than the parent did:
+ * CF_EINVAL with p->why saying so (a task there would run other code). */
+static int cf__pp_module_check(cf__ppool *p, const cf__fnref *ref) {
+  for (size_t k = 0; k < p->mods.n; k++) {
+    const cf__module *m = &p->mods.m[k];
+    if (!m->changed || strcmp(m->name, ref->name) != 0)
+      continue;
+    snprintf(p->why, sizeof p->why,
+             "the binary changed since the process pool was created: the "
+             "task's module %.200s is not the build the parent loaded (replaced "
+             "on disk, or missing in the worker); the task was not run",
+             m->name[0] ? m->name : p->exe);
+    return CF_EINVAL;
+  }
+  return CF_OK;
+}
+
 static int cf__pp_fnref(cf__ppool *p, cf_task_fn fn, cf__fnref *out) {
   uintptr_t a = (uintptr_t)fn;
+  p->why[0] = '\0';
   for (unsigned i = 0; i < 8; i++)
     if (p->cache[i].fn == a) {
       *out = p->cache[i].ref;
-      return CF_OK;
+      return p->nchanged ? cf__pp_module_check(p, out) : CF_OK;
     }
   int rc = cf__fnref_locate(a, out);
   if (rc == CF_OK) {
     unsigned i = p->cache_next++ % 8;
     p->cache[i].fn = a;
     p->cache[i].ref = *out;
+    if (p->nchanged)
+      rc = cf__pp_module_check(p, out);
   }
   return rc;
 }
 
-/* The environment of a worker: ours, plus where its socket is. */
-static char **cf__pp_envp(void) {
-  size_t n = 0;
-  while (environ && environ[n])
+/* The workers' environment, copied from environ on the thread that creates
+ * the pool (one allocation: the array, then the strings), without any
+ * marker inherited from elsewhere, plus our marker: "3:" and the secret in
+ * hex.  The manager thread never reads environ: the application may call
+ * setenv() on its own threads meanwhile. */
+static char **cf__pp_env_capture(const unsigned char *secret) {
+  static const char pre[] = CF__PP_ENV "=";
+  size_t n = 0, bytes = 0;
+  for (char **e = environ; e && *e; e++) {
+    if (strncmp(*e, pre, sizeof pre - 1) == 0)
+      continue;
     n++;
-  char **env = cf__malloc((n + 2) * sizeof *env);
+    bytes += strlen(*e) + 1;
+  }
+  size_t mark = sizeof pre - 1 + 2 + 2 * CF__SECRET_LEN + 1;
+  char **env = cf__malloc((n + 2) * sizeof *env + bytes + mark);
   if (!env)
     return NULL;
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++)
-    if (strncmp(environ[i], CF__PP_ENV "=", sizeof CF__PP_ENV) != 0)
-      env[k++] = environ[i];
-  env[k++] = CF__PP_ENV "=3";
+  char *s = (char *)(env + n + 2);
+  size_t k = 0, left = bytes;
+  /* Bounded by the first pass's counts even if another thread broke the
+   * rule and changed environ meanwhile. */
+  for (char **e = environ; e && *e && k < n; e++) {
+    if (strncmp(*e, pre, sizeof pre - 1) == 0)
+      continue;
+    size_t l = strlen(*e) + 1;
+    if (l > left)
+      break;
+    left -= l;
+    memcpy(s, *e, l);
+    env[k++] = s;
+    s += l;
+  }
+  env[k++] = s;
+  memcpy(s, pre, sizeof pre - 1);
+  s += sizeof pre - 1;
+  *s++ = '0' + CF__PP_FD;
+  *s++ = ':';
+  for (size_t i = 0; i < CF__SECRET_LEN; i++) {
+    *s++ = "0123456789abcdef"[secret[i] >> 4];
+    *s++ = "0123456789abcdef"[secret[i] & 15];
+  }
+  *s = '\0';
   env[k] = NULL;
   return env;
 }
 
-static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    return CF_ESYS;
-  char **env = cf__pp_envp();
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&at);
-  posix_spawn_file_actions_adddup2(&fa, sv[1], CF__PP_FD);
-#ifdef HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCLOSEFROM_NP
-  posix_spawn_file_actions_addclosefrom_np(&fa, CF__PP_FD + 1);
+/* fd moved to a number >= 4 (so that the child's dup3() onto 0 and 3 cannot
+ * clobber it), close-on-exec.  Returns the new fd, or -1 (fd closed). */
+static int cf__fd_high(int fd) {
+  if (fd < 0 || fd >= 4)
+    return fd;
+  int h = fcntl(fd, F_DUPFD_CLOEXEC, 4);
+  close(fd);
+  return h;
+}
+
+typedef struct cf__spawn_args {
+  int sock, nullfd, exefd, errfd;
+  int maxfd; /* for the close() loop of kernels without close_range() */
+  pid_t ppid;
+  char **argv, **envp;
+} cf__spawn_args;
+
+#if defined(__clang__) || __GNUC__ >= 8
+#define CF__NO_SANITIZE                                                       \
+  __attribute__((no_sanitize("address", "thread", "undefined")))
+#else
+#define CF__NO_SANITIZE
 #endif
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &all);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  char *argv[] = {p->exe, NULL};
-  pid_t pid = 0;
-  int e = env ? posix_spawn(&pid, p->exe, &fa, &at, argv, env) : ENOMEM;
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  free(env);
-  close(sv[1]);
-  if (e != 0) {
+
+/* The child between vfork() and exec: it shares the parent's memory, so it
+ * makes raw system calls only (async-signal-safe, and out of reach of
+ * sanitizer interceptors that would update the parent's state), and
+ * reports a failure as its errno on errfd, then exit status 127. */
+CF__NO_SANITIZE __attribute__((noinline, noreturn)) static void
+cf__spawn_child(const cf__spawn_args *a) {
+  /* Every disposition back to the default while every signal is still
+   * blocked (the manager blocks them all): no handler of the parent can run
+   * on the shared memory, nothing ignored is inherited. */
+  /* A kernel struct sigaction of zeros, whatever the architecture's field
+   * order: SIG_DFL, no flags, an empty mask. */
+  unsigned long dfl[16] = {0};
+  for (long sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      syscall(SYS_rt_sigaction, sig, dfl, NULL, (NSIG - 1) / 8);
+  int e;
+  if (syscall(SYS_dup3, a->sock, CF__PP_FD, 0) < 0 ||
+      syscall(SYS_dup3, a->nullfd, 0, 0) < 0)
+    goto fail;
+  /* Nothing else crosses the exec: 4 and up become close-on-exec (the
+   * program's descriptor and errfd must stay open until the exec). */
+  if (syscall(SYS_close_range, 4, ~0u, CLOSE_RANGE_CLOEXEC) != 0)
+    for (int fd = 4; fd < a->maxfd; fd++)
+      if (fd != a->exefd && fd != a->errfd)
+        syscall(SYS_close, fd);
+  /* Die with the parent, and not run main() if it died already. */
+  syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (syscall(SYS_getppid) != a->ppid)
+    syscall(SYS_exit_group, 1);
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, dfl, NULL, (NSIG - 1) / 8);
+  syscall(SYS_execveat, a->exefd, "", a->argv, a->envp, AT_EMPTY_PATH);
+  if (errno == ENOSYS) { /* no execveat (or a tool that does not know it) */
+    char path[32] = "/proc/self/fd/", *d = path + 14;
+    char digits[12];
+    int k = 0;
+    for (unsigned v = (unsigned)a->exefd; k == 0 || v; v /= 10)
+      digits[k++] = (char)('0' + v % 10);
+    while (k)
+      *d++ = digits[--k];
+    *d = '\0';
+    syscall(SYS_execve, path, a->argv, a->envp);
+  }
+fail:
+  e = errno;
+  syscall(SYS_write, a->errfd, &e, sizeof e);
+  syscall(SYS_exit_group, 127);
+  for (;;)
+    ;
+}
+
+static int cf__pp_errno_status(int e) {
+  return e == ENOMEM ? CF_ENOMEM
+         : e == EAGAIN || e == EMFILE || e == ENFILE ? CF_EAGAIN
+                                                     : CF_ESYS;
+}
+
+/* Starts w: a socket pair, HELLO written into it, then vfork + execveat of
+ * the program's descriptor.  Returns CF_OK, or a status with p->why. */
+static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
+  int sv[2], ep[2];
+  p->why[0] = '\0';
+  if (getuid() != geteuid() || getgid() != getegid()) {
+    snprintf(p->why, sizeof p->why,
+             "the program's effective user or group id differs from the real "
+             "one: a worker would refuse to serve");
+    return CF_ENOTSUP;
+  }
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    int e = errno;
+    snprintf(p->why, sizeof p->why, "socketpair: %s", strerror(e));
+    return cf__pp_errno_status(e);
+  }
+  sv[1] = cf__fd_high(sv[1]);
+  if (pipe2(ep, O_CLOEXEC | O_NONBLOCK) != 0) {
+    ep[0] = ep[1] = -1;
+  } else {
+    ep[1] = cf__fd_high(ep[1]);
+  }
+  if (sv[1] < 0 || ep[1] < 0) {
+    int e = errno;
     close(sv[0]);
-    return e == ENOMEM ? CF_ENOMEM : CF_EAGAIN;
+    if (sv[1] >= 0)
+      close(sv[1]);
+    if (ep[0] >= 0)
+      close(ep[0]);
+    if (ep[1] >= 0)
+      close(ep[1]);
+    snprintf(p->why, sizeof p->why, "descriptors: %s", strerror(e));
+    return cf__pp_errno_status(e);
+  }
+  /* The HELLO waits in the socket before the worker exists: its
+   * constructor only peeks, it never blocks on a descriptor. */
+  unsigned char hello[CF__HELLO_SIZE];
+  cf__hello_put(p->secret, hello);
+  ssize_t sent;
+  while ((sent = send(sv[0], hello, sizeof hello, MSG_NOSIGNAL)) < 0 &&
+         errno == EINTR)
+    ;
+  struct rlimit rl = {1024, 1024};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  char *argv[] = {p->exe, NULL};
+  cf__spawn_args a = {.sock = sv[1],
+                      .nullfd = p->nullfd,
+                      .exefd = p->exefd,
+                      .errfd = ep[1],
+                      .maxfd = rl.rlim_cur > 65536 ? 65536 : (int)rl.rlim_cur,
+                      .ppid = getpid(),
+                      .argv = argv,
+                      .envp = p->envp};
+  pid_t pid = -2;
+  if (sent == (ssize_t)sizeof hello)
+    pid = vfork();
+  if (pid == 0)
+    cf__spawn_child(&a);
+  int e = pid == -2 ? EIO : errno;
+  close(sv[1]);
+  close(ep[1]);
+  int child_errno = 0;
+  /* With a real vfork() the child has exec'd or exited by now; where
+   * vfork() is fork() (TSan, valgrind) a late failure shows up as exit
+   * status 127 instead. */
+  bool failed = pid > 0 && read(ep[0], &child_errno, sizeof child_errno) ==
+                               (ssize_t)sizeof child_errno;
+  close(ep[0]);
+  if (pid < 0 || failed) {
+    if (failed) {
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+      e = child_errno;
+    }
+    close(sv[0]);
+    snprintf(p->why, sizeof p->why, "%s of %.200s failed: %s",
+             failed ? "execveat" : "vfork", p->exe, strerror(e));
+    return cf__pp_errno_status(e);
   }
   w->pid = pid;
   w->fd = sv[0];
@@ -246,9 +447,10 @@ static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
    * manager's poll.  A failed send shows up there as the worker's death. */
   unsigned char ref[sizeof(cf__fnref) + 16];
   cf__fnref_put(&p->initref, ref);
-  struct iovec iov[2] = {{ref, cf__fnref_size(&p->initref)},
+  struct iovec iov[3] = {{p->modwire, p->modwire_len},
+                         {ref, cf__fnref_size(&p->initref)},
                          {p->initarg, p->o.initarg_len}};
-  cf__ipc_send(w->fd, CF__MSG_INIT, 0, iov, 2);
+  cf__ipc_send(w->fd, CF__MSG_INIT, 0, iov, 3);
   return CF_OK;
 }
 
@@ -421,10 +623,11 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
     cf__pp_set_state(p, w, CF__W_IDLE);
     cf__pp_count(p, &p->failed);
     cf__future_fail(f, rc == CF_EINVAL ? CF_ETASK : CF_ENOMEM, rc,
-                    cf__strdup(rc == CF_EINVAL
-                               ? "the task function is not in a module a "
-                                 "worker process can load"
-                               : "out of memory"));
+                    cf__strdup(rc != CF_EINVAL ? "out of memory"
+                               : p->why[0]   ? p->why
+                                             : "the task function is not in "
+                                               "a module a worker process "
+                                               "can load"));
     cf_future_release(f);
   } else if (rc != CF_OK) {
     cf__pp_death(p, w, CF_EWORKERDIED, NULL); /* the worker is gone */
@@ -446,18 +649,48 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
     return;
   }
   if (fr.type == CF__MSG_READY && w->state == CF__W_STARTING &&
-      fr.len == 0) {
-    p->start_failures = 0;
+      fr.len <= 4 * p->mods.n) {
+    /* The indexes of the modules the worker loaded from other files: their
+     * tasks are refused from now on (cf__pp_module_check). */
+    uint32_t *bad = fr.len ? cf__malloc((size_t)fr.len) : NULL;
+    if (fr.len && !bad) {
+      cf__pp_death(p, w, CF_ENOMEM, "out of memory for a worker's READY");
+      return;
+    }
+    if ((fr.len && cf__ipc_read(w->fd, bad, (size_t)fr.len) != CF_OK) ||
+        cf__ipc_decode_ready((const unsigned char *)bad, (size_t)fr.len,
+                             p->mods.n) != CF_OK) {
+      free(bad);
+      cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
+      return;
+    }
+    for (size_t i = 0; i < fr.len / 4; i++)
+      if (!p->mods.m[bad[i]].changed) {
+        p->mods.m[bad[i]].changed = true;
+        p->nchanged++;
+      }
+    free(bad);
+    p->start_failures = 0; /* a good start: RESTART's retries begin anew */
     cf__pp_set_state(p, w, CF__W_IDLE);
     return;
   }
   if (fr.type == CF__MSG_INITFAIL && w->state == CF__W_STARTING &&
-      fr.len == 4) {
+      (fr.len == 4 || fr.len == 8)) {
     int32_t code = 0;
+    uint32_t mod = UINT32_MAX;
     cf__ipc_read(w->fd, &code, 4);
-    char why[100];
-    snprintf(why, sizeof why, "process pool initializer failed with code %d",
-             code);
+    if (fr.len == 8)
+      cf__ipc_read(w->fd, &mod, 4);
+    char why[480];
+    if (mod < p->mods.n)
+      snprintf(why, sizeof why,
+               "the binary changed since the process pool was created: the "
+               "initializer's module %.250s is not the build the parent loaded; "
+               "the initializer was not run",
+               p->mods.m[mod].name[0] ? p->mods.m[mod].name : p->exe);
+    else
+      snprintf(why, sizeof why,
+               "process pool initializer failed with code %d", code);
     cf__pp_set_state(p, w, CF__W_EXITING);
     cf__pp_break(p, code, why);
     return;
@@ -540,9 +773,9 @@ static void cf__pp_spawn_failed(cf__ppool *p, int rc) {
   pthread_mutex_unlock(&p->mu);
   if (!l)
     return;
-  char why[96];
+  char why[480];
   snprintf(why, sizeof why, "could not start a worker process: %s",
-           cf_strerror(rc));
+           p->why[0] ? p->why : cf_strerror(rc));
   cf__pp_fail_list(l, CF_EAGAIN, 0, why);
 }
 
@@ -819,6 +1052,13 @@ static int cf__pp_terminate(cf_executor *ex, int sig) {
 static void cf__pp_free_memory(cf__ppool *p) {
   if (p->evfd >= 0)
     close(p->evfd);
+  if (p->exefd >= 0)
+    close(p->exefd);
+  if (p->nullfd >= 0)
+    close(p->nullfd);
+  free(p->envp);
+  free(p->modwire);
+  cf__modules_free(&p->mods);
   free(p->pf);
   free(p->who);
   free(p->w);
@@ -909,10 +1149,93 @@ int cf_process_pool_options_init(cf_process_pool_options *o) {
   return CF_OK;
 }
 
+/* The first module (the program as the loader sees it): its program
+ * headers and whether it asks for an interpreter. */
+typedef struct cf__first {
+  const void *phdr;
+  bool interp;
+} cf__first;
+static int cf__first_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  CF__UNUSED(size);
+  cf__first *f = arg;
+  f->phdr = info->dlpi_phdr;
+  for (int i = 0; i < info->dlpi_phnum; i++)
+    f->interp |= info->dlpi_phdr[i].p_type == PT_INTERP;
+  return 1;
+}
+
+/* A refused create: the status, with words for cf_last_error_message(). */
+#define CF__REFUSE(rc, ...) (cf__set_last_error(__VA_ARGS__), (rc))
+
+/* Whether this process can host a process pool at all; the words say why
+ * not.  Cheap (a walk of the loaded modules), run at every create. */
+static int cf__pp_hosting(cf__ppool *p) {
+  if (getauxval(AT_SECURE) || getuid() != geteuid() ||
+      getgid() != getegid())
+    return CF__REFUSE(
+        CF_ENOTSUP,
+        "process pools are not supported in a setuid, setgid or "
+        "capability-raised program (AT_SECURE, or real and effective ids "
+        "differ): its workers could not prove that this program started "
+        "them, and never serve");
+  int rc = cf__modules_collect(&p->mods);
+  if (rc != CF_OK)
+    return CF__REFUSE(rc, "out of memory listing the loaded modules");
+  /* Run as "ld.so PROGRAM", the kernel started the loader: AT_BASE (the
+   * interpreter's address) is 0 although the program has one; older
+   * loaders also leave AT_PHDR pointing at their own headers. */
+  cf__first first = {0};
+  dl_iterate_phdr(cf__first_cb, &first);
+  if (!p->mods.n || (uintptr_t)first.phdr != getauxval(AT_PHDR) ||
+      (first.interp && getauxval(AT_BASE) == 0))
+    return CF__REFUSE(
+        CF_ENOTSUP,
+        "the program was started through the dynamic loader (ld.so "
+        "PROGRAM): /proc/self/exe is the loader, so a worker cannot run the "
+        "same program; run the program directly");
+  long self = cf__modules_find(&p->mods, (uintptr_t)cf__pp_hosting);
+  if (self < 0 || !p->mods.m[self].startup)
+    return CF__REFUSE(
+        CF_ENOTSUP,
+        "libcfutures was loaded with dlopen() (%s is not among the modules "
+        "the program loaded at start-up): a worker would run the host "
+        "program's main(); link the program with -lcfutures",
+        self < 0 ? "the library" : p->mods.m[self].name);
+  if (p->o.initializer) {
+    long k = cf__modules_find(&p->mods, (uintptr_t)p->o.initializer);
+    if (k < 0 ||
+        cf__fnref_locate((uintptr_t)p->o.initializer, &p->initref) != CF_OK)
+      return CF__REFUSE(CF_EINVAL,
+                        "the initializer is not in the code of any loaded "
+                        "module, so a worker cannot find it");
+    if (!p->mods.m[k].startup)
+      return CF__REFUSE(CF_EINVAL,
+                        "the initializer lives in %s, a module loaded with "
+                        "dlopen(): a worker does not load it",
+                        p->mods.m[k].name);
+  } else {
+    p->initref.none = true;
+  }
+  /* The very image this process runs, for every worker: a file replaced
+   * or deleted on disk later does not change what workers run. */
+  p->exefd = cf__fd_high(open("/proc/self/exe", O_PATH | O_CLOEXEC));
+  if (p->exefd < 0)
+    return CF__REFUSE(CF_ENOTSUP,
+                      "cannot open /proc/self/exe (%s): process pools need "
+                      "/proc, to start workers from the program's own image",
+                      strerror(errno));
+  ssize_t n = readlink("/proc/self/exe", p->exe, sizeof p->exe - 1);
+  if (n <= 0)
+    n = (ssize_t)strlen(strcpy(p->exe, "cf-worker"));
+  p->exe[n] = '\0';
+  return CF_OK;
+}
+
 int cf_process_pool_create(const cf_process_pool_options *opts,
                            cf_executor **out) {
+  cf__clear_last_error();
   if (!out)
-    return CF_EINVAL;
+    return CF__REFUSE(CF_EINVAL, "out is NULL");
   *out = NULL;
   cf_process_pool_options o;
   cf_process_pool_options_init(&o);
@@ -923,7 +1246,11 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
       (o.initarg_len && !o.initarg) ||
       (o.on_worker_death != CF_ON_DEATH_BREAK &&
        o.on_worker_death != CF_ON_DEATH_RESTART))
-    return CF_EINVAL;
+    return CF__REFUSE(CF_EINVAL,
+                      "invalid options: max_workers must be 0 to %d, "
+                      "max_tasks_per_child >= 0, initarg set when "
+                      "initarg_len is, on_worker_death a cf_death_policy",
+                      CF_PROCESS_POOL_MAX_WORKERS);
   if (!o.max_workers) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.max_workers = n < 1                             ? 1
@@ -932,25 +1259,50 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
   }
   cf__ppool *p = cf__calloc(1, sizeof *p);
   if (!p)
-    return CF_ENOMEM;
+    return CF__REFUSE(CF_ENOMEM, "out of memory");
+  p->evfd = p->exefd = p->nullfd = -1;
   p->o = o;
-  if (cf__fnref_locate((uintptr_t)o.initializer, &p->initref) != CF_OK) {
-    free(p);
-    return CF_EINVAL;
+  int rc = cf__pp_hosting(p);
+  if (rc != CF_OK) {
+    cf__pp_free_memory(p);
+    return rc;
   }
-  ssize_t n = readlink("/proc/self/exe", p->exe, sizeof p->exe - 1);
+  size_t got = 0;
+  while (got < sizeof p->secret) {
+    ssize_t r = getrandom(p->secret + got, sizeof p->secret - got, 0);
+    if (r < 0 && errno != EINTR)
+      break;
+    got += r > 0 ? (size_t)r : 0;
+  }
+  if (got < sizeof p->secret) {
+    int e = errno;
+    cf__pp_free_memory(p);
+    return CF__REFUSE(CF_ESYS, "getrandom: %s", strerror(e));
+  }
+  p->nullfd = cf__fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (p->nullfd < 0) {
+    int e = errno;
+    cf__pp_free_memory(p);
+    return CF__REFUSE(CF_ESYS, "cannot open /dev/null for the workers' "
+                               "standard input: %s", strerror(e));
+  }
+  p->envp = cf__pp_env_capture(p->secret);
+  p->modwire_len = cf__modules_size(&p->mods);
+  p->modwire = cf__malloc(p->modwire_len);
+  if (p->modwire)
+    cf__modules_put(&p->mods, p->modwire);
   p->w = cf__calloc((size_t)o.max_workers, sizeof *p->w);
   p->pf = cf__malloc(((size_t)o.max_workers * 2 + 1) * sizeof *p->pf);
   p->who = cf__malloc(((size_t)o.max_workers * 2 + 1) * sizeof *p->who);
   p->initarg = o.initarg_len ? cf__malloc(o.initarg_len) : NULL;
   p->evfd = eventfd(0, EFD_CLOEXEC);
-  if (n <= 0 || !p->w || !p->pf || !p->who ||
+  if (!p->envp || !p->modwire || !p->w || !p->pf || !p->who ||
       (o.initarg_len && !p->initarg) || p->evfd < 0) {
-    int rc = n <= 0 || p->evfd < 0 ? CF_ESYS : CF_ENOMEM;
+    rc = p->evfd < 0 ? CF_ESYS : CF_ENOMEM;
     cf__pp_free_memory(p);
-    return rc;
+    return CF__REFUSE(rc, "%s", rc == CF_ESYS ? "eventfd failed"
+                                              : "out of memory");
   }
-  p->exe[n] = '\0';
   if (o.initarg_len)
     memcpy(p->initarg, o.initarg, o.initarg_len);
   for (int i = 0; i < o.max_workers; i++)
@@ -967,7 +1319,7 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (e != 0) {
     cf__pp_free(p); /* everything is initialised by now */
-    return CF_EAGAIN;
+    return CF__REFUSE(CF_EAGAIN, "cannot create the pool's manager thread");
   }
   *out = &p->base;
   return CF_OK;
@@ -1076,6 +1428,64 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
   return rc;
 }
 
+/* INIT: compares the parent's modules with ours, then runs the
+ * initializer unless its module differs.  Returns CF_OK (READY sent, with
+ * the indexes of the modules that differ), CF_EOF (INITFAIL sent: the
+ * worker ends) or another status (malformed: the worker ends). */
+static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
+  cf__module_view *views = NULL;
+  uint32_t count = 0;
+  size_t mused = 0;
+  int rc = cf__modules_decode(buf, len, &mused, &views, &count);
+  if (rc != CF_OK)
+    return rc;
+  cf__modules mine;
+  uint32_t *bad = cf__malloc(((size_t)count + 1) * sizeof *bad);
+  if (!bad || cf__modules_collect(&mine) != CF_OK) {
+    free(views);
+    free(bad);
+    return CF_ENOMEM;
+  }
+  uint32_t nbad = cf__modules_compare(views, count, &mine, bad);
+  cf__modules_free(&mine);
+  const char *name = NULL;
+  size_t name_len = 0;
+  uint64_t off = 0;
+  bool none = false;
+  const unsigned char *p = buf + mused;
+  size_t n = len - mused;
+  size_t used = cf__fnref_get(p, n, &name, &name_len, &off, &none);
+  uint32_t init_bad = UINT32_MAX;
+  for (uint32_t i = 0; used && !none && i < nbad; i++)
+    if (views[bad[i]].name_len == name_len &&
+        memcmp(views[bad[i]].name, name, name_len) == 0)
+      init_bad = bad[i];
+  free(views);
+  int32_t code = 0;
+  if (init_bad != UINT32_MAX) {
+    code = CF_ETASK; /* another build: its code is not the parent's */
+  } else {
+    cf_initializer_fn init =
+        used && !none ? (cf_initializer_fn)cf__fnref_resolve(name, name_len,
+                                                             off)
+                      : NULL;
+    code = !used || (!none && !init) ? CF_EINVAL : 0;
+    if (init)
+      code = init(n > used ? p + used : NULL, n - used);
+  }
+  if (code) {
+    free(bad);
+    struct iovec iov[2] = {{&code, 4}, {&init_bad, 4}};
+    cf__ipc_send(fd, CF__MSG_INITFAIL, 0, iov,
+                 init_bad != UINT32_MAX ? 2 : 1);
+    return CF_EOF;
+  }
+  struct iovec iov = {bad, (size_t)nbad * 4};
+  rc = cf__ipc_send(fd, CF__MSG_READY, 0, &iov, 1);
+  free(bad);
+  return rc;
+}
+
 static int cf__worker_main(int fd) {
   /* Die with the parent rather than live on as an orphan. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -1090,29 +1500,14 @@ static int cf__worker_main(int fd) {
     unsigned char *buf = fr.len ? cf__malloc((size_t)fr.len) : NULL;
     if ((fr.len && !buf) || cf__ipc_read(fd, buf, (size_t)fr.len) != CF_OK)
       return 3;
-    size_t used = 0;
     int rc = CF_OK;
     switch (fr.type) {
     case CF__MSG_INIT: {
-      const char *name = NULL;
-      size_t name_len = 0;
-      uint64_t off = 0;
-      bool none = false;
-      used = cf__fnref_get(buf, (size_t)fr.len, &name, &name_len, &off, &none);
-      cf_initializer_fn init =
-          used && !none
-              ? (cf_initializer_fn)cf__fnref_resolve(name, name_len, off)
-              : NULL;
-      int32_t code = !used || (!none && !init) ? CF_EINVAL : 0;
-      if (init)
-        code = init(fr.len > used ? buf + used : NULL, (size_t)fr.len - used);
-      if (code) {
-        struct iovec iov = {&code, 4};
-        cf__ipc_send(fd, CF__MSG_INITFAIL, 0, &iov, 1);
+      rc = cf__worker_init(fd, buf, (size_t)fr.len);
+      if (rc == CF_EOF) {
         free(buf);
-        return 0;
+        return 0; /* INITFAIL sent */
       }
-      rc = cf__ipc_send(fd, CF__MSG_READY, 0, NULL, 0);
       break;
     }
     case CF__MSG_TASK: {
@@ -1161,13 +1556,91 @@ static int cf__worker_main(int fd) {
 void __gcov_dump(void); /* libgcov: _exit() would drop the worker's counts */
 #endif
 
-/* Runs before main() in every process; in a worker it never returns. */
+/* The marker's value: "<fd>:<64 lowercase hex digits>", nothing else. */
+static bool cf__worker_parse(const char *v, int *fd, unsigned char *secret) {
+  long n = 0;
+  size_t i = 0;
+  if (v[0] < '1' || v[0] > '9')
+    return false;
+  for (; v[i] >= '0' && v[i] <= '9'; i++) {
+    n = n * 10 + (v[i] - '0');
+    if (i >= 6)
+      return false;
+  }
+  if (n < 3 || v[i++] != ':')
+    return false;
+  for (size_t k = 0; k < 2 * CF__SECRET_LEN; k++, i++) {
+    int d = v[i] >= '0' && v[i] <= '9'   ? v[i] - '0'
+            : v[i] >= 'a' && v[i] <= 'f' ? v[i] - 'a' + 10
+                                         : -1;
+    if (d < 0)
+      return false;
+    if (k % 2 == 0)
+      secret[k / 2] = (unsigned char)(d << 4);
+    else
+      secret[k / 2] |= (unsigned char)d;
+  }
+  if (v[i] != '\0')
+    return false;
+  *fd = (int)n;
+  return true;
+}
+
+/* Every check that a pool of our parent started this process, cheapest
+ * first; the descriptor is only looked at (fstat, getsockopt, a
+ * non-blocking peek) until it has proved to be ours.  Returns the channel
+ * (now close-on-exec, the HELLO consumed) or -1. */
+static int cf__worker_accept(const char *v) {
+  int fd;
+  unsigned char secret[CF__SECRET_LEN];
+  if (getauxval(AT_SECURE) || getuid() != geteuid() ||
+      getgid() != getegid() || !cf__worker_parse(v, &fd, secret))
+    return -1;
+  struct stat st;
+  int dom = 0, type = 0;
+  socklen_t l1 = sizeof dom, l2 = sizeof type;
+  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+      getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) != 0 ||
+      dom != AF_UNIX ||
+      getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0 ||
+      type != SOCK_STREAM)
+    return -1;
+  struct ucred cr;
+  socklen_t lc = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &lc) != 0 ||
+      lc != sizeof cr || cr.pid != getppid() || cr.uid != getuid())
+    return -1;
+  unsigned char hello[CF__HELLO_SIZE];
+  ssize_t r;
+  while ((r = recv(fd, hello, sizeof hello, MSG_PEEK | MSG_DONTWAIT)) < 0 &&
+         errno == EINTR)
+    ;
+  if (r < 0 || !cf__hello_check(hello, (size_t)r, secret))
+    return -1;
+  while ((r = recv(fd, hello, sizeof hello, MSG_DONTWAIT)) < 0 &&
+         errno == EINTR)
+    ;
+  if (r != (ssize_t)sizeof hello || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+    return -1; /* cannot happen: the bytes were there */
+  return fd;
+}
+
+/* Runs before main() in every process; in a worker it never returns.  The
+ * marker is always removed from the environment, whether or not it was
+ * ours: it must reach neither main() nor any child. */
 __attribute__((constructor)) static void cf__worker_constructor(void) {
-  const char *v = getenv(CF__PP_ENV);
-  if (!v)
+  const char *raw = getenv(CF__PP_ENV);
+  if (!raw)
     return;
-  int fd = atoi(v);
-  unsetenv(CF__PP_ENV); /* not for the worker's own children */
+  char v[96];
+  const char *sv = secure_getenv(CF__PP_ENV); /* NULL when AT_SECURE */
+  bool fits = sv && strlen(sv) < sizeof v;
+  if (fits)
+    strcpy(v, sv);
+  unsetenv(CF__PP_ENV);
+  int fd = fits ? cf__worker_accept(v) : -1;
+  if (fd < 0)
+    return; /* not a worker: main() runs normally */
   int code = cf__worker_main(fd);
 #ifdef CF_COVERAGE
   __gcov_dump();

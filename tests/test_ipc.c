@@ -298,9 +298,131 @@ static void test_corpus_replay(void) {
   CU_ASSERT_TRUE(refused >= files / 2); /* the corpus is mostly bad input */
 }
 
+/* ---- the handshake ---------------------------------------------------------------- */
+
+static void test_hello(void) {
+  unsigned char secret[CF__SECRET_LEN], other[CF__SECRET_LEN];
+  for (int i = 0; i < CF__SECRET_LEN; i++) {
+    secret[i] = (unsigned char)(i * 13 + 5);
+    other[i] = secret[i];
+  }
+  other[CF__SECRET_LEN - 1] ^= 1;
+  unsigned char h[CF__HELLO_SIZE + 1];
+  cf__hello_put(secret, h);
+  CU_ASSERT_TRUE(cf__hello_check(h, CF__HELLO_SIZE, secret));
+  CU_ASSERT_FALSE(cf__hello_check(h, CF__HELLO_SIZE, other));
+  /* Exactly its size: no shorter, no longer. */
+  for (size_t k = 0; k < CF__HELLO_SIZE; k++)
+    CU_ASSERT_FALSE(cf__hello_check(h, k, secret));
+  CU_ASSERT_FALSE(cf__hello_check(h, CF__HELLO_SIZE + 1, secret));
+  /* Any header byte changed (magic, type, id, len): refused. */
+  for (size_t k = 0; k < sizeof(cf__frame); k++) {
+    unsigned char b[CF__HELLO_SIZE];
+    memcpy(b, h, sizeof b);
+    b[k] ^= 0x40;
+    CU_ASSERT_FALSE(cf__hello_check(b, sizeof b, secret));
+  }
+  /* Not a frame cf__ipc_read_frame() accepts: only the constructor reads
+   * it. */
+  int sv[2];
+  CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  CU_ASSERT_EQUAL(write(sv[0], h, CF__HELLO_SIZE), (ssize_t)CF__HELLO_SIZE);
+  cf__frame fr;
+  CU_ASSERT_EQUAL(cf__ipc_read_frame(sv[1], &fr), CF_EPROTO);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+static void test_modules_round_trip(void) {
+  cf__modules ms;
+  CU_ASSERT_EQUAL_FATAL(cf__modules_collect(&ms), CF_OK);
+  CU_ASSERT_TRUE_FATAL(ms.n >= 2);
+  CU_ASSERT_STRING_EQUAL(ms.m[0].name, ""); /* the program first */
+  CU_ASSERT_TRUE(ms.m[0].startup);
+  /* This program is linked with a build-id, and so is libc. */
+  CU_ASSERT_EQUAL(ms.m[0].kind, CF__ID_BUILD);
+  long self = cf__modules_find(&ms, (uintptr_t)test_modules_round_trip);
+  CU_ASSERT_EQUAL(self, 0);
+  /* libc and the loader at least: loaded at start-up, with an identity.
+   * (Not found by a libc function's address: sanitizers interpose them.) */
+  size_t others = 0;
+  for (size_t k = 1; k < ms.n; k++)
+    others += ms.m[k].startup && ms.m[k].kind != CF__ID_NONE;
+  CU_ASSERT_TRUE(others >= 2);
+  CU_ASSERT_EQUAL(cf__modules_find(&ms, 0), -1);
+  size_t n = cf__modules_size(&ms);
+  unsigned char *w = malloc(n + 8);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+  cf__modules_put(&ms, w);
+  memcpy(w + n, "trailer!", 8); /* the fnref that follows in INIT */
+  cf__module_view *v = NULL;
+  uint32_t count = 0;
+  size_t used = 0;
+  CU_ASSERT_EQUAL_FATAL(cf__modules_decode(w, n + 8, &used, &v, &count),
+                        CF_OK);
+  CU_ASSERT_EQUAL(used, n);
+  CU_ASSERT_EQUAL(count, ms.n);
+  uint32_t *bad = calloc(count + 1, sizeof *bad);
+  CU_ASSERT_EQUAL(cf__modules_compare(v, count, &ms, bad), 0);
+  /* Another build of module 0, and a module this process lacks. */
+  unsigned char *id0 = (unsigned char *)v[0].id;
+  id0[0] ^= 1;
+  v[1].name = "/no/such/module.so";
+  v[1].name_len = strlen(v[1].name);
+  CU_ASSERT_EQUAL(cf__modules_compare(v, count, &ms, bad), 2);
+  CU_ASSERT_EQUAL(bad[0], 0);
+  CU_ASSERT_EQUAL(bad[1], 1);
+  free(v);
+  /* Every truncation is refused, and leaves nothing allocated. */
+  for (size_t k = 0; k < n; k++) {
+    v = (cf__module_view *)1;
+    CU_ASSERT_EQUAL(cf__modules_decode(w, k, &used, &v, &count), CF_EPROTO);
+    CU_ASSERT_PTR_NULL(v);
+  }
+  /* An absurd count, a bad kind, an id longer than allowed. */
+  uint32_t big = CF__MODULES_MAX + 1;
+  unsigned char b[64] = {0};
+  memcpy(b, &big, 4);
+  CU_ASSERT_EQUAL(cf__modules_decode(b, sizeof b, &used, &v, &count),
+                  CF_EPROTO);
+  uint32_t one = 1, zero = 0;
+  memcpy(b, &one, 4);
+  memcpy(b + 4, &zero, 4); /* name "" */
+  b[8] = 7;                /* kind */
+  b[9] = 0;
+  CU_ASSERT_EQUAL(cf__modules_decode(b, 10, &used, &v, &count), CF_EPROTO);
+  b[8] = CF__ID_BUILD;
+  b[9] = CF__ID_MAX + 1;
+  CU_ASSERT_EQUAL(cf__modules_decode(b, sizeof b, &used, &v, &count),
+                  CF_EPROTO);
+  b[9] = 0; /* a build-id of no bytes */
+  CU_ASSERT_EQUAL(cf__modules_decode(b, 10, &used, &v, &count), CF_EPROTO);
+  b[8] = CF__ID_NONE; /* no identity: accepted, and equal only to none */
+  CU_ASSERT_EQUAL(cf__modules_decode(b, 10, &used, &v, &count), CF_OK);
+  CU_ASSERT_EQUAL(count, 1);
+  CU_ASSERT_EQUAL(cf__modules_compare(v, count, &ms, bad), 1);
+  free(v);
+  free(bad);
+  free(w);
+  cf__modules_free(&ms);
+}
+
+static void test_decode_ready(void) {
+  uint32_t idx[3] = {0, 4, 9};
+  const unsigned char *p = (const unsigned char *)idx;
+  CU_ASSERT_EQUAL(cf__ipc_decode_ready(p, 0, 0), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_decode_ready(p, 12, 10), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_decode_ready(p, 12, 9), CF_EPROTO); /* 9 >= 9 */
+  CU_ASSERT_EQUAL(cf__ipc_decode_ready(p, 11, 10), CF_EPROTO);
+  CU_ASSERT_EQUAL(cf__ipc_decode_ready(p, 12, 2), CF_EPROTO); /* too many */
+  idx[2] = 4; /* not ascending */
+  CU_ASSERT_EQUAL(cf__ipc_decode_ready(p, 12, 10), CF_EPROTO);
+}
+
 CF_TEST_MAIN("ipc", CF_TEST(test_fnref_round_trip), CF_TEST(test_frames),
              CF_TEST(test_decode_chunk_result), CF_TEST(test_decode_result),
              CF_TEST(test_chunk_encode_decode),
              CF_TEST(test_chunk_result_encode_decode),
              CF_TEST(test_decode_task), CF_TEST(test_decode_stop),
-             CF_TEST(test_corpus_replay))
+             CF_TEST(test_corpus_replay), CF_TEST(test_hello),
+             CF_TEST(test_modules_round_trip), CF_TEST(test_decode_ready))
