@@ -1,6 +1,7 @@
 /* libFuzzer target for the process pool's wire decoders, both ends: whatever
- * a worker sends (RESULT, CHUNKRESULT) and whatever reaches a worker (TASK,
- * CHUNK and its input list, STOP and the frame header, a fnref), decoding
+ * a worker sends (RESULT, CHUNKRESULT, READY) and whatever reaches a worker
+ * (HELLO, INIT's module list, TASK, CHUNK and its input list, STOP and the
+ * frame header, a fnref), decoding
  * never crashes, leaks or reads outside the message (ipc_input.h).
  *   make fuzz   (needs clang), or see .ci/check-all */
 #include "ipc_input.h"

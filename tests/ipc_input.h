@@ -1,5 +1,5 @@
 /* One input for the wire decoders, shared by the fuzz target (fuzz_ipc.c)
- * and the corpus replay (test_ipc.c).  Byte 0 picks the decoder (mod 6):
+ * and the corpus replay (test_ipc.c).  Byte 0 picks the decoder (mod 8):
  *   0  a RESULT payload (what a worker sends)
  *   1  a CHUNKRESULT payload for a chunk of byte 1 items (at most 255)
  *   2  a TASK payload (what a worker decodes)
@@ -7,6 +7,10 @@
  *   4  a frame header (24 bytes) that reaches a worker: as read_frame
  *      checks it, then as STOP while idle and while the chunk byte 1 runs
  *   5  a bare fnref
+ *   6  an INIT payload (what a worker decodes first): the module list,
+ *      compared with this process's modules, then the initializer's fnref;
+ *      and the rest as a HELLO
+ *   7  a READY payload (what the parent reads) for byte 1 modules
  * The rest is the payload.  Returns the decoder's status, which must be
  * CF_OK or CF_EPROTO (CF_ENOMEM under memory pressure); every view a
  * decoder returns must lie inside the input, or the input aborts. */
@@ -36,7 +40,7 @@ static int cf_ipc_decode_input(const uint8_t *data, size_t size) {
     return CF_EPROTO;
   const uint8_t *p = data + 2;
   size_t n = size - 2;
-  switch (data[0] % 6) {
+  switch (data[0] % 8) {
   case 0: {
     cf__result_view v;
     int rc = cf__ipc_decode_result(p, n, &v);
@@ -105,6 +109,44 @@ static int cf_ipc_decode_input(const uint8_t *data, size_t size) {
       abort();
     return busy == CF__STOP_NOW ? CF_OK : CF_EPROTO;
   }
+  case 6: {
+    static const unsigned char secret[CF__SECRET_LEN] = {1, 2, 3};
+    if (cf__hello_check(p, n, secret) && n != CF__HELLO_SIZE)
+      abort();
+    static cf__modules mine; /* this process's, listed once */
+    if (!mine.m && cf__modules_collect(&mine) != CF_OK)
+      return CF_ENOMEM;
+    size_t used = 0;
+    cf__module_view *views = NULL;
+    uint32_t count = 0;
+    int rc = cf__modules_decode(p, n, &used, &views, &count);
+    if (rc != CF_OK)
+      return rc;
+    if (used > n)
+      abort();
+    uint32_t *bad = malloc((count ? count : 1) * sizeof *bad);
+    if (!bad) {
+      free(views);
+      return CF_ENOMEM;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+      cf_ipc_inside(views[i].name, views[i].name_len, data, size);
+      cf_ipc_inside(views[i].id, views[i].idlen, data, size);
+    }
+    if (cf__modules_compare(views, count, &mine, bad) > count)
+      abort();
+    free(bad);
+    free(views);
+    cf__fnref_view v;
+    size_t fu = cf__ipc_decode_fnref(p + used, n - used, &v);
+    if (fu > n - used)
+      abort();
+    if (fu)
+      cf_ipc_check_fnref(&v, data, size);
+    return fu ? CF_OK : CF_EPROTO;
+  }
+  case 7:
+    return cf__ipc_decode_ready(p, n, data[1]);
   default: {
     cf__fnref_view v;
     size_t used = cf__ipc_decode_fnref(p, n, &v);
