@@ -86,15 +86,16 @@ CF_API const char *cf_strerror(int status);
 /* Returns the library version as "MAJOR.MINOR.PATCH" (static string). */
 CF_API const char *cf_version(void);
 
-/* Returns the words that explain the status the last call of
- * cf_process_pool_create() on this thread returned, when it failed (e.g.
- * "libcfutures was loaded with dlopen() ..."); "" when that call succeeded
- * or none was made.  Like dlerror(), it is per thread; unlike dlerror(),
- * reading it does not clear it.  The string belongs to the library and
- * stays valid and unchanged until the next cf_process_pool_create() on
- * this thread, or until the thread ends.  Never NULL.  (cf_thread_pool_create()
- * does not set it: its statuses say all there is.  Failures of a task or
- * of a worker carry their own words: cf_future_error().) */
+/* Returns the words that explain the status the last call of a pool
+ * create function (cf_thread_pool_create(), cf_process_pool_create()) on
+ * this thread returned, when it failed (e.g. "max_workers 9000 is out of
+ * range (0 to 8192)", "libcfutures was loaded with dlopen() ..."); "" when
+ * that call succeeded or none was made.  There is no future yet to carry
+ * them.  Like dlerror(), it is per thread; unlike dlerror(), reading it does
+ * not clear it.  The string belongs to the library and stays valid and
+ * unchanged until the next pool create on this thread, or until the thread
+ * ends.  Never NULL.  (Failures of a task or of a worker carry their own
+ * words: cf_future_error().) */
 CF_API const char *cf_last_error_message(void);
 
 /* ------------------------------------------------------------------------ */

@@ -674,22 +674,34 @@ static int cf__default_thread_workers(void) {
 
 int cf_thread_pool_create(const cf_thread_pool_options *opts,
                           cf_executor **out) {
-  if (!out)
+  cf__clear_last_error();
+  if (!out) {
+    cf__set_last_error("cf_thread_pool_create: out is NULL");
     return CF_EINVAL;
+  }
   *out = NULL;
   cf_thread_pool_options o;
   cf_thread_pool_options_init(&o);
   if (opts)
     o = *opts;
-  if (o.max_workers < 0 || o.max_workers > CF_THREAD_POOL_MAX_WORKERS ||
-      (o.initarg_len && !o.initarg))
+  if (o.max_workers < 0 || o.max_workers > CF_THREAD_POOL_MAX_WORKERS) {
+    cf__set_last_error("max_workers %d is out of range (0 to %d)",
+                       o.max_workers, CF_THREAD_POOL_MAX_WORKERS);
     return CF_EINVAL;
+  }
+  if (o.initarg_len && !o.initarg) {
+    cf__set_last_error("initarg is NULL but initarg_len is %zu",
+                       o.initarg_len);
+    return CF_EINVAL;
+  }
   int max = o.max_workers ? o.max_workers : cf__default_thread_workers();
 
   /* aligned_alloc: the struct keeps hot fields on separate cache lines. */
   cf__tpool *p = cf__aligned_alloc(64, sizeof *p);
-  if (!p)
+  if (!p) {
+    cf__set_last_error("out of memory for the thread pool");
     return CF_ENOMEM;
+  }
   memset(p, 0, sizeof *p);
   p->nslots = max + CF_THREAD_POOL_MAX_EXTRA;
   p->workers =
@@ -698,6 +710,7 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
     p->initarg = cf__malloc(o.initarg_len);
   if (!p->workers || (o.initarg_len && !p->initarg) ||
       pthread_mutex_init(&p->join_mu, NULL) != 0) {
+    cf__set_last_error("out of memory for %d worker slots", p->nslots);
     free(p->workers);
     free(p->initarg);
     free(p);

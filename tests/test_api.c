@@ -196,6 +196,25 @@ static void test_sizes_checked(void) {
   cf_executor_release(ex);
 }
 
+/* A refused create says why in words, per thread; a good one clears them. */
+static void test_create_words(void) {
+  cf_thread_pool_options o;
+  cf_thread_pool_options_init(&o);
+  o.max_workers = CF_THREAD_POOL_MAX_WORKERS + 1;
+  cf_executor *ex = (cf_executor *)1;
+  CU_ASSERT_EQUAL(cf_thread_pool_create(&o, &ex), CF_EINVAL);
+  CU_ASSERT_PTR_NULL(ex);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cf_last_error_message(), "max_workers"));
+  o.max_workers = 1;
+  o.initarg_len = 3;
+  CU_ASSERT_EQUAL(cf_thread_pool_create(&o, &ex), CF_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(cf_last_error_message(), "initarg"));
+  o.initarg_len = 0;
+  CU_ASSERT_EQUAL(cf_thread_pool_create(&o, &ex), CF_OK);
+  CU_ASSERT_STRING_EQUAL(cf_last_error_message(), "");
+  cf_executor_release(ex);
+}
+
 /* Out of memory comes back as CF_ENOMEM and the executor keeps working.
  * (A size no allocator can satisfy stands in for exhausted memory; issue
  * "hardening" injects failures at every allocation.) */
@@ -234,4 +253,5 @@ static void test_out_of_memory_is_clean(void) {
 CF_TEST_MAIN("api", CF_TEST(test_strerror), CF_TEST(test_null_futures),
              CF_TEST(test_null_tasks), CF_TEST(test_null_executors),
              CF_TEST(test_null_waits_and_maps), CF_TEST(test_sizes_checked),
+             CF_TEST(test_create_words),
              CF_TEST(test_out_of_memory_is_clean))
