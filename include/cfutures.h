@@ -8,7 +8,7 @@
  *
  * Conventions used by every function below:
  *  - Functions return a status: CF_OK (0) or a negative CF_E* code;
- *    cf_strerror() turns it into text.  A function whose comment says it
+ *    cf_strerror() turns it into text, cf_err_name() into its name.  A function whose comment says it
  *    returns something else says why.
  *  - NULL or otherwise invalid arguments return CF_EINVAL; they never crash.
  *  - Handles (cf_future, cf_executor, iterators) are opaque.  Futures and
@@ -112,8 +112,10 @@ extern "C" {
  *   CF_EPROTO       a malformed message came from a worker
  *   CF_ESYS         a system call failed unexpectedly
  *   CF_ENOTSUP      the backend cannot do this */
+/* CF__STATUS_END (one below the last code) is internal: it only ends the
+ * list without a trailing comma, which C++98 refuses. */
 #define CF__STATUS_ENUM(name, value, text) name = value,
-enum { CF_STATUS_MAP(CF__STATUS_ENUM) };
+enum { CF_STATUS_MAP(CF__STATUS_ENUM) CF__STATUS_END };
 #undef CF__STATUS_ENUM
 
 /* Returns a static, human-readable description of a status code; never NULL
