@@ -8,7 +8,7 @@
  *
  * Conventions used by every function below:
  *  - Functions return a status: CF_OK (0) or a negative CF_E* code;
- *    cf_strerror() turns it into text.  A function whose comment says it
+ *    cf_strerror() turns it into text, cf_err_name() into its name.  A function whose comment says it
  *    returns something else says why.
  *  - NULL or otherwise invalid arguments return CF_EINVAL; they never crash.
  *  - Handles (cf_future, cf_executor, iterators) are opaque.  Futures and
@@ -52,38 +52,83 @@ extern "C" {
 #define CF_PRINTF(f, a)
 #endif
 
-#define CF_VERSION_MAJOR 0
-#define CF_VERSION_MINOR 1
-#define CF_VERSION_PATCH 0
+/* The version, from configure (cfutures_version.h is generated; this
+ * header is the one to include).  CF_VERSION_MAJOR, CF_VERSION_MINOR and
+ * CF_VERSION_PATCH are integer constants; CF_VERSION_HEX packs them as
+ * 0xMMmmpp, so `#if CF_VERSION_HEX >= 0x000200` tests for 0.2.0 or later.
+ * They give the version a program was compiled against; cf_version() gives
+ * the one it runs with. */
+#include "cfutures_version.h"
+#define CF_VERSION_HEX                                                       \
+  ((CF_VERSION_MAJOR << 16) | (CF_VERSION_MINOR << 8) | CF_VERSION_PATCH)
 
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                               */
 /* ------------------------------------------------------------------------ */
 
-enum {
-  CF_OK = 0,
-  CF_EINVAL = -1,       /* invalid argument (NULL, out of range, wrong kind) */
-  CF_ENOMEM = -2,       /* out of memory; nothing was changed */
-  CF_ETIMEDOUT = -3,    /* the timeout expired before the future was done */
-  CF_ECANCELLED = -4,   /* the future was cancelled */
-  CF_ETASK = -5,        /* the task failed: see cf_future_error() */
-  CF_EBROKEN = -6,      /* the executor is broken (e.g. an initializer failed) */
-  CF_ESHUTDOWN = -7,    /* the executor was shut down */
-  CF_ESTATE = -8,       /* not allowed in the future's current state */
-  CF_EDEADLK = -9,      /* the call would wait for itself forever */
-  CF_EOF = -10,         /* an iterator has no more items */
-  CF_EAGAIN = -11,      /* a system resource (threads) is exhausted right now */
-  CF_EWORKERDIED = -12, /* the worker running the task died */
-  CF_EPROTO = -13,      /* a malformed message came from a worker */
-  CF_ESYS = -14,        /* a system call failed unexpectedly */
-  CF_ENOTSUP = -15      /* the backend cannot do this */
-};
+/* Every status code, once: XX(NAME, VALUE, DESCRIPTION).  The enum below,
+ * cf_strerror() and cf_err_name() are all generated from this list, so a
+ * code added here has its name and text everywhere.  Contracts:
+ *  - CF_OK is 0 and every error is negative, so `if (status)` and
+ *    `if (status < 0)` both test for failure.
+ *  - A code keeps its value forever: new codes take the next free negative
+ *    value (append them at the end); none is renumbered or reused.
+ *  - The names look like errno names for familiarity but are NOT errno
+ *    values (CF_EINVAL is -1, not -EINVAL); a task's own failure code, from
+ *    cf_future_error(), is the task's business and may be anything.
+ * Programs may use CF_STATUS_MAP with their own XX, e.g. to build a table. */
+#define CF_STATUS_MAP(XX)                                                    \
+  XX(CF_OK, 0, "success")                                                    \
+  XX(CF_EINVAL, -1, "invalid argument")                                      \
+  XX(CF_ENOMEM, -2, "out of memory")                                         \
+  XX(CF_ETIMEDOUT, -3, "timed out")                                          \
+  XX(CF_ECANCELLED, -4, "cancelled")                                         \
+  XX(CF_ETASK, -5, "task failed")                                            \
+  XX(CF_EBROKEN, -6, "executor is broken")                                   \
+  XX(CF_ESHUTDOWN, -7, "executor is shut down")                              \
+  XX(CF_ESTATE, -8, "invalid state for this operation")                      \
+  XX(CF_EDEADLK, -9, "would deadlock")                                       \
+  XX(CF_EOF, -10, "no more items")                                           \
+  XX(CF_EAGAIN, -11, "resource temporarily unavailable")                     \
+  XX(CF_EWORKERDIED, -12, "worker died")                                     \
+  XX(CF_EPROTO, -13, "malformed message from worker")                        \
+  XX(CF_ESYS, -14, "system call failed")                                     \
+  XX(CF_ENOTSUP, -15, "not supported by this executor")
+
+/* What each code means:
+ *   CF_OK           success
+ *   CF_EINVAL       invalid argument (NULL, out of range, wrong kind)
+ *   CF_ENOMEM       out of memory; nothing was changed
+ *   CF_ETIMEDOUT    the timeout expired before the future was done
+ *   CF_ECANCELLED   the future was cancelled
+ *   CF_ETASK        the task failed: see cf_future_error()
+ *   CF_EBROKEN      the executor is broken (e.g. an initializer failed)
+ *   CF_ESHUTDOWN    the executor was shut down
+ *   CF_ESTATE       not allowed in the future's current state
+ *   CF_EDEADLK      the call would wait for itself forever
+ *   CF_EOF          an iterator has no more items
+ *   CF_EAGAIN       a system resource (threads) is exhausted right now
+ *   CF_EWORKERDIED  the worker running the task died
+ *   CF_EPROTO       a malformed message came from a worker
+ *   CF_ESYS         a system call failed unexpectedly
+ *   CF_ENOTSUP      the backend cannot do this */
+/* CF__STATUS_END (one below the last code) is internal: it only ends the
+ * list without a trailing comma, which C++98 refuses. */
+#define CF__STATUS_ENUM(name, value, text) name = value,
+enum { CF_STATUS_MAP(CF__STATUS_ENUM) CF__STATUS_END };
+#undef CF__STATUS_ENUM
 
 /* Returns a static, human-readable description of a status code; never NULL
  * (unknown codes give "unknown error").  Thread-safe. */
 CF_API const char *cf_strerror(int status);
 
-/* Returns the library version as "MAJOR.MINOR.PATCH" (static string). */
+/* Returns the static name of a status code, spelled as in this header
+ * ("CF_OK", "CF_EINVAL", ...), for logs and messages; never NULL (unknown
+ * codes give "CF_UNKNOWN").  Thread-safe. */
+CF_API const char *cf_err_name(int status);
+
+/* Returns the version of the library running, as "MAJOR.MINOR.PATCH"
+ * (a static string); compare CF_VERSION_* for the one compiled against. */
 CF_API const char *cf_version(void);
 
 /* Returns the words that explain the status the last call of a pool

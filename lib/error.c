@@ -1,4 +1,4 @@
-/* Status codes as text. */
+/* Status codes as text and as names, both from CF_STATUS_MAP (cfutures.h). */
 #include "internal.h"
 
 #include <stdarg.h>
@@ -6,32 +6,22 @@
 
 const char *cf_strerror(int status) {
   switch (status) {
-  case CF_OK: return "success";
-  case CF_EINVAL: return "invalid argument";
-  case CF_ENOMEM: return "out of memory";
-  case CF_ETIMEDOUT: return "timed out";
-  case CF_ECANCELLED: return "cancelled";
-  case CF_ETASK: return "task failed";
-  case CF_EBROKEN: return "executor is broken";
-  case CF_ESHUTDOWN: return "executor is shut down";
-  case CF_ESTATE: return "invalid state for this operation";
-  case CF_EDEADLK: return "would deadlock";
-  case CF_EOF: return "no more items";
-  case CF_EAGAIN: return "resource temporarily unavailable";
-  case CF_EWORKERDIED: return "worker died";
-  case CF_EPROTO: return "malformed message from worker";
-  case CF_ESYS: return "system call failed";
-  case CF_ENOTSUP: return "not supported by this executor";
+#define CF__STRERROR_CASE(name, value, text)                                 \
+  case name: return text;
+    CF_STATUS_MAP(CF__STRERROR_CASE)
+#undef CF__STRERROR_CASE
   default: return "unknown error";
   }
 }
 
-#define CF__STR2(x) #x
-#define CF__STR(x) CF__STR2(x)
-
-const char *cf_version(void) {
-  return CF__STR(CF_VERSION_MAJOR) "." CF__STR(CF_VERSION_MINOR) "." CF__STR(
-      CF_VERSION_PATCH);
+const char *cf_err_name(int status) {
+  switch (status) {
+#define CF__ERR_NAME_CASE(name, value, text)                                 \
+  case name: return #name;
+    CF_STATUS_MAP(CF__ERR_NAME_CASE)
+#undef CF__ERR_NAME_CASE
+  default: return "CF_UNKNOWN";
+  }
 }
 
 /* The words of the last failed pool create on this thread ("" if none). */

@@ -21,7 +21,7 @@ hex=$(printf '%064d' 0)
 
 # shellcheck disable=SC2086 # CFLAGS/LDFLAGS are lists of flags
 "${CC:-cc}" -std=c11 -Wall -Wextra -Werror ${CFLAGS:-} -pthread \
-  -I"$src/include" "$src/tests/hijack_victim.c" ${LDFLAGS:-} \
+  -I"$src/include" -I"$build/include" "$src/tests/hijack_victim.c" ${LDFLAGS:-} \
   -o "$tmp/victim" "$build/lib/.libs/libcfutures.a" -lpthread
 # shellcheck disable=SC2086
 "${CC:-cc}" -std=c11 -Wall -Wextra -Werror ${CFLAGS:-} \

@@ -16,7 +16,7 @@ libdir="$build/lib/.libs"
 ccw() {
   # shellcheck disable=SC2086 # CFLAGS/LDFLAGS are lists of flags
   "${CC:-cc}" -std=c11 -Wall -Wextra -Werror ${CFLAGS:-} -pthread \
-    -I"$src/include" "$@" ${LDFLAGS:-}
+    -I"$src/include" -I"$build/include" "$@" ${LDFLAGS:-}
 }
 # build_pair SUFFIX LDFLAGS...: the library in two builds, the host in two.
 build_pair() {

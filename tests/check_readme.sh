@@ -18,7 +18,7 @@ for f in "$tmp"/ex*.c; do
   count=$((count + 1))
   # shellcheck disable=SC2086 # CFLAGS/LDFLAGS are lists of flags
   "${CC:-cc}" -std=c11 -Wall -Wextra -Werror ${CFLAGS:-} -pthread \
-    -I"$src/include" "$f" ${LDFLAGS:-} \
+    -I"$src/include" -I"${top_builddir:-.}/include" "$f" ${LDFLAGS:-} \
     -o "$f.bin" "$build/lib/.libs/libcfutures.a" -lpthread
   if ! "$f.bin" > "$f.out" 2>&1; then
     echo "FAIL: README example $count exited non-zero:" >&2

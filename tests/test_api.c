@@ -13,7 +13,7 @@ static void test_strerror(void) {
   }
   CU_ASSERT_STRING_EQUAL(cf_strerror(-999), "unknown error");
   CU_ASSERT_STRING_EQUAL(cf_strerror(5), "unknown error");
-  CU_ASSERT_STRING_EQUAL(cf_version(), "0.1.0");
+  CU_ASSERT_STRING_EQUAL(cf_version(), PACKAGE_VERSION); /* config.h */
 }
 
 static void test_null_futures(void) {
@@ -250,8 +250,50 @@ static void test_out_of_memory_is_clean(void) {
   cf_executor_release(ex);
 }
 
+/* cf_err_name: every code's name as spelled in the header, from the same
+ * list (CF_STATUS_MAP) as the enum and cf_strerror; unknown codes have one
+ * name; the version macros agree with configure's version. */
+static void test_err_name(void) {
+  CU_ASSERT_STRING_EQUAL(cf_err_name(CF_OK), "CF_OK");
+  CU_ASSERT_STRING_EQUAL(cf_err_name(CF_EINVAL), "CF_EINVAL");
+  CU_ASSERT_STRING_EQUAL(cf_err_name(-1), "CF_EINVAL");
+  CU_ASSERT_STRING_EQUAL(cf_err_name(CF_ETIMEDOUT), "CF_ETIMEDOUT");
+  CU_ASSERT_STRING_EQUAL(cf_err_name(CF_ENOTSUP), "CF_ENOTSUP");
+  CU_ASSERT_STRING_EQUAL(cf_err_name(-999), "CF_UNKNOWN");
+  CU_ASSERT_STRING_EQUAL(cf_err_name(5), "CF_UNKNOWN");
+  CU_ASSERT_STRING_EQUAL(cf_err_name(INT32_MIN), "CF_UNKNOWN");
+  /* The values are part of the ABI: none moved when the list was made. */
+  CU_ASSERT_EQUAL(CF_EINVAL, -1);
+  CU_ASSERT_EQUAL(CF_ESHUTDOWN, -7);
+  CU_ASSERT_EQUAL(CF_ENOTSUP, -15);
+  int n = 0, expect = 0;
+#define XX(name, value, text)                                                \
+  do {                                                                       \
+    CU_ASSERT_EQUAL(name, value);                                            \
+    CU_ASSERT_EQUAL(value, expect); /* 0, -1, -2, ...: no gap, no repeat */  \
+    CU_ASSERT_STRING_EQUAL(cf_err_name(value), #name);                       \
+    CU_ASSERT_STRING_EQUAL(cf_strerror(value), text);                        \
+    n++;                                                                     \
+    expect--;                                                                \
+  } while (0);
+  CF_STATUS_MAP(XX)
+#undef XX
+  CU_ASSERT_EQUAL(n, 16);
+  char v[32];
+  snprintf(v, sizeof v, "%d.%d.%d", CF_VERSION_MAJOR, CF_VERSION_MINOR,
+           CF_VERSION_PATCH);
+  CU_ASSERT_STRING_EQUAL(v, PACKAGE_VERSION);
+  CU_ASSERT_STRING_EQUAL(cf_version(), v);
+  CU_ASSERT_EQUAL(CF_VERSION_HEX, (CF_VERSION_MAJOR << 16) |
+                                      (CF_VERSION_MINOR << 8) |
+                                      CF_VERSION_PATCH);
+#if CF_VERSION_HEX < 0x000100
+  CU_FAIL("CF_VERSION_HEX is usable in #if and at least 0.1.0");
+#endif
+}
+
 CF_TEST_MAIN("api", CF_TEST(test_strerror), CF_TEST(test_null_futures),
              CF_TEST(test_null_tasks), CF_TEST(test_null_executors),
              CF_TEST(test_null_waits_and_maps), CF_TEST(test_sizes_checked),
              CF_TEST(test_create_words),
-             CF_TEST(test_out_of_memory_is_clean))
+             CF_TEST(test_out_of_memory_is_clean), CF_TEST(test_err_name))
