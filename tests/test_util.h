@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -157,6 +158,25 @@ static inline int cf_test_replay_corpus(const char *name,
       cf_test_sleep_ms(1);                                                    \
     ok_;                                                                      \
   })
+
+/* Waits for a start flag another thread sets, for races that want their
+ * threads to start together.  Every look yields: valgrind runs one thread at
+ * a time, and a thread spinning without a yield can keep the setter (still
+ * inside pthread_create) from ever running.  After ~10 ms it sleeps between
+ * looks, and after ~60 s it gives up: returns whether the flag was set. */
+static inline bool cf_test_await_flag(atomic_int *flag) {
+  int64_t t0 = cf_test_now_ms();
+  while (!atomic_load(flag)) {
+    int64_t waited = cf_test_now_ms() - t0;
+    if (waited > 60000)
+      return false;
+    if (waited > 10)
+      cf_test_sleep_ms(1);
+    else
+      sched_yield();
+  }
+  return true;
+}
 
 /* Calls fire(arg) after `ms` unless cf_test_deadman_stop() comes first: a
  * wait that the library wrongly never ends then ends (the deadman completes
