@@ -190,25 +190,54 @@ static void test_map_bounded(void) {
   cf_executor_release(ex);
 }
 
+/* in: cf_test_gate * (NULL: passes at once); blocks until the gate opens. */
+static int task_held(cf_task *t, const void *in, size_t len) {
+  cf_test_gate *g;
+  if (len != sizeof g)
+    return EINVAL;
+  memcpy(&g, in, sizeof g);
+  return g ? task_gate(t, in, len) : 0;
+}
+
+/* A map's deadline ends a wait for a task that cannot finish (it is held by
+ * a gate, not slow), not before the deadline; results done before are still
+ * handed out, however late the caller asks; the rest is cancelled. */
 static void test_map_timeout(void) {
   cf_executor *ex = make_pool(2);
-  long ms[6] = {0, 0, 2000, 2000, 2000, 2000};
+  cf_test_gate g;
+  gate_init(&g);
+  cf_test_gate *in[6] = {NULL, NULL, &g, &g, &g, &g};
   cf_map_options o = opts_with(1, 0, false);
   o.timeout_ns = CF_MSEC(100);
+  /* A library that ignored the deadline would wait for the gate: opened
+   * late, the held task then succeeds and the test fails, not hangs. */
+  int64_t t0 = cf_test_now_ms();
   cf_map_iter *m;
   CU_ASSERT_EQUAL_FATAL(
-      cf_map_array(ex, task_sleep, ms, sizeof ms[0], 6, &o, &m), CF_OK);
+      cf_map_array(ex, task_held, in, sizeof in[0], 6, &o, &m), CF_OK);
+  cf_test_deadman dm;
+  cf_test_deadman_start(&dm, 60000, gate_open_cb, &g);
+  /* Both workers held: each took one of the first two inputs (FIFO) and
+   * completed it before it took a held one. */
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&g.entered) == 2));
   cf_map_item it;
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
+  CU_ASSERT_EQUAL(it.index, 0);
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
-  CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_ETIMEDOUT); /* not the 2 s task */
+  CU_ASSERT_EQUAL(it.index, 1);
+  CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_ETIMEDOUT); /* the held one */
+  CU_ASSERT_TRUE(cf_test_now_ms() - t0 >= 99);        /* not before */
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_EOF);
-  cf_map_destroy(m); /* waits for the two running sleeps only */
+  CU_ASSERT_FALSE(cf_test_deadman_stop(&dm));
+  gate_open(&g);
+  cf_map_destroy(m); /* waits for the two running tasks only */
   cf_executor_stats st;
   cf_shutdown(ex, true, false);
   cf_executor_stats_get(ex, &st);
-  CU_ASSERT_TRUE(st.completed <= 4); /* the last two were cancelled */
+  CU_ASSERT_EQUAL(st.completed, 4); /* the two quick ones, the two held */
+  CU_ASSERT_EQUAL(st.cancelled, 2); /* the two still queued */
   cf_executor_release(ex);
+  gate_destroy(&g);
 }
 
 /* Destroying a map whose tasks still read the caller's array: destroy waits
@@ -245,23 +274,30 @@ static void test_map_after_shutdown(void) {
   cf_executor_release(ex);
 }
 
-/* Shutdown with cancel_futures while a map runs: the map reports it. */
+/* Shutdown with cancel_futures while a map runs: the map reports it.  The
+ * first task is held by a gate until the shutdown is done, so it is running
+ * (not queued, not finished) when the others are cancelled. */
 static void test_map_sees_cancellation(void) {
   cf_executor *ex = make_pool(1);
-  long ms[8] = {50, 1, 1, 1, 1, 1, 1, 1};
+  cf_test_gate g;
+  gate_init(&g);
+  cf_test_gate *in[8] = {&g};
   cf_map_options o = opts_with(1, 8, false);
   cf_map_iter *m;
   CU_ASSERT_EQUAL_FATAL(
-      cf_map_array(ex, task_sleep, ms, sizeof ms[0], 8, &o, &m), CF_OK);
-  cf_test_sleep_ms(10);
+      cf_map_array(ex, task_held, in, sizeof in[0], 8, &o, &m), CF_OK);
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&g.entered) == 1));
   cf_shutdown(ex, false, true);
+  gate_open(&g);
   cf_map_item it;
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK); /* the running one */
+  CU_ASSERT_EQUAL(it.index, 0);
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_ECANCELLED);
   CU_ASSERT_EQUAL(it.index, 1);
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_EOF);
   cf_map_destroy(m);
   cf_executor_release(ex);
+  gate_destroy(&g);
 }
 
 CF_TEST_MAIN("map", CF_TEST(test_map_array_ordered), CF_TEST(test_map_generator),

@@ -406,8 +406,9 @@ static void *hold_mutex(void *arg) {
   atomic_int *stage = arg;
   pthread_mutex_lock(&g_held);
   atomic_store(stage, 1);
-  while (atomic_load(stage) != 2)
-    cf_test_sleep_ms(1);
+  /* Until told (bounded: a test that stopped half-way does not leave this
+   * thread polling for good). */
+  (void)CF_TEST_EVENTUALLY(atomic_load(stage) == 2);
   pthread_mutex_unlock(&g_held);
   return NULL;
 }
@@ -418,8 +419,7 @@ static void test_safe_with_threads(void) {
   atomic_int stage = 0;
   pthread_t th;
   pthread_create(&th, NULL, hold_mutex, &stage);
-  while (atomic_load(&stage) != 1)
-    cf_test_sleep_ms(1);
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&stage) == 1));
   cf_executor *ex = make_ppool(2, CF_ON_DEATH_BREAK);
   cf_future *fs[8];
   for (uint64_t i = 0; i < 8; i++)
@@ -538,11 +538,16 @@ static void test_callbacks_and_waits(void) {
   cf_future *fs[10];
   for (uint64_t i = 0; i < 9; i++)
     fs[i] = submit_u64(ex, task_square, i);
-  long ms = 300; /* long enough to still be running when the callback is
-                    added; if not, the callback runs here and the check
-                    below fails loudly rather than silently */
-  cf_submit(ex, task_sleep, &ms, sizeof ms, &fs[9]);
+  /* The last task waits at a gate until its callback is added, so the
+   * callback cannot run here, however slow this thread is. */
+  cf_test_fifo g;
+  fifo_gate_init(&g);
+  CU_ASSERT_EQUAL(
+      cf_submit(ex, task_fifo_gate, g.path, strlen(g.path) + 1, &fs[9]),
+      CF_OK);
   cf_future_add_done_callback(fs[9], cb_thread_name, NULL);
+  CU_ASSERT_EQUAL(atomic_load(&g_cb_ran), 0);
+  fifo_gate_open(&g, 1);
   size_t nd;
   CU_ASSERT_EQUAL(cf_wait(fs, 10, CF_FOREVER, CF_ALL_COMPLETED, NULL, &nd),
                   CF_OK);
@@ -559,9 +564,11 @@ static void test_callbacks_and_waits(void) {
    * after the waiters were woken, hence the wait). */
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&g_cb_ran) == 1));
   CU_ASSERT_STRING_EQUAL(g_cb_thread, "cf-procpool");
+  CU_ASSERT_EQUAL(cf_future_result(fs[9], 0, NULL, NULL), CF_OK);
   for (int i = 0; i < 10; i++)
     cf_future_release(fs[i]);
   cf_executor_release(ex);
+  fifo_gate_destroy(&g);
 }
 
 /* A task that scribbles on its worker's socket (fd 3): the parent reads

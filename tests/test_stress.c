@@ -98,18 +98,27 @@ static void test_race_cancel_vs_start(void) {
 }
 
 /* shutdown racing submitters: each submit is either refused with
- * CF_ESHUTDOWN or accepted and then run; nothing hangs or is lost. */
+ * CF_ESHUTDOWN or accepted and then run; nothing hangs or is lost.  Each
+ * submitter goes on until it is refused, however slowly the main thread
+ * gets to the shutdown (a fixed number of submits could all be accepted
+ * before it on a loaded machine); it gives up (and fails) only after 60 s
+ * or 1000 unexpected statuses. */
 typedef struct racer {
   cf_executor *ex;
   atomic_int *go;
   size_t accepted, refused, ran_ok, other;
+  bool started, gave_up;
 } racer;
 
 static void *submit_until_refused(void *arg) {
   racer *r = arg;
-  while (!atomic_load(r->go))
-    ;
-  for (int i = 0; i < 100000; i++) {
+  r->started = cf_test_await_flag(r->go);
+  int64_t end = cf_test_now_ms() + 60000;
+  for (size_t i = 1;; i++) {
+    if (r->other >= 1000 || (i % 1024 == 0 && cf_test_now_ms() > end)) {
+      r->gave_up = true;
+      break;
+    }
     cf_future *f;
     int rc = cf_submit(r->ex, task_noop, NULL, 0, &f);
     if (rc == CF_ESHUTDOWN) {
@@ -145,6 +154,8 @@ static void test_race_shutdown_vs_submit(void) {
     cf_shutdown(ex, k % 2 == 0, false);
     for (int i = 0; i < 3; i++) {
       pthread_join(th[i], NULL);
+      CU_ASSERT_TRUE(r[i].started);
+      CU_ASSERT_FALSE(r[i].gave_up);
       CU_ASSERT_EQUAL(r[i].refused, 1);
       CU_ASSERT_EQUAL(r[i].other, 0);
       CU_ASSERT_EQUAL(r[i].ran_ok, r[i].accepted);

@@ -10,12 +10,15 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -145,14 +148,98 @@ static inline int cf_test_replay_corpus(const char *name,
   return files;
 }
 
-/* Polls cond() until it holds or ~10 s pass; returns whether it held. */
+/* Polls cond() until it holds or ~60 s pass; returns whether it held.  The
+ * bound is a watchdog, not a speed: what is awaited takes microseconds, and
+ * a loaded machine running valgrind must not miss it. */
 #define CF_TEST_EVENTUALLY(cond)                                              \
   ({                                                                          \
     bool ok_ = false;                                                         \
-    for (int i_ = 0; i_ < 10000 && !(ok_ = (cond)); i_++)                     \
+    for (int i_ = 0; i_ < 60000 && !(ok_ = (cond)); i_++)                     \
       cf_test_sleep_ms(1);                                                    \
     ok_;                                                                      \
   })
+
+/* Waits for a start flag another thread sets, for races that want their
+ * threads to start together.  Every look yields: valgrind runs one thread at
+ * a time, and a thread spinning without a yield can keep the setter (still
+ * inside pthread_create) from ever running.  After ~10 ms it sleeps between
+ * looks, and after ~60 s it gives up: returns whether the flag was set. */
+static inline bool cf_test_await_flag(atomic_int *flag) {
+  int64_t t0 = cf_test_now_ms();
+  while (!atomic_load(flag)) {
+    int64_t waited = cf_test_now_ms() - t0;
+    if (waited > 60000)
+      return false;
+    if (waited > 10)
+      cf_test_sleep_ms(1);
+    else
+      sched_yield();
+  }
+  return true;
+}
+
+/* Calls fire(arg) after `ms` unless cf_test_deadman_stop() comes first: a
+ * wait that the library wrongly never ends then ends (the deadman completes
+ * what it waits for, late) and fails its test by its result, instead of
+ * hanging the program until the watchdog. */
+typedef struct cf_test_deadman {
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool stop, fired;
+  long ms;
+  void (*fire)(void *);
+  void *arg;
+} cf_test_deadman;
+
+static inline void *cf_test_deadman_main(void *p) {
+  cf_test_deadman *d = p;
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += d->ms / 1000;
+  until.tv_nsec += (d->ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&d->mu);
+  int e = 0;
+  while (!d->stop && e != ETIMEDOUT)
+    e = pthread_cond_timedwait(&d->cv, &d->mu, &until);
+  d->fired = !d->stop;
+  pthread_mutex_unlock(&d->mu);
+  if (d->fired)
+    d->fire(d->arg);
+  return NULL;
+}
+
+static inline void cf_test_deadman_start(cf_test_deadman *d, long ms,
+                                         void (*fire)(void *), void *arg) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(&d->cv, &a);
+  pthread_condattr_destroy(&a);
+  pthread_mutex_init(&d->mu, NULL);
+  d->stop = d->fired = false;
+  d->ms = ms;
+  d->fire = fire;
+  d->arg = arg;
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&d->th, NULL, cf_test_deadman_main, d),
+                        0);
+}
+
+/* Stops and joins the deadman; returns whether it fired (a failure). */
+static inline bool cf_test_deadman_stop(cf_test_deadman *d) {
+  pthread_mutex_lock(&d->mu);
+  d->stop = true;
+  pthread_cond_signal(&d->cv);
+  pthread_mutex_unlock(&d->mu);
+  pthread_join(d->th, NULL);
+  pthread_mutex_destroy(&d->mu);
+  pthread_cond_destroy(&d->cv);
+  return d->fired;
+}
 
 /* ---- tasks ------------------------------------------------------------------ */
 
@@ -238,6 +325,64 @@ static inline int task_gate(cf_task *t, const void *in, size_t len) {
     pthread_cond_wait(&g->cv, &g->mu);
   pthread_mutex_unlock(&g->mu);
   return 0;
+}
+
+static inline void gate_open_cb(void *g) { gate_open(g); }
+
+/* The same for tasks in worker processes, where a pointer means nothing: a
+ * FIFO.  task_fifo_gate opens it for reading, which blocks until a writer
+ * exists, and reads one byte; fifo_gate_open() opens it for writing (O_RDWR
+ * never blocks on Linux) and puts in one byte per task it lets through.  It
+ * keeps its end open until fifo_gate_destroy(), so that bytes not read yet
+ * stay in the FIFO; destroy only once no task can still be waiting. */
+typedef struct cf_test_fifo {
+  char dir[256];
+  char path[300]; /* the task's input: pass strlen(path) + 1 bytes */
+  int fd;
+} cf_test_fifo;
+
+static inline void fifo_gate_init(cf_test_fifo *g) {
+  const char *tmp = getenv("TMPDIR");
+  snprintf(g->dir, sizeof g->dir, "%s/cf-gate-XXXXXX",
+           tmp && *tmp && strlen(tmp) < 200 ? tmp : "/tmp");
+  g->fd = -1;
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(g->dir));
+  snprintf(g->path, sizeof g->path, "%s/fifo", g->dir);
+  CU_ASSERT_EQUAL_FATAL(mkfifo(g->path, 0600), 0);
+}
+
+static inline void fifo_gate_open(cf_test_fifo *g, int tasks) {
+  if (g->fd < 0)
+    g->fd = open(g->path, O_RDWR | O_CLOEXEC);
+  CU_ASSERT_TRUE_FATAL(g->fd >= 0);
+  for (int i = 0; i < tasks; i++)
+    CU_ASSERT_EQUAL(write(g->fd, "x", 1), 1);
+}
+
+static inline void fifo_gate_destroy(cf_test_fifo *g) {
+  if (g->fd >= 0)
+    close(g->fd);
+  g->fd = -1;
+  unlink(g->path);
+  rmdir(g->dir);
+}
+
+/* in: a FIFO's path (NUL-terminated); passes once it gets a byte. */
+static inline int task_fifo_gate(cf_task *t, const void *in, size_t len) {
+  (void)t;
+  if (!len || ((const char *)in)[len - 1] != '\0')
+    return EINVAL;
+  int fd;
+  while ((fd = open(in, O_RDONLY | O_CLOEXEC)) < 0 && errno == EINTR)
+    ;
+  if (fd < 0)
+    return errno;
+  char c;
+  ssize_t n;
+  while ((n = read(fd, &c, 1)) < 0 && errno == EINTR)
+    ;
+  close(fd);
+  return n == 1 ? 0 : EIO;
 }
 
 static inline cf_executor *make_pool(int workers) {
