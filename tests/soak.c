@@ -610,27 +610,6 @@ static void *soak_thread(void *arg) {
 
 /* ---- resources -------------------------------------------------------------------- */
 
-/* Children of this process, zombies included (any thread's). */
-static int count_children(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/task");
-  struct dirent *e;
-  while (d && (e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue;
-    char path[300];
-    snprintf(path, sizeof path, "/proc/self/task/%s/children", e->d_name);
-    FILE *fp = fopen(path, "r");
-    long pid;
-    while (fp && fscanf(fp, "%ld", &pid) == 1)
-      n++;
-    if (fp)
-      fclose(fp);
-  }
-  if (d)
-    closedir(d);
-  return n;
-}
 
 static void on_alarm(int sig) {
   (void)sig;
@@ -695,7 +674,7 @@ int main(int argc, char **argv) {
     pthread_join(warm, NULL);
   int fds0 = cf_test_count_entries("/proc/self/fd");
   int threads0 = cf_test_count_entries("/proc/self/task");
-  int children0 = count_children();
+  int children0 = cf_test_count_children();
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   printf("soak: %ld operations, %ld threads, seed %" PRIu64 "\n", ops_target,
@@ -762,7 +741,7 @@ int main(int argc, char **argv) {
     usleep(1000);
     threads1 = cf_test_count_entries("/proc/self/task");
   }
-  int children1 = count_children();
+  int children1 = cf_test_count_children();
   bool same = fds1 == fds0 && threads1 == threads0 && children1 == children0;
   if (!same)
     fail("descriptors %d -> %d, threads %d -> %d, children %d -> %d", fds0,

@@ -86,28 +86,6 @@ static void count_one(const char *path) {
     ok_;                                                                      \
   })
 
-/* Children of this process that are alive or zombies, without reaping
- * any (a waitpid(-1) here would steal the manager's). */
-static int count_children(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/task");
-  struct dirent *e;
-  while (d && (e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue;
-    char p[300];
-    snprintf(p, sizeof p, "/proc/self/task/%s/children", e->d_name);
-    FILE *fp = fopen(p, "r");
-    int pid;
-    while (fp && fscanf(fp, "%d", &pid) == 1)
-      n++;
-    if (fp)
-      fclose(fp);
-  }
-  if (d)
-    closedir(d);
-  return n;
-}
 
 /* in: a FIFO's path (NUL-terminated); blocks until the test writes a byte
  * to it, then returns 7 as a uint64. */
@@ -914,7 +892,7 @@ static void test_callback_shutdown_wait(void) {
   CU_ASSERT_EQUAL(c.rc[0], CF_OK);
   CU_ASSERT_EQUAL(cf_submit(ex, task_noop, NULL, 0, NULL), CF_ESHUTDOWN);
   CU_ASSERT_EQUAL(cf_shutdown(ex, true, false), CF_OK); /* joins */
-  CU_ASSERT_EQUAL(count_children(), 0);
+  CU_ASSERT_EQUAL(cf_test_count_children(), 0);
   cf_future_release(c.blocked);
   cf_future_release(c.signal);
   cf_executor_release(ex);
@@ -933,7 +911,7 @@ static void test_callback_releases_pool(void) {
   run_io_callback(ex, &c, dir, &bfd); /* `blocked` completes after it */
   CU_ASSERT_EQUAL(c.rc[0], CF_OK);
   CU_ASSERT_TRUE(EVENTUALLY_LONG(
-      count_children() == 0 &&
+      cf_test_count_children() == 0 &&
       cf_test_count_entries("/proc/self/task") == threads));
   cf_future_release(c.blocked);
   cf_future_release(c.signal);
