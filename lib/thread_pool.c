@@ -525,9 +525,21 @@ static int cf__tp_submit(cf_executor *ex, cf_future *f) {
     if (rc != CF_OK)
       return rc;
   }
+  /* The new thread may take its first look at the queue, find it empty
+   * and go to sleep before the push below lands (race point for tests). */
+  if (started)
+    CF__RACE_POINT(CF__RACE_SUBMIT_BEFORE_PUSH, p);
   int rc = cf__tp_push(p, f);
-  if (rc != CF_OK || started) /* a thread just started for this one */
+  if (rc != CF_OK)
     return rc;
+  if (started) {
+    /* A thread just started for this one; if it already went to sleep
+     * (regression: this returned at once and lost that wakeup), wake it.
+     * Push then look, against its announce then look: one sees the other. */
+    if (atomic_load(&p->nsleeping) > atomic_load(&p->nwaking))
+      cf__tp_submit_slow(p);
+    return CF_OK;
+  }
   /* After the push (seq_cst): who will run it? */
   if (cf__tp_unblocked(p) < p->base.max_workers ||
       (atomic_load(&p->nspinning) == 0 &&

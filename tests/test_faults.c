@@ -231,6 +231,38 @@ static void cancel_hook(enum cf__race_point point, void *obj) {
     CU_ASSERT_EQUAL(cf_future_cancel(obj), CF_OK); /* no listener: no lock */
 }
 
+/* The first submit's new worker looks at the empty queue and goes to sleep
+ * before the task is pushed: wait for that, then let the push land. */
+static void sleep_first_hook(enum cf__race_point point, void *obj) {
+  if (point != CF__RACE_SUBMIT_BEFORE_PUSH)
+    return;
+  cf_executor_stats st;
+  for (int i = 0; i < 600000; i++) {
+    if (cf_executor_stats_get(obj, &st) == CF_OK && st.idle_workers == 1 &&
+        st.workers == 1)
+      break;
+    cf_test_sleep_ms(1);
+  }
+  cf_test_sleep_ms(1); /* past the spin: asleep on its futex word */
+}
+
+/* Regression (found looping test_stress under valgrind): the first submit
+ * started a worker and returned without waking it, so a worker that had
+ * already gone to sleep left the task queued forever. */
+static void test_first_submit_wakes_sleeping_worker(void) {
+  for (int k = 0; k < 3; k++) {
+    cf_executor *ex = make_pool(k + 1);
+    cf_future *f = NULL;
+    cf__race_hook = sleep_first_hook;
+    CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_noop, NULL, 0, &f), CF_OK);
+    cf__race_hook = NULL;
+    /* A safety net, not a timing check: it completes at once. */
+    CU_ASSERT_EQUAL(cf_future_result(f, CF_SEC(600), NULL, NULL), CF_OK);
+    cf_future_release(f);
+    cf_executor_release(ex);
+  }
+}
+
 /* The winner completes the future, once, while the loser is in the window. */
 static void set_hook(enum cf__race_point point, void *obj) {
   static bool in_hook;
@@ -305,7 +337,7 @@ static void test_fail_after_cancel(void) {
   cf_future_release(f);
 }
 
-CF_TEST_MAIN("faults", CF_TEST(test_thread_pool_allocations),
+CF_TEST_MAIN("faults", CF_TEST(test_first_submit_wakes_sleeping_worker), CF_TEST(test_thread_pool_allocations),
              CF_TEST(test_thread_pool_threads),
              CF_TEST(test_process_pool_allocations),
              CF_TEST(test_process_pool_threads),
