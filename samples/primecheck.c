@@ -135,7 +135,7 @@ static void usage(FILE *to) {
           "number per line from standard input.\n\n"
           "  -r, --range A B       check every number from A to B\n"
           "  -m, --method M        mr (Miller-Rabin, default) or trial (the "
-          "seed's trial division)\n"
+          "article's trial division)\n"
           "  -j, --jobs N          N workers (default: one per CPU)\n"
           "  -c, --chunksize K     numbers per task sent to a worker\n"
           "  -t, --threads         use a thread pool instead of processes\n"
