@@ -8,8 +8,11 @@
  *   executor.c     the generic executor: submit, shutdown, refcounting
  *   map.c          cf_map(): bounded, chunked, ordered or not
  *   thread_pool.c  the thread-pool backend
- *   process_pool.c the process-pool backend, and the worker process
- *   ipc.c          the process pool's wire protocol
+ *   process_pool.c the process-pool backend: the parent's side, its manager
+ *   worker.c       the worker process: start-up checks, its serving loop
+ *   process.h      what those two share
+ *   ipc.c          the process pool's wire protocol, every message's encoder
+ *                  beside its decoder
  *   task.c         the cf_task handle a task reports through
  */
 #ifndef CF_INTERNAL_H

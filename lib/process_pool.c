@@ -18,7 +18,7 @@
  * gh-90622): the manager starts the program's own image again, from the
  * descriptor of /proc/self/exe opened at create (cf__pp_spawn: vfork, then
  * execveat), with CF__PROCESS_WORKER_FD set to "3:<secret>".  The
- * constructor at the end of this file sees it before main() and becomes a
+ * library's constructor (worker.c) sees it before main() and becomes a
  * worker only if every check proves a pool of its parent started it (see
  * cf__worker_accept); otherwise main() runs as if nothing happened.  Task
  * functions travel as module name + offset (ipc.c), so they resolve at the
@@ -33,6 +33,7 @@
 #include "internal.h"
 #include "alloc.h"
 #include "ipc.h"
+#include "process.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -57,27 +58,11 @@
 
 extern char **environ;
 
-#define CF__PP_ENV "CF__PROCESS_WORKER_FD"
-#define CF__PP_FD 3 /* the worker's end of its socket, in the worker */
-/* Before blocking, the manager and idle workers poll without sleeping for
- * this long: a wakeup across CPUs costs tens of microseconds on small VMs,
- * and the next task or result usually comes sooner. */
-#define CF__PP_SPIN_NS 50000
 /* Under CF_ON_DEATH_RESTART, a worker that dies before it is ready is
  * started again after a back-off (10 ms, doubling, at most 1 s); after
  * CF__PP_START_TRIES failed starts in a row, with no successful start in
  * between, the pool breaks (cfutures.h, cf_death_policy). */
 #define CF__PP_START_TRIES 6
-/* A worker running a chunk looks for a STOP between inputs, but only once
- * the coarse clock has ticked (1 to 10 ms, by the kernel's HZ) since it
- * last looked: a poll() per input costs more than a short input itself
- * (map with chunksize 1000 ran 2-4x slower), a precise clock read 40-90 ns,
- * the coarse one 15. */
-static inline int64_t cf__coarse_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 #define CF__PP_RETRY_NS ((int64_t)10 * 1000000)
 #define CF__PP_RETRY_MAX_NS ((int64_t)1000 * 1000000)
 
@@ -1233,6 +1218,7 @@ static int cf__pp_hosting(cf__ppool *p) {
 
 int cf_process_pool_create(const cf_process_pool_options *opts,
                            cf_executor **out) {
+  cf__worker_link(); /* the worker's constructor comes with this function */
   cf__clear_last_error();
   if (!out)
     return CF__REFUSE(CF_EINVAL, "out is NULL");
@@ -1323,327 +1309,4 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
   }
   *out = &p->base;
   return CF_OK;
-}
-
-/* ---- the worker process ------------------------------------------------------------- */
-
-static int cf__worker_reply(int fd, uint64_t id, int32_t rc, const char *msg,
-                            const cf__buf *out) {
-  unsigned char head[8];
-  uint32_t has_msg = rc != 0 && msg;
-  memcpy(head, &rc, 4);
-  memcpy(head + 4, &has_msg, 4);
-  struct iovec iov[2] = {{head, 8}, {NULL, 0}};
-  if (rc == 0) {
-    iov[1].iov_base = (void *)cf__buf_data(out);
-    iov[1].iov_len = cf__buf_len(out);
-  } else if (msg) {
-    iov[1].iov_base = (void *)msg;
-    iov[1].iov_len = strlen(msg);
-  }
-  return cf__ipc_send(fd, CF__MSG_RESULT, id, iov, 2);
-}
-
-/* Between two inputs of the chunk `id`: has a STOP for it come?  Looks
- * without blocking; reads a frame only if one is there.  Returns CF_OK
- * (*stop set if so) or an error that ends the worker. */
-static int cf__worker_check_stop(int fd, uint64_t id, bool *stop) {
-  struct pollfd q = {fd, POLLIN, 0};
-  int r;
-  while ((r = poll(&q, 1, 0)) < 0 && errno == EINTR)
-    ;
-  if (r < 0)
-    return CF_ESYS;
-  if (r == 0)
-    return CF_OK;
-  cf__frame fr;
-  int rc = cf__ipc_read_frame(fd, &fr);
-  if (rc != CF_OK)
-    return rc; /* the parent is gone, or sent garbage */
-  rc = cf__ipc_decode_stop(&fr, true, id);
-  if (rc < 0)
-    return rc;
-  *stop = rc == CF__STOP_NOW;
-  return CF_OK;
-}
-
-/* Runs a CHUNK message's inputs and answers with one CHUNKRESULT.  Stops
- * at the first failing input, or when a STOP for this chunk comes (seen
- * before the next input once a clock tick has passed since the last look,
- * see cf__coarse_ns): the inputs not started are answered NOT_RUN. */
-static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
-                            cf__chunk_view *v) {
-  cf__obuf out;
-  if (cf__ipc_chunk_result_begin(&out, v->count) != CF_OK)
-    return CF_ENOMEM;
-  bool stop = false;
-  int rc;
-  int64_t checked = cf__coarse_ns();
-  for (uint64_t i = 0;; i++) {
-    const unsigned char *in;
-    size_t ilen;
-    rc = cf__ipc_chunk_next(v, &in, &ilen);
-    if (rc == CF_EOF)
-      break;
-    if (rc == CF_OK && !stop && i > 0) {
-      int64_t now = cf__coarse_ns();
-      if (now != checked) {
-        checked = now;
-        rc = cf__worker_check_stop(fd, id, &stop);
-      }
-    }
-    if (rc != CF_OK) {
-      free(out.p);
-      return rc;
-    }
-    int32_t status = CF__ITEM_NOT_RUN, code = 0;
-    cf_task t = {0};
-    const void *data = NULL;
-    size_t dlen = 0;
-    bool has_msg = false;
-    if (!stop) {
-      code = cf__task_invoke(fn, in, ilen, &t);
-      status = code == 0 ? CF__ITEM_OK : CF__ITEM_FAILED;
-      if (code == 0) {
-        data = cf__buf_data(&t.out);
-        dlen = cf__buf_len(&t.out);
-      } else {
-        stop = true; /* the rest would only be cancelled */
-        if (t.errmsg) {
-          has_msg = true;
-          data = t.errmsg;
-          dlen = strlen(t.errmsg);
-        }
-      }
-    }
-    rc = cf__ipc_chunk_result_add(&out, status, code, has_msg, data, dlen);
-    cf__buf_free(&t.out);
-    free(t.errmsg);
-    if (rc != CF_OK)
-      return rc; /* out was freed */
-  }
-  struct iovec iov = {out.p, out.len};
-  rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
-  free(out.p);
-  return rc;
-}
-
-/* INIT: compares the parent's modules with ours, then runs the
- * initializer unless its module differs.  Returns CF_OK (READY sent, with
- * the indexes of the modules that differ), CF_EOF (INITFAIL sent: the
- * worker ends) or another status (malformed: the worker ends). */
-static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
-  cf__module_view *views = NULL;
-  uint32_t count = 0;
-  size_t mused = 0;
-  int rc = cf__modules_decode(buf, len, &mused, &views, &count);
-  if (rc != CF_OK)
-    return rc;
-  cf__modules mine;
-  uint32_t *bad = cf__malloc(((size_t)count + 1) * sizeof *bad);
-  if (!bad || cf__modules_collect(&mine) != CF_OK) {
-    free(views);
-    free(bad);
-    return CF_ENOMEM;
-  }
-  uint32_t nbad = cf__modules_compare(views, count, &mine, bad);
-  cf__modules_free(&mine);
-  const char *name = NULL;
-  size_t name_len = 0;
-  uint64_t off = 0;
-  bool none = false;
-  const unsigned char *p = buf + mused;
-  size_t n = len - mused;
-  size_t used = cf__fnref_get(p, n, &name, &name_len, &off, &none);
-  uint32_t init_bad = UINT32_MAX;
-  for (uint32_t i = 0; used && !none && i < nbad; i++)
-    if (views[bad[i]].name_len == name_len &&
-        memcmp(views[bad[i]].name, name, name_len) == 0)
-      init_bad = bad[i];
-  free(views);
-  int32_t code = 0;
-  if (init_bad != UINT32_MAX) {
-    code = CF_ETASK; /* another build: its code is not the parent's */
-  } else {
-    cf_initializer_fn init =
-        used && !none ? (cf_initializer_fn)cf__fnref_resolve(name, name_len,
-                                                             off)
-                      : NULL;
-    code = !used || (!none && !init) ? CF_EINVAL : 0;
-    if (init)
-      code = init(n > used ? p + used : NULL, n - used);
-  }
-  if (code) {
-    free(bad);
-    struct iovec iov[2] = {{&code, 4}, {&init_bad, 4}};
-    cf__ipc_send(fd, CF__MSG_INITFAIL, 0, iov,
-                 init_bad != UINT32_MAX ? 2 : 1);
-    return CF_EOF;
-  }
-  struct iovec iov = {bad, (size_t)nbad * 4};
-  rc = cf__ipc_send(fd, CF__MSG_READY, 0, &iov, 1);
-  free(bad);
-  return rc;
-}
-
-static int cf__worker_main(int fd) {
-  /* Die with the parent rather than live on as an orphan. */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  for (;;) {
-    struct pollfd q = {fd, POLLIN, 0};
-    for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
-         poll(&q, 1, 0) == 0 && cf__now_ns() < end;)
-      sched_yield();
-    cf__frame fr;
-    if (cf__ipc_read_frame(fd, &fr) != CF_OK)
-      return 0; /* the parent is gone or closed the socket */
-    unsigned char *buf = fr.len ? cf__malloc((size_t)fr.len) : NULL;
-    if ((fr.len && !buf) || cf__ipc_read(fd, buf, (size_t)fr.len) != CF_OK)
-      return 3;
-    int rc = CF_OK;
-    switch (fr.type) {
-    case CF__MSG_INIT: {
-      rc = cf__worker_init(fd, buf, (size_t)fr.len);
-      if (rc == CF_EOF) {
-        free(buf);
-        return 0; /* INITFAIL sent */
-      }
-      break;
-    }
-    case CF__MSG_TASK: {
-      cf__task_view tv;
-      if (cf__ipc_decode_task(buf, (size_t)fr.len, &tv) != CF_OK) {
-        rc = CF_EPROTO;
-        break;
-      }
-      cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&tv.fn);
-      if (!fn) {
-        rc = cf__worker_reply(fd, fr.id, CF_EINVAL,
-                              "task function not found in the worker", NULL);
-        break;
-      }
-      cf_task t;
-      int32_t code = cf__task_invoke(fn, tv.in, tv.len, &t);
-      rc = cf__worker_reply(fd, fr.id, code, t.errmsg, &t.out);
-      cf__buf_free(&t.out);
-      free(t.errmsg);
-      break;
-    }
-    case CF__MSG_CHUNK: {
-      cf__chunk_view cv;
-      cf_task_fn fn = NULL;
-      if (cf__ipc_decode_chunk(buf, (size_t)fr.len, &cv) == CF_OK)
-        fn = (cf_task_fn)cf__fnref_view_resolve(&cv.fn);
-      rc = fn ? cf__worker_chunk(fd, fr.id, fn, &cv) : CF_EPROTO;
-      break;
-    }
-    case CF__MSG_STOP: /* crossed the result of the chunk it named */
-      rc = cf__ipc_decode_stop(&fr, false, 0) < 0 ? CF_EPROTO : CF_OK;
-      break;
-    case CF__MSG_EXIT:
-      free(buf);
-      return 0;
-    default:
-      rc = CF_EPROTO;
-    }
-    free(buf);
-    if (rc != CF_OK)
-      return 4;
-  }
-}
-
-#ifdef CF_COVERAGE
-void __gcov_dump(void); /* libgcov: _exit() would drop the worker's counts */
-#endif
-
-/* The marker's value: "<fd>:<64 lowercase hex digits>", nothing else. */
-static bool cf__worker_parse(const char *v, int *fd, unsigned char *secret) {
-  long n = 0;
-  size_t i = 0;
-  if (v[0] < '1' || v[0] > '9')
-    return false;
-  for (; v[i] >= '0' && v[i] <= '9'; i++) {
-    n = n * 10 + (v[i] - '0');
-    if (i >= 6)
-      return false;
-  }
-  if (n < 3 || v[i++] != ':')
-    return false;
-  for (size_t k = 0; k < 2 * CF__SECRET_LEN; k++, i++) {
-    int d = v[i] >= '0' && v[i] <= '9'   ? v[i] - '0'
-            : v[i] >= 'a' && v[i] <= 'f' ? v[i] - 'a' + 10
-                                         : -1;
-    if (d < 0)
-      return false;
-    if (k % 2 == 0)
-      secret[k / 2] = (unsigned char)(d << 4);
-    else
-      secret[k / 2] |= (unsigned char)d;
-  }
-  if (v[i] != '\0')
-    return false;
-  *fd = (int)n;
-  return true;
-}
-
-/* Every check that a pool of our parent started this process, cheapest
- * first; the descriptor is only looked at (fstat, getsockopt, a
- * non-blocking peek) until it has proved to be ours.  Returns the channel
- * (now close-on-exec, the HELLO consumed) or -1. */
-static int cf__worker_accept(const char *v) {
-  int fd;
-  unsigned char secret[CF__SECRET_LEN];
-  if (getauxval(AT_SECURE) || getuid() != geteuid() ||
-      getgid() != getegid() || !cf__worker_parse(v, &fd, secret))
-    return -1;
-  struct stat st;
-  int dom = 0, type = 0;
-  socklen_t l1 = sizeof dom, l2 = sizeof type;
-  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
-      getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) != 0 ||
-      dom != AF_UNIX ||
-      getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0 ||
-      type != SOCK_STREAM)
-    return -1;
-  struct ucred cr;
-  socklen_t lc = sizeof cr;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &lc) != 0 ||
-      lc != sizeof cr || cr.pid != getppid() || cr.uid != getuid())
-    return -1;
-  unsigned char hello[CF__HELLO_SIZE];
-  ssize_t r;
-  while ((r = recv(fd, hello, sizeof hello, MSG_PEEK | MSG_DONTWAIT)) < 0 &&
-         errno == EINTR)
-    ;
-  if (r < 0 || !cf__hello_check(hello, (size_t)r, secret))
-    return -1;
-  while ((r = recv(fd, hello, sizeof hello, MSG_DONTWAIT)) < 0 &&
-         errno == EINTR)
-    ;
-  if (r != (ssize_t)sizeof hello || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
-    return -1; /* cannot happen: the bytes were there */
-  return fd;
-}
-
-/* Runs before main() in every process; in a worker it never returns.  The
- * marker is always removed from the environment, whether or not it was
- * ours: it must reach neither main() nor any child. */
-__attribute__((constructor)) static void cf__worker_constructor(void) {
-  const char *raw = getenv(CF__PP_ENV);
-  if (!raw)
-    return;
-  char v[96];
-  const char *sv = secure_getenv(CF__PP_ENV); /* NULL when AT_SECURE */
-  bool fits = sv && strlen(sv) < sizeof v;
-  if (fits)
-    strcpy(v, sv);
-  unsetenv(CF__PP_ENV);
-  int fd = fits ? cf__worker_accept(v) : -1;
-  if (fd < 0)
-    return; /* not a worker: main() runs normally */
-  int code = cf__worker_main(fd);
-#ifdef CF_COVERAGE
-  __gcov_dump();
-#endif
-  _exit(code);
 }
