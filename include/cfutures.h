@@ -3,8 +3,9 @@
  *
  * One executor abstraction (submit / map / shutdown), futures with results,
  * errors, timeouts, cancellation and done callbacks, plus cf_wait() and
- * cf_as_completed().  Backends plug into the executor: the thread pool here,
- * others later, and every generic function works with each of them unchanged.
+ * cf_as_completed().  Backends plug into the executor (a thread pool and a
+ * process pool), and every generic function works with each of them
+ * unchanged.
  *
  * Conventions used by every function below:
  *  - Functions return a status: CF_OK (0) or a negative CF_E* code;
