@@ -9,8 +9,8 @@
  *
  * Conventions used by every function below:
  *  - Functions return a status: CF_OK (0) or a negative CF_E* code;
- *    cf_strerror() turns it into text, cf_err_name() into its name.  A function whose comment says it
- *    returns something else says why.
+ *    cf_strerror() turns it into text, cf_err_name() into its name.  A
+ *    function whose comment says it returns something else says why.
  *  - NULL or otherwise invalid arguments return CF_EINVAL; they never crash.
  *  - Handles (cf_future, cf_executor, iterators) are opaque.  Futures and
  *    executors are reference counted: *_retain() adds a reference, *_release()
@@ -342,9 +342,10 @@ typedef int (*cf_initializer_fn)(const void *arg, size_t len);
 
 /* Submits fn(in) to the executor.  The input bytes are copied, so the caller
  * may reuse its buffer at once.  The caller must hold a reference to `ex`
- * for the whole call (a task may drop references of its own at any time).  On CF_OK, *out (if out is not NULL) receives
- * a future the caller owns one reference to; pass out = NULL to fire and
- * forget.  Never blocks on the task.
+ * for the whole call (a task may drop references of its own at any time).
+ * On CF_OK, *out (if out is not NULL) receives a future the caller owns one
+ * reference to; pass out = NULL to fire and forget.  Never blocks on the
+ * task.
  * Returns CF_OK, CF_EINVAL, CF_ENOMEM, CF_ESHUTDOWN (after cf_shutdown()),
  * CF_EBROKEN (broken executor) or CF_EAGAIN (no worker could be started).
  * On error nothing was queued and *out is NULL. */
@@ -629,7 +630,8 @@ typedef struct cf_as_completed_iter cf_as_completed_iter;
  * The iterator holds its own references.  Returns CF_OK, CF_EINVAL, CF_ENOMEM.
  */
 CF_API int cf_as_completed_create(cf_future *const *futures, size_t n,
-                                  int64_t timeout_ns, cf_as_completed_iter **out);
+                                  int64_t timeout_ns,
+                                  cf_as_completed_iter **out);
 
 /* Blocks until the next future is done and stores it in *future (a borrowed
  * pointer, valid until the iterator is destroyed; retain it to keep it

@@ -85,7 +85,7 @@ void cf_future_release(cf_future *f) {
     cf__future_free(f);
 }
 
-/* ---- transitions ----------------------------------------------------------- */
+/* ---- transitions --------------------------------------------------------- */
 
 /* With f->lock held: moves f from one of the `from` states to `fin`, detaches
  * the listeners and notifies waiter links (internal code only, so it is fine
@@ -251,7 +251,7 @@ int cf_future_cancel(cf_future *f) {
   return rc;
 }
 
-/* ---- listeners ------------------------------------------------------------- */
+/* ---- listeners ----------------------------------------------------------- */
 
 static bool cf__future_push_listener(cf_future *f, cf__listener *l) {
   cf__lock_acquire(&f->lock);
@@ -304,7 +304,7 @@ int cf_future_add_done_callback(cf_future *f, cf_done_cb cb, void *arg) {
   return CF_OK;
 }
 
-/* ---- queries --------------------------------------------------------------- */
+/* ---- queries ------------------------------------------------------------- */
 
 int cf_future_state(const cf_future *f) {
   if (!f)
@@ -327,7 +327,7 @@ bool cf_future_running(const cf_future *f) {
   return cf_future_state(f) == CF_RUNNING;
 }
 
-/* ---- waiting on one future ------------------------------------------------- */
+/* ---- waiting on one future ----------------------------------------------- */
 
 /* Tells the executor the calling worker blocks (or stops blocking), so that
  * its queue keeps moving meanwhile (thread pool compensation). */
@@ -420,7 +420,7 @@ int cf_future_error(cf_future *f, int64_t timeout_ns, int *code,
   return rc;
 }
 
-/* ---- user-completable futures ---------------------------------------------- */
+/* ---- user-completable futures -------------------------------------------- */
 
 int cf_future_set_running_or_notify_cancel(cf_future *f) {
   if (!f || !(atomic_load(&f->state) & CF__F_USER))

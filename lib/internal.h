@@ -68,7 +68,7 @@ static inline void cf__buf_adopt(cf__buf *b, void *ptr, size_t len,
 void cf__buf_free(cf__buf *b);
 int cf__buf_copy(cf__buf *b, const void *data, size_t len);
 
-/* ---- tasks ---------------------------------------------------------------- */
+/* ---- tasks --------------------------------------------------------------- */
 
 struct cf_task {
   cf__buf out;  /* the result set by cf_task_return*() */
@@ -79,7 +79,7 @@ struct cf_task {
  * A non-zero code discards the result, zero discards the message. */
 int cf__task_invoke(cf_task_fn fn, const void *in, size_t len, cf_task *t);
 
-/* ---- futures -------------------------------------------------------------- */
+/* ---- futures ------------------------------------------------------------- */
 
 /* The state word: the state in the low bits, flags, and the final status
  * (negated, so it fits a byte) in bits 8..15.  Transitions are CASes on this
@@ -183,7 +183,7 @@ void cf__waiter_poke(cf__waiter *w);
  * ETIMEDOUT then).  On a pool worker, the pool is told it blocks. */
 int cf__waiter_sleep(cf__waiter *w, uint32_t seq0, int64_t deadline);
 
-/* ---- threads that work for an executor ------------------------------------ */
+/* ---- threads that work for an executor ----------------------------------- */
 
 /* A future whose task runs on this thread's stack; innermost first. */
 typedef struct cf__running {
@@ -218,7 +218,7 @@ extern _Thread_local cf__worker_ctx *cf__tls_worker;
  * pool and f is not done. */
 bool cf__waits_for_self(cf_future *f);
 
-/* ---- executors ------------------------------------------------------------ */
+/* ---- executors ----------------------------------------------------------- */
 
 /* What a backend provides to the generic code (executor.c, map.c). */
 typedef struct cf__backend {
@@ -262,7 +262,7 @@ void cf__executor_init(cf_executor *ex, const cf__backend *backend,
  * caller must release. */
 int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out);
 
-/* ---- map chunks ------------------------------------------------------------ */
+/* ---- map chunks ---------------------------------------------------------- */
 
 /* The outcome of one map input. */
 typedef struct cf__item {
@@ -298,7 +298,7 @@ static inline const void *cf__chunk_input(const cf__chunk *c, size_t i,
   return c->base + i * c->stride;
 }
 
-/* ---- cf_last_error_message() ------------------------------------------------ */
+/* ---- cf_last_error_message() --------------------------------------------- */
 
 /* Sets / clears the words cf_last_error_message() returns on this thread. */
 void cf__set_last_error(const char *fmt, ...) CF_PRINTF(1, 2);

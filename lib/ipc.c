@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* ---- function references --------------------------------------------------- */
+/* ---- function references ------------------------------------------------- */
 
 typedef struct cf__locate {
   uintptr_t addr;
@@ -125,7 +125,7 @@ uintptr_t cf__fnref_view_resolve(const cf__fnref_view *v) {
   return cf__fnref_resolve(v->name, v->name_len, v->offset);
 }
 
-/* ---- framing ------------------------------------------------------------------- */
+/* ---- framing ------------------------------------------------------------- */
 
 int cf__ipc_send(int fd, uint32_t type, uint64_t id, const struct iovec *iov,
                  int niov) {
@@ -190,7 +190,7 @@ int cf__ipc_read_frame(int fd, cf__frame *fr) {
   return CF_OK;
 }
 
-/* ---- decoding ---------------------------------------------------------------------- */
+/* ---- decoding ------------------------------------------------------------ */
 
 int cf__ipc_decode_result(const unsigned char *p, size_t n,
                           cf__result_view *out) {
@@ -275,7 +275,7 @@ int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
   return CF_OK;
 }
 
-/* ---- encoding chunks and chunk results ------------------------------------------- */
+/* ---- encoding chunks and chunk results ----------------------------------- */
 
 int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__chunk *c,
                          unsigned char **out, size_t *len) {
@@ -356,7 +356,7 @@ int cf__ipc_chunk_result_add(cf__obuf *b, int32_t status, int32_t code,
   return CF_OK;
 }
 
-/* ---- decoding what the parent sends ------------------------------------------- */
+/* ---- decoding what the parent sends -------------------------------------- */
 
 int cf__ipc_decode_task(const unsigned char *p, size_t n, cf__task_view *out) {
   size_t used = cf__ipc_decode_fnref(p, n, &out->fn);
@@ -428,7 +428,7 @@ int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
   return fr->id == running_id ? CF__STOP_NOW : CF_EPROTO;
 }
 
-/* ---- the handshake ------------------------------------------------------------------ */
+/* ---- the handshake ------------------------------------------------------- */
 
 void cf__hello_put(const unsigned char *secret, unsigned char *out) {
   cf__frame fr = {CF__IPC_MAGIC, CF__MSG_HELLO, 0, CF__SECRET_LEN};
@@ -451,7 +451,7 @@ bool cf__hello_check(const unsigned char *p, size_t n,
   return diff == 0;
 }
 
-/* ---- module identities ---------------------------------------------------------- */
+/* ---- module identities --------------------------------------------------- */
 
 /* One module as dl_iterate_phdr shows it, while collecting. */
 typedef struct cf__modinfo {

@@ -63,7 +63,7 @@ typedef struct cf__frame {
 /* Per-item status on the wire. */
 enum { CF__ITEM_OK = 0, CF__ITEM_FAILED = 1, CF__ITEM_NOT_RUN = 2 };
 
-/* ---- function references --------------------------------------------------- */
+/* ---- function references ------------------------------------------------- */
 
 typedef struct cf__fnref {
   char name[512]; /* "" for the main program */
@@ -99,7 +99,7 @@ size_t cf__ipc_decode_fnref(const unsigned char *p, size_t n,
 /* The address in this process, or 0 (none, or not found). */
 uintptr_t cf__fnref_view_resolve(const cf__fnref_view *v);
 
-/* ---- framing ------------------------------------------------------------------- */
+/* ---- framing ------------------------------------------------------------- */
 
 /* Sends one frame whose payload is the concatenation of iov[0..niov).
  * Blocking; restarts after EINTR; never raises SIGPIPE.  Returns CF_OK or
@@ -113,7 +113,7 @@ int cf__ipc_read(int fd, void *buf, size_t n);
  * CF_ESYS. */
 int cf__ipc_read_frame(int fd, cf__frame *fr);
 
-/* ---- decoding what workers send ---------------------------------------------- */
+/* ---- decoding what workers send ------------------------------------------ */
 
 /* A RESULT payload: on CF_OK, *rc is the task's code; data/len are the
  * result (rc == 0) or the message (rc != 0, has_msg).  Pointers into p. */
@@ -132,7 +132,7 @@ int cf__ipc_decode_result(const unsigned char *p, size_t n,
 int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
                                 size_t expect, cf__item *items);
 
-/* ---- encoding chunks (parent) and chunk results (worker) ------------------ */
+/* ---- encoding chunks (parent) and chunk results (worker) ----------------- */
 
 /* A growable output buffer. */
 typedef struct cf__obuf {
@@ -151,7 +151,7 @@ int cf__ipc_chunk_result_begin(cf__obuf *b, uint64_t count);
 int cf__ipc_chunk_result_add(cf__obuf *b, int32_t status, int32_t code,
                              bool has_msg, const void *data, size_t len);
 
-/* ---- decoding what the parent sends (worker) ------------------------------ */
+/* ---- decoding what the parent sends (worker) ----------------------------- */
 
 /* A TASK payload: the function and the input (a view into p). */
 typedef struct cf__task_view {
@@ -188,7 +188,7 @@ enum { CF__STOP_IGNORE = 0, CF__STOP_NOW = 1 };
 int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
                         uint64_t running_id);
 
-/* ---- the handshake: HELLO, and the modules in INIT ------------------------- */
+/* ---- the handshake: HELLO, and the modules in INIT ----------------------- */
 
 /* HELLO: the very first bytes on a worker's socket, written by the parent
  * before it starts the worker: a frame header of type CF__MSG_HELLO (outside

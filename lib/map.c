@@ -57,7 +57,7 @@ struct cf_map_iter {
   bool ended;
 };
 
-/* ---- chunks ------------------------------------------------------------------------ */
+/* ---- chunks -------------------------------------------------------------- */
 
 int cf__chunk_task(cf_task *t, const void *in, size_t len) {
   CF__UNUSED(t);
@@ -203,7 +203,7 @@ static cf__chunk *cf__map_read_chunk(cf_map_iter *m) {
   return c;
 }
 
-/* ---- the window ---------------------------------------------------------------- */
+/* ---- the window ---------------------------------------------------------- */
 
 /* Submits chunks until max_inflight are in flight or the inputs end. */
 static void cf__map_fill(cf_map_iter *m) {
@@ -361,7 +361,7 @@ int cf_map_next(cf_map_iter *m, cf_map_item *item) {
   }
 }
 
-/* ---- creation ---------------------------------------------------------------- */
+/* ---- creation ------------------------------------------------------------ */
 
 int cf_map_options_init(cf_map_options *o) {
   if (!o)
@@ -444,7 +444,8 @@ int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base,
                  size_t size, size_t count, const cf_map_options *opts,
                  cf_map_iter **out) {
   /* The array must be addressable: count * size bytes from base. */
-  if (count && (!base || !size || count > (SIZE_MAX - (uintptr_t)base) / size)) {
+  if (count &&
+      (!base || !size || count > (SIZE_MAX - (uintptr_t)base) / size)) {
     if (out)
       *out = NULL;
     return CF_EINVAL;

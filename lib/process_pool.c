@@ -178,7 +178,7 @@ static void cf__pp_fail_list(cf_future *l, int status, int code,
   }
 }
 
-/* ---- workers: start, stop, death --------------------------------------------- */
+/* ---- workers: start, stop, death ----------------------------------------- */
 
 /* A module some worker loaded from another file than the parent did:
  * CF_EINVAL with p->why saying so (a task there would run other code). */
@@ -558,7 +558,7 @@ static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
   free(msg);
 }
 
-/* ---- sending tasks ---------------------------------------------------------------- */
+/* ---- sending tasks ------------------------------------------------------- */
 
 /* A chunk goes as one message: fnref, n, then each input's length and
  * bytes. */
@@ -619,7 +619,7 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
   }
 }
 
-/* ---- receiving results ---------------------------------------------------------- */
+/* ---- receiving results --------------------------------------------------- */
 
 /* Reads one frame from w and acts on it. */
 static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
@@ -746,7 +746,7 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
   cf_future_release(f);
 }
 
-/* ---- the manager ----------------------------------------------------------------- */
+/* ---- the manager --------------------------------------------------------- */
 
 /* No worker could start (descriptors, processes or memory ran out).  With
  * workers alive, the queue waits for them.  With none, nothing would ever
@@ -963,7 +963,7 @@ static void *cf__pp_manager(void *arg) {
   return NULL;
 }
 
-/* ---- the backend -------------------------------------------------------------------- */
+/* ---- the backend --------------------------------------------------------- */
 
 static int cf__pp_submit(cf_executor *ex, cf_future *f) {
   cf__ppool *p = (cf__ppool *)ex;

@@ -94,7 +94,6 @@ typedef struct cf__lock {
   _Atomic uint32_t v;
 } cf__lock;
 
-#define CF__LOCK_INIT {0}
 
 void cf__lock_slow(cf__lock *l);
 

@@ -105,7 +105,7 @@ static cf__tp_worker *cf__tp_self(cf__tpool *p) {
   return w->pool == p ? w : NULL;
 }
 
-/* ---- the queue --------------------------------------------------------------- */
+/* ---- the queue ----------------------------------------------------------- */
 
 static cf_future *cf__inbox_list(uintptr_t word) {
   return (cf_future *)(word & ~CF__TP_CLOSED);
@@ -212,7 +212,7 @@ static bool cf__tp_wake_one_locked(cf__tpool *p) {
   return true;
 }
 
-/* ---- running tasks --------------------------------------------------------------- */
+/* ---- running tasks ------------------------------------------------------- */
 
 /* Bumps a counter only this worker writes (no atomic RMW needed). */
 static void cf__tp_count(_Atomic uint64_t *c) {
@@ -393,7 +393,7 @@ static void *cf__tp_main(void *arg) {
   return NULL;
 }
 
-/* ---- waiting inside a task ------------------------------------------------------- */
+/* ---- waiting inside a task ----------------------------------------------- */
 
 static int cf__tp_spawn_locked(cf__tpool *p);
 
@@ -450,7 +450,7 @@ static bool cf__tp_run_inline(cf__worker_ctx *ctx, cf_future *f) {
   return true;
 }
 
-/* ---- the backend ------------------------------------------------------------------ */
+/* ---- the backend --------------------------------------------------------- */
 
 /* Starts a worker thread (pool lock held).  Signals are blocked in workers
  * so that they go to the application's own threads.  After shutdown only a

@@ -92,7 +92,7 @@ int cf__waiter_sleep(cf__waiter *w, uint32_t seq0, int64_t deadline) {
   return r;
 }
 
-/* ---- cf_wait ------------------------------------------------------------------ */
+/* ---- cf_wait ------------------------------------------------------------- */
 
 static bool cf__is_exception(cf_future *f) {
   int st = cf__future_status(f);
@@ -223,7 +223,7 @@ int cf_wait(cf_future *const *fs, size_t n, int64_t timeout_ns,
   return rc;
 }
 
-/* ---- cf_as_completed ------------------------------------------------------------ */
+/* ---- cf_as_completed ----------------------------------------------------- */
 
 struct cf_as_completed_iter {
   cf_future **fs; /* unique futures, each with a reference held */

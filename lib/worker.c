@@ -38,7 +38,7 @@ static inline int64_t cf__coarse_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* ---- the worker process ------------------------------------------------------------- */
+/* ---- the worker process -------------------------------------------------- */
 
 static int cf__worker_reply(int fd, uint64_t id, int32_t rc, const char *msg,
                             const cf__buf *out) {

@@ -32,7 +32,7 @@
 #define EXIT_USAGE 2
 #define EXIT_INTERRUPTED 130
 
-/* ---- the task: copy one file ------------------------------------------------ */
+/* ---- the task: copy one file --------------------------------------------- */
 
 /* Input: u32 flags, then "src\0dst\0".  Result: u64 bytes copied. */
 #define COPY_FORCE 1u
@@ -175,7 +175,7 @@ static int ignore_sigint(const void *arg, size_t len) {
   return 0;
 }
 
-/* ---- the walk ------------------------------------------------------------------ */
+/* ---- the walk ------------------------------------------------------------ */
 
 typedef struct job {
   char *src, *dst;
@@ -327,7 +327,7 @@ static void walk(plan *pl, const char *src, const char *dst, bool force) {
   closedir(d);
 }
 
-/* ---- progress, from done callbacks ---------------------------------------------- */
+/* ---- progress, from done callbacks --------------------------------------- */
 
 typedef struct progress {
   atomic_size_t files;
@@ -393,7 +393,7 @@ static void on_copied(cf_future *f, void *arg) {
     print_progress(pr, false);
 }
 
-/* ---- main ------------------------------------------------------------------------ */
+/* ---- main ---------------------------------------------------------------- */
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) {

@@ -24,7 +24,7 @@
 static const uint64_t SEED_PRIMES[] = {109999999, 108376355, 1276544678,
                                        123555677, 234645542424};
 
-/* ---- the tasks: one uint64_t in, one byte (1 = prime) out ------------------ */
+/* ---- the tasks: one uint64_t in, one byte (1 = prime) out ---------------- */
 
 static uint64_t mulmod(uint64_t a, uint64_t b, uint64_t m) {
   return (uint64_t)((unsigned __int128)a * b % m);
@@ -96,7 +96,7 @@ static int task_trial(cf_task *t, const void *in, size_t len) {
   return check_task(t, in, len, true);
 }
 
-/* ---- input ----------------------------------------------------------------- */
+/* ---- input --------------------------------------------------------------- */
 
 /* A whole command-line token as a number; on error prints why, naming it. */
 static bool parse_u64(const char *tok, uint64_t *out) {
@@ -124,7 +124,7 @@ static int next_in_range(void *arg, size_t i, const void **in, size_t *len) {
   return CF_OK;
 }
 
-/* ---- main ------------------------------------------------------------------------ */
+/* ---- main ---------------------------------------------------------------- */
 
 static void usage(FILE *to) {
   fprintf(to,

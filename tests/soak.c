@@ -43,7 +43,7 @@
 
 #define MAX_BATCH 24
 
-/* ---- shared state ------------------------------------------------------------ */
+/* ---- shared state -------------------------------------------------------- */
 
 static cf_executor *shared[2]; /* [0] thread pool, [1] process pool */
 static atomic_long ops;        /* library calls made so far */
@@ -98,7 +98,7 @@ static uint64_t mix(uint64_t x) {
   return x | 1;
 }
 
-/* ---- tasks (run in threads or in worker processes) ---------------------------- */
+/* ---- tasks (run in threads or in worker processes) ----------------------- */
 
 enum kind { K_OK, K_FAIL, K_SLEEP, K_DIE };
 
@@ -150,7 +150,7 @@ static int chain_task(cf_task *t, const void *in, size_t len) {
   return 0;
 }
 
-/* ---- one future's bookkeeping ----------------------------------------------------- */
+/* ---- one future's bookkeeping -------------------------------------------- */
 
 typedef struct rec {
   cf_future *f;
@@ -404,7 +404,7 @@ static void steal_and_cancel(void) {
   cf_future_release(f);
 }
 
-/* ---- the operations ------------------------------------------------------------- */
+/* ---- the operations ------------------------------------------------------ */
 
 static bool do_batch(uint64_t *s) {
   int b = (int)pick(s, 4) == 0; /* a quarter of batches on the process pool */
@@ -608,7 +608,7 @@ static void *soak_thread(void *arg) {
   return NULL;
 }
 
-/* ---- resources -------------------------------------------------------------------- */
+/* ---- resources ----------------------------------------------------------- */
 
 
 static void on_alarm(int sig) {

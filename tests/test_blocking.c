@@ -33,7 +33,7 @@ static cf_future *await_ptr(_Atomic(cf_future *) *p) {
   return f;
 }
 
-/* ---- a timed wait runs nothing it does not wait for ------------------------- */
+/* ---- a timed wait runs nothing it does not wait for ---------------------- */
 
 typedef struct timed_ctx {
   cf_executor *ex;
@@ -114,7 +114,7 @@ static void test_timed_wait_runs_nothing_inline(void) {
   gate_destroy(&c.gate);
 }
 
-/* ---- no new deadlock: A, B and C ---------------------------------------------- */
+/* ---- no new deadlock: A, B and C ----------------------------------------- */
 
 typedef struct abc_ctx {
   cf_executor *ex;
@@ -180,7 +180,7 @@ static void test_wait_creates_no_deadlock(void) {
   gate_destroy(&gate);
 }
 
-/* ---- chains and fork-join ------------------------------------------------------ */
+/* ---- chains and fork-join ------------------------------------------------ */
 
 typedef struct chain_arg {
   cf_executor *ex;
@@ -338,7 +338,7 @@ static void check_fork_join(bool use_wait) {
 static void test_fork_join_results(void) { check_fork_join(false); }
 static void test_fork_join_wait_all(void) { check_fork_join(true); }
 
-/* ---- compensation keeps max_workers for running tasks ------------------------- */
+/* ---- compensation keeps max_workers for running tasks -------------------- */
 
 typedef struct blocker_arg {
   cf_future *user; /* completed by the test */
@@ -427,7 +427,7 @@ static void test_compensation_after_shutdown(void) {
   cf_executor_release(ex);
 }
 
-/* ---- waits that could only end when the caller returns ----------------------- */
+/* ---- waits that could only end when the caller returns ------------------- */
 
 typedef struct self_ctx {
   cf_executor *ex, *other;

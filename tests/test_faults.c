@@ -224,7 +224,7 @@ static void test_sticky_failures(void) {
   }
 }
 
-/* ---- lost races, forced ------------------------------------------------------ */
+/* ---- lost races, forced -------------------------------------------------- */
 
 static void cancel_hook(enum cf__race_point point, void *obj) {
   if (point == CF__RACE_SET_BEFORE_CAS)

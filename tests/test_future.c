@@ -91,7 +91,7 @@ static void test_cancel(void) {
   cf_future_release(f);
 }
 
-/* ---- callbacks -------------------------------------------------------------- */
+/* ---- callbacks ----------------------------------------------------------- */
 
 typedef struct cb_log {
   int order[16];
@@ -176,7 +176,7 @@ static void test_callback_calls_library(void) {
   cf_future_release(f);
 }
 
-/* ---- waiting ---------------------------------------------------------------- */
+/* ---- waiting ------------------------------------------------------------- */
 
 static void *waiter_thread(void *arg) {
   cf_future *f = arg;
@@ -226,7 +226,7 @@ static void test_timeouts(void) {
   cf_future_release(f);
 }
 
-/* ---- races -------------------------------------------------------------------- */
+/* ---- races --------------------------------------------------------------- */
 
 typedef struct race {
   cf_future *f;
@@ -295,7 +295,7 @@ static void test_race_cancel_vs_start(void) {
   }
 }
 
-/* ---- signals -------------------------------------------------------------------- */
+/* ---- signals ------------------------------------------------------------- */
 
 static atomic_int g_signals;
 static void on_usr1(int sig) {

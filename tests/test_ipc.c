@@ -298,7 +298,7 @@ static void test_corpus_replay(void) {
   CU_ASSERT_TRUE(refused >= files / 2); /* the corpus is mostly bad input */
 }
 
-/* ---- the handshake ---------------------------------------------------------------- */
+/* ---- the handshake ------------------------------------------------------- */
 
 static void test_hello(void) {
   unsigned char secret[CF__SECRET_LEN], other[CF__SECRET_LEN];

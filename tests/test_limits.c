@@ -22,7 +22,7 @@ static size_t statm_bytes(int i) {
   return v[i] * (size_t)page_bytes();
 }
 
-/* ---- tasks ------------------------------------------------------------------- */
+/* ---- tasks --------------------------------------------------------------- */
 
 /* Sums the input as 64-bit words (and the length): 8 bytes out. */
 static int task_sum64(cf_task *t, const void *in, size_t len) {
@@ -35,7 +35,7 @@ static int task_sum64(cf_task *t, const void *in, size_t len) {
   return cf_task_return(t, &sum, sizeof sum);
 }
 
-/* ---- max_workers --------------------------------------------------------------- */
+/* ---- max_workers --------------------------------------------------------- */
 
 static void check_one_task(cf_executor *ex) {
   cf_future *f = submit_u64(ex, task_square, 6);
@@ -194,7 +194,7 @@ static void test_processes_beyond_fd_limit(void) {
   cf_executor_release(ex2);
 }
 
-/* ---- a million pending futures ------------------------------------------------------ */
+/* ---- a million pending futures ------------------------------------------- */
 
 static void million_pending(cf_executor *ex, bool blocked_by_gate,
                             cf_test_gate *g) {
@@ -270,7 +270,7 @@ static void test_million_pending_processes(void) {
   cf_executor_release(ex);
 }
 
-/* ---- 1 GiB of input to a worker process --------------------------------------------- */
+/* ---- 1 GiB of input to a worker process ---------------------------------- */
 
 static void test_one_gib_input(void) {
   size_t len = (size_t)1 << 30;
@@ -310,7 +310,7 @@ static void test_one_gib_input(void) {
   cf_executor_release(ex);
 }
 
-/* ---- deadlines --------------------------------------------------------------------- */
+/* ---- deadlines ----------------------------------------------------------- */
 
 typedef struct later {
   cf_future *f;

@@ -42,7 +42,7 @@ static void result_str(cf_future *f, char *out, size_t cap) {
   out[n] = '\0';
 }
 
-/* ---- tasks ------------------------------------------------------------------------ */
+/* ---- tasks --------------------------------------------------------------- */
 
 /* in: a variable's name; result: its value in the worker, or "(unset)". */
 static int task_getenv(cf_task *t, const void *in, size_t len) {
@@ -120,7 +120,7 @@ static int task_fork_writes(cf_task *t, const void *in, size_t len) {
   return cf_task_return(t, &s, sizeof s);
 }
 
-/* ---- tests -------------------------------------------------------------------------- */
+/* ---- tests --------------------------------------------------------------- */
 
 /* What a worker sees is the environment at create, copied on this thread. */
 static void test_env_captured_at_create(void) {

@@ -114,7 +114,7 @@ static int fifo_release(const char *path, int n) {
   return fd;
 }
 
-/* ---- tasks (run in the workers) ----------------------------------------------- */
+/* ---- tasks (run in the workers) ------------------------------------------ */
 
 static int task_pid(cf_task *t, const void *in, size_t len) {
   (void)in;
@@ -180,7 +180,7 @@ static int task_take_mutex(cf_task *t, const void *in, size_t len) {
   return task_square(t, in, len);
 }
 
-/* ---- tests ---------------------------------------------------------------------------- */
+/* ---- tests --------------------------------------------------------------- */
 
 static void test_same_tasks_as_threads(void) {
   cf_executor *ex = make_ppool(2, CF_ON_DEATH_BREAK);
@@ -578,7 +578,7 @@ static void test_malformed_message(void) {
 
 
 
-/* ---- RESTART: a worker that dies while it starts ------------------------------- */
+/* ---- RESTART: a worker that dies while it starts ------------------------- */
 
 /* initarg: a folder.  Appends a byte to <dir>/starts, publishes the
  * worker's pid in <dir>/pid, then waits until the test opens <dir>/gate
@@ -723,7 +723,7 @@ static void test_restart_start_always_fails(void) {
   remove_dir(dir);
 }
 
-/* ---- a done callback on the pool's I/O thread waits on its own pool ------------ */
+/* ---- a done callback on the pool's I/O thread waits on its own pool ------ */
 
 typedef struct io_wait_ctx {
   cf_future *blocked;  /* pending: its task waits on a FIFO */
@@ -919,7 +919,7 @@ static void test_callback_releases_pool(void) {
   remove_dir(dir);
 }
 
-/* ---- cf_map_destroy stops a running chunk after its current input ---------- */
+/* ---- cf_map_destroy stops a running chunk after its current input -------- */
 
 /* A map input: its index, the index that blocks, the counting file. */
 typedef struct stop_item {

@@ -93,7 +93,7 @@ static int under_signals(int (*call)(void *), void (*release)(void *),
   return b.rc;
 }
 
-/* ---- thread pool and plain futures ------------------------------------------------ */
+/* ---- thread pool and plain futures --------------------------------------- */
 
 typedef struct scene {
   cf_executor *ex;
@@ -229,7 +229,7 @@ static void test_map_next(void) {
   scene_end(&ms.s);
 }
 
-/* ---- process pool: the parent's waits, its manager, shutdown ----------------------- */
+/* ---- process pool: the parent's waits, its manager, shutdown ------------- */
 
 /* The tasks run in worker processes and wait at a FIFO gate, opened by the
  * release: held, not slow, so nothing can finish early. */

@@ -36,7 +36,7 @@ static void test_task_error(void) {
   cf_executor_release(ex);
 }
 
-/* ---- ownership of inputs and results --------------------------------------- */
+/* ---- ownership of inputs and results ------------------------------------- */
 
 static atomic_int g_freed;
 static void count_free(void *p) {
@@ -209,7 +209,7 @@ static void test_input_ownership(void) {
   gate_destroy(&gate);
 }
 
-/* ---- workers ---------------------------------------------------------------- */
+/* ---- workers ------------------------------------------------------------- */
 
 static int task_thread_name(cf_task *t, const void *in, size_t len) {
   (void)in;
@@ -344,7 +344,7 @@ static void test_idle_timeout(void) {
   cf_executor_release(ex);
 }
 
-/* ---- initializer -------------------------------------------------------------- */
+/* ---- initializer --------------------------------------------------------- */
 
 static atomic_int g_inits;
 static int init_count(const void *arg, size_t len) {
@@ -410,7 +410,7 @@ static void test_initializer_failure_breaks_pool(void) {
   cf_executor_release(ex);
 }
 
-/* ---- shutdown ------------------------------------------------------------------ */
+/* ---- shutdown ------------------------------------------------------------ */
 
 static void test_shutdown(void) {
   cf_executor *ex = make_pool(2);
@@ -531,7 +531,7 @@ static void test_destroy_joins_threads(void) {
   gate_destroy(&gate);
 }
 
-/* ---- tasks using their own pool ------------------------------------------------ */
+/* ---- tasks using their own pool ------------------------------------------ */
 
 static cf_executor *g_ex;
 

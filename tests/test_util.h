@@ -265,7 +265,7 @@ static inline bool cf_test_deadman_stop(cf_test_deadman *d) {
   return d->fired;
 }
 
-/* ---- tasks ------------------------------------------------------------------ */
+/* ---- tasks --------------------------------------------------------------- */
 
 /* in: uint64_t n; result: n * n + 1. */
 static inline int task_square(cf_task *t, const void *in, size_t len) {

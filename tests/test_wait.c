@@ -136,7 +136,7 @@ static void test_wait_woken_by_cancel(void) {
   cf_future_release(f);
 }
 
-/* ---- as_completed ------------------------------------------------------------ */
+/* ---- as_completed -------------------------------------------------------- */
 
 static void test_as_completed_order(void) {
   cf_future *fs[5];
