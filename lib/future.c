@@ -329,13 +329,6 @@ bool cf_future_running(const cf_future *f) {
 
 /* ---- waiting on one future ----------------------------------------------- */
 
-/* Tells the executor the calling worker blocks (or stops blocking), so that
- * its queue keeps moving meanwhile (thread pool compensation). */
-static inline void cf__block(cf__worker_ctx *ctx, bool begin) {
-  if (ctx && ctx->block)
-    ctx->block(ctx, begin);
-}
-
 static int cf__future_wait_slow(cf_future *f, int64_t timeout_ns) {
   if (cf__no_wait(timeout_ns))
     return CF_ETIMEDOUT;

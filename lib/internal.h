@@ -213,6 +213,14 @@ typedef struct cf__worker_ctx {
 
 extern _Thread_local cf__worker_ctx *cf__tls_worker;
 
+/* Tells the executor the calling worker blocks (or stops blocking), so that
+ * its queue keeps moving meanwhile (thread pool compensation); nothing on
+ * other threads.  Every blocking wait calls it around its sleep. */
+static inline void cf__block(cf__worker_ctx *ctx, bool begin) {
+  if (ctx && ctx->block)
+    ctx->block(ctx, begin);
+}
+
 /* Would waiting for f on this thread wait for the thread itself?  True when
  * f's task is on this thread's stack, or when this is the I/O thread of f's
  * pool and f is not done. */

@@ -78,8 +78,7 @@ int cf__waiter_sleep(cf__waiter *w, uint32_t seq0, int64_t deadline) {
   } while (cf__now_ns() < spin_end);
   /* A pool worker tells its pool it blocks, so queued work runs elsewhere. */
   cf__worker_ctx *ctx = cf__tls_worker;
-  if (ctx && ctx->block)
-    ctx->block(ctx, true);
+  cf__block(ctx, true);
   /* `sleeping` then `seq`, against the poker's `seq` then `sleeping`: with
    * sequentially consistent accesses one of us sees the other's write. */
   atomic_store(&w->sleeping, 1);
@@ -87,8 +86,7 @@ int cf__waiter_sleep(cf__waiter *w, uint32_t seq0, int64_t deadline) {
   if (atomic_load(&w->seq) == seq0)
     r = cf__futex_wait(&w->seq, seq0, deadline);
   atomic_store(&w->sleeping, 0);
-  if (ctx && ctx->block)
-    ctx->block(ctx, false);
+  cf__block(ctx, false);
   return r;
 }
 

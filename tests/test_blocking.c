@@ -17,13 +17,6 @@
 /* Long enough for any loaded machine or valgrind: only a hang exceeds it. */
 #define CF_TEST_PATIENCE_MS 120000
 
-/* Waits (sleeping) until *flag is set; false after the patience ran out. */
-static bool wait_flag(atomic_bool *flag) {
-  for (int i = 0; i < CF_TEST_PATIENCE_MS && !atomic_load(flag); i++)
-    cf_test_sleep_ms(1);
-  return atomic_load(flag);
-}
-
 /* Spins (yielding, bounded) until *p is set by the thread that submitted
  * us; it is set right after cf_submit() returns. */
 static cf_future *await_ptr(_Atomic(cf_future *) *p) {
@@ -38,11 +31,11 @@ static cf_future *await_ptr(_Atomic(cf_future *) *p) {
 typedef struct timed_ctx {
   cf_executor *ex;
   cf_test_gate gate;       /* holds L */
-  atomic_bool returned;    /* the waits below all returned */
+  atomic_int returned;     /* the waits below all returned */
   atomic_int rc_wait, rc_result, rc_wait_all, rc_forever;
   atomic_size_t n_done;
   pthread_t outer_thread, long_thread;
-  atomic_bool long_started;
+  atomic_int long_started;
 } timed_ctx;
 
 static int task_long(cf_task *t, const void *in, size_t len) {
@@ -51,7 +44,7 @@ static int task_long(cf_task *t, const void *in, size_t len) {
   (void)len;
   memcpy(&c, in, sizeof c);
   c->long_thread = pthread_self();
-  atomic_store(&c->long_started, true);
+  atomic_store(&c->long_started, 1);
   pthread_mutex_lock(&c->gate.mu);
   while (!c->gate.open)
     pthread_cond_wait(&c->gate.cv, &c->gate.mu);
@@ -80,7 +73,7 @@ static int task_timed_outer(cf_task *t, const void *in, size_t len) {
   /* No deadline, still queued (behind L): run inline, L still blocked. */
   cf_submit(c->ex, task_noop, NULL, 0, &cq);
   atomic_store(&c->rc_forever, cf_future_wait(cq, CF_FOREVER));
-  atomic_store(&c->returned, true);
+  atomic_store(&c->returned, 1);
   cf_future_release(cq);
   cf_future_release(b);
   cf_future_release(l);
@@ -94,7 +87,7 @@ static void test_timed_wait_runs_nothing_inline(void) {
   timed_ctx c = {.ex = make_pool(1)};
   gate_init(&c.gate);
   cf_future *outer = submit_ptr(c.ex, task_timed_outer, &c);
-  bool returned = wait_flag(&c.returned);
+  bool returned = cf_test_await_flag(&c.returned);
   CU_ASSERT_TRUE(returned); /* before the gate opened: nothing ran L inline */
   CU_ASSERT_EQUAL(atomic_load(&c.rc_wait), CF_ETIMEDOUT);
   CU_ASSERT_EQUAL(atomic_load(&c.rc_result), CF_ETIMEDOUT);
@@ -102,7 +95,7 @@ static void test_timed_wait_runs_nothing_inline(void) {
   CU_ASSERT_EQUAL(atomic_load(&c.n_done), 0);
   CU_ASSERT_EQUAL(atomic_load(&c.rc_forever), CF_OK);
   /* L runs on a compensating worker, not on the waiting task's stack. */
-  CU_ASSERT_TRUE(wait_flag(&c.long_started));
+  CU_ASSERT_TRUE(cf_test_await_flag(&c.long_started));
   CU_ASSERT_FALSE(pthread_equal(c.long_thread, c.outer_thread));
   cf_executor_stats st;
   CU_ASSERT_EQUAL(cf_executor_stats_get(c.ex, &st), CF_OK);
