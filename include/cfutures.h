@@ -688,8 +688,12 @@ typedef struct cf_map_item {
   const void *data;          /* result bytes (CF_OK), valid until the next
                                 cf_map_next() or cf_map_destroy() */
   size_t len;
-  int error_code;            /* for CF_ETASK: what the task returned */
-  const char *error_message; /* for CF_ETASK: its message, or NULL */
+  /* On an error: the code and words cf_future_error() gives for the input's
+   * task (what it returned and its message for CF_ETASK; the wait status
+   * and "worker killed by ..." for CF_EWORKERDIED; ...), or 0 and NULL.
+   * The words are valid until cf_map_destroy(). */
+  int error_code;
+  const char *error_message;
 } cf_map_item;
 
 /* Maps fn over inputs produced by next(arg, i, ...).  opts NULL = defaults.

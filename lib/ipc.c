@@ -283,6 +283,10 @@ int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__chunk *c,
   for (size_t i = 0; i < c->n; i++) {
     size_t l;
     cf__chunk_input(c, i, &l);
+    /* More than a frame carries (which a worker would refuse) cannot be
+     * sent; nor can a sum that would wrap. */
+    if (l > CF__IPC_MAX_PAYLOAD - 8 || total > CF__IPC_MAX_PAYLOAD - 8 - l)
+      return CF_ENOMEM;
     total += 8 + l;
   }
   unsigned char *buf = cf__malloc(total);

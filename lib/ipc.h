@@ -141,6 +141,7 @@ typedef struct cf__obuf {
 } cf__obuf;
 
 /* The CHUNK payload for c with function ref: *out is allocated (free()).
+ * CF_ENOMEM also when it would exceed CF__IPC_MAX_PAYLOAD.
  * Returns CF_OK or CF_ENOMEM. */
 int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__chunk *c,
                          unsigned char **out, size_t *len);

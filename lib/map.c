@@ -349,7 +349,9 @@ int cf_map_next(cf_map_iter *m, cf_map_item *item) {
     rc = cf__future_status(s->f);
     if (rc != CF_OK) { /* the chunk never ran: cancelled, broken, died... */
       item->index = s->c->first;
-      cf_future_error(s->f, 0, &item->error_code, NULL);
+      /* Its words too (a refused function, a dead worker...): owned by the
+       * future, which the slot keeps until destroy. */
+      cf_future_error(s->f, 0, &item->error_code, &item->error_message);
       cf__map_end(m);
       /* The slot stays so destroy can wait for and free it. */
       return rc;

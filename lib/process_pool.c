@@ -106,6 +106,7 @@ typedef struct cf__ppool {
   int64_t retry_at;   /* RESTART back-off: no new worker before this */
   struct {
     uintptr_t fn;
+    long mod; /* index in mods */
     cf__fnref ref;
   } cache[8];
   unsigned cache_next;
@@ -128,8 +129,12 @@ typedef struct cf__ppool {
 
 static void cf__pp_free(cf__ppool *p);
 
+/* Are we the pool's manager thread (in one of its callbacks)?  Asked of
+ * the thread's own context, not by comparing pthread_t: once the manager
+ * is joined, glibc hands its pthread_t to the next thread it creates. */
 static bool cf__pp_on_manager(cf__ppool *p) {
-  return pthread_equal(pthread_self(), p->manager);
+  cf__worker_ctx *ctx = cf__tls_worker;
+  return ctx && ctx->io_thread && ctx->pool == &p->base;
 }
 
 static void cf__pp_poke(cf__ppool *p) {
@@ -182,19 +187,28 @@ static void cf__pp_fail_list(cf_future *l, int status, int code,
 
 /* A module some worker loaded from another file than the parent did:
  * CF_EINVAL with p->why saying so (a task there would run other code). */
-static int cf__pp_module_check(cf__ppool *p, const cf__fnref *ref) {
-  for (size_t k = 0; k < p->mods.n; k++) {
-    const cf__module *m = &p->mods.m[k];
-    if (!m->changed || strcmp(m->name, ref->name) != 0)
-      continue;
+/* Would a worker run this very function?  Only if its module (index k of
+ * the modules listed at create, -1: none) was loaded with the program, as
+ * the worker loads it, and is the same build there. */
+static int cf__pp_module_check(cf__ppool *p, long k) {
+  if (k < 0 || !p->mods.m[k].startup) {
     snprintf(p->why, sizeof p->why,
-             "the binary changed since the process pool was created: the "
-             "task's module %.200s is not the build the parent loaded (replaced "
-             "on disk, or missing in the worker); the task was not run",
-             m->name[0] ? m->name : p->exe);
+             "the task function is in %.200s, loaded with dlopen()%s: worker "
+             "processes load only the program and the libraries it links; "
+             "the task was not run",
+             k < 0 ? "a module" : p->mods.m[k].name,
+             k < 0 ? " after the process pool was created" : "");
     return CF_EINVAL;
   }
-  return CF_OK;
+  const cf__module *m = &p->mods.m[k];
+  if (!m->changed)
+    return CF_OK;
+  snprintf(p->why, sizeof p->why,
+           "the binary changed since the process pool was created: the "
+           "task's module %.200s is not the build the parent loaded (replaced "
+           "on disk, or missing in the worker); the task was not run",
+           m->name[0] ? m->name : p->exe);
+  return CF_EINVAL;
 }
 
 static int cf__pp_fnref(cf__ppool *p, cf_task_fn fn, cf__fnref *out) {
@@ -203,15 +217,17 @@ static int cf__pp_fnref(cf__ppool *p, cf_task_fn fn, cf__fnref *out) {
   for (unsigned i = 0; i < 8; i++)
     if (p->cache[i].fn == a) {
       *out = p->cache[i].ref;
-      return p->nchanged ? cf__pp_module_check(p, out) : CF_OK;
+      return p->nchanged ? cf__pp_module_check(p, p->cache[i].mod) : CF_OK;
     }
-  int rc = cf__fnref_locate(a, out);
+  long k = cf__modules_find(&p->mods, a);
+  int rc = cf__pp_module_check(p, k);
+  if (rc == CF_OK)
+    rc = cf__fnref_locate(a, out);
   if (rc == CF_OK) {
     unsigned i = p->cache_next++ % 8;
     p->cache[i].fn = a;
+    p->cache[i].mod = k;
     p->cache[i].ref = *out;
-    if (p->nchanged)
-      rc = cf__pp_module_check(p, out);
   }
   return rc;
 }
@@ -663,9 +679,13 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
       (fr.len == 4 || fr.len == 8)) {
     int32_t code = 0;
     uint32_t mod = UINT32_MAX;
-    cf__ipc_read(w->fd, &code, 4);
-    if (fr.len == 8)
-      cf__ipc_read(w->fd, &mod, 4);
+    if (cf__ipc_read(w->fd, &code, 4) != CF_OK ||
+        (fr.len == 8 && cf__ipc_read(w->fd, &mod, 4) != CF_OK)) {
+      /* Gone in the middle of its answer: a death at start-up, not an
+       * initializer that failed with a code it never finished sending. */
+      cf__pp_death(p, w, CF_EWORKERDIED, NULL);
+      return;
+    }
     char why[480];
     if (mod < p->mods.n)
       snprintf(why, sizeof why,
@@ -951,10 +971,14 @@ static void *cf__pp_manager(void *arg) {
   }
   pthread_mutex_lock(&p->mu);
   p->stopped = true;
-  bool self_free = p->self_destroy;
   cf_future *left = cf__pp_steal_locked(p);
   pthread_mutex_unlock(&p->mu);
   cf__pp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
+  /* Read after the last callbacks: one of them may drop the last
+   * reference, and then this thread frees the pool. */
+  pthread_mutex_lock(&p->mu);
+  bool self_free = p->self_destroy;
+  pthread_mutex_unlock(&p->mu);
   cf__tls_worker = NULL;
   if (self_free) {
     pthread_detach(pthread_self());

@@ -40,6 +40,25 @@ static inline int64_t cf__coarse_ns(void) {
 
 /* ---- the worker process -------------------------------------------------- */
 
+/* A CHUNKRESULT for a chunk whose function is not in this process: its
+ * first input fails with CF_EINVAL and words, the others did not run. */
+static int cf__worker_chunk_missing(int fd, uint64_t id, uint64_t count) {
+  static const char why[] = "task function not found in the worker";
+  cf__obuf out;
+  int rc = cf__ipc_chunk_result_begin(&out, count);
+  for (uint64_t i = 0; rc == CF_OK && i < count; i++)
+    rc = i == 0 ? cf__ipc_chunk_result_add(&out, CF__ITEM_FAILED, CF_EINVAL,
+                                           true, why, sizeof why - 1)
+                : cf__ipc_chunk_result_add(&out, CF__ITEM_NOT_RUN, 0, false,
+                                           NULL, 0);
+  if (rc != CF_OK)
+    return rc; /* out was freed */
+  struct iovec iov = {out.p, out.len};
+  rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
+  free(out.p);
+  return rc;
+}
+
 static int cf__worker_reply(int fd, uint64_t id, int32_t rc, const char *msg,
                             const cf__buf *out) {
   unsigned char head[8];
@@ -244,10 +263,15 @@ static int cf__worker_main(int fd) {
     }
     case CF__MSG_CHUNK: {
       cf__chunk_view cv;
-      cf_task_fn fn = NULL;
-      if (cf__ipc_decode_chunk(buf, (size_t)fr.len, &cv) == CF_OK)
-        fn = (cf_task_fn)cf__fnref_view_resolve(&cv.fn);
-      rc = fn ? cf__worker_chunk(fd, fr.id, fn, &cv) : CF_EPROTO;
+      if (cf__ipc_decode_chunk(buf, (size_t)fr.len, &cv) != CF_OK) {
+        rc = CF_EPROTO;
+        break;
+      }
+      cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&cv.fn);
+      /* As for a TASK: a function missing here fails its input, and the
+       * worker goes on (the parent refuses such functions first). */
+      rc = fn ? cf__worker_chunk(fd, fr.id, fn, &cv)
+              : cf__worker_chunk_missing(fd, fr.id, cv.count);
       break;
     }
     case CF__MSG_STOP: /* crossed the result of the chunk it named */

@@ -90,6 +90,18 @@ set -e
 grep -q '^refused: invalid argument: the initializer lives in .*libother\.so, a module loaded with dlopen()' \
   "$tmp/out" || fail "initializer in a dlopen()ed module: words"
 
+# A task function in a module dlopen()ed after the pool was created: the
+# workers do not load it, so the parent refuses it with words (a CHUNK
+# used to reach the worker, which then died and, with BREAK, broke the
+# pool); the pool goes on.
+"$tmp/host1" dltask "$tmp/libother.so" > "$tmp/out" 2>&1 ||
+  fail "dltask host: exit $?"
+grep -q '^submit failed: task failed (-1): the task function is in .*loaded with dlopen()' \
+  "$tmp/out" || fail "task in a module dlopen()ed after create: words"
+grep -q '^map: task failed (-1): the task function is in .*loaded with dlopen()' \
+  "$tmp/out" || fail "map over a module dlopen()ed after create: words"
+grep -qx 'main 42' "$tmp/out" || fail "the pool did not go on after the refusals"
+
 # Started through the dynamic loader.
 interp=$(readelf -l "$tmp/host1" | sed -n 's/.*Requesting program interpreter: \(.*\)]$/\1/p')
 if [ -z "$interp" ] || [ ! -x "$interp" ]; then

@@ -10,6 +10,9 @@
  *   host initchanged NEWLIB LIB
  *                         the same with lib_init of the library as the
  *                         pool's initializer: never run from another build.
+ *   host dltask LIB.so    a pool, then lib_task of LIB.so dlopen()ed after
+ *                         it, through cf_submit and cf_map: each refused
+ *                         with words, and the pool still runs main_task.
  * A refused create prints "refused: STATUS: WORDS" and exits 3. */
 #define _GNU_SOURCE
 #include <cfutures.h>
@@ -102,6 +105,29 @@ int main(int argc, char **argv) {
     cf_executor_release(ex);
     return 0;
   }
+  if (argc == 3 && strcmp(argv[1], "dltask") == 0) {
+    cf_executor *ex = pool(NULL);
+    void *h = dlopen(argv[2], RTLD_NOW);
+    if (!h) {
+      printf("dlopen: %s\n", dlerror());
+      return 2;
+    }
+    cf_task_fn fn;
+    *(void **)&fn = dlsym(h, "lib_task");
+    run(ex, "submit", fn);
+    static const int in[2] = {1, 2};
+    cf_map_iter *m;
+    cf_map_item it;
+    if (cf_map_array(ex, fn, in, sizeof in[0], 2, NULL, &m) != CF_OK)
+      return 4;
+    int rc = cf_map_next(m, &it);
+    printf("map: %s (%d): %s\n", cf_strerror(rc), it.error_code,
+           it.error_message ? it.error_message : "");
+    cf_map_destroy(m);
+    run(ex, "main", main_task);
+    cf_executor_release(ex);
+    return 0;
+  }
   if (argc == 5 && strcmp(argv[1], "changed") == 0) {
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -136,6 +162,6 @@ int main(int argc, char **argv) {
     return 0;
   }
   fprintf(stderr, "usage: host plain | init LIB | changed NEWLIB LIB NEWEXE"
-                  " | initchanged NEWLIB LIB\n");
+                  " | initchanged NEWLIB LIB | dltask LIB\n");
   return 2;
 }

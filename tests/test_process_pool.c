@@ -919,6 +919,29 @@ static void test_callback_releases_pool(void) {
   remove_dir(dir);
 }
 
+/* Regression: "am I the manager?" compared pthread_t values, and glibc
+ * gives a joined thread's pthread_t to the next thread it creates; that
+ * thread's release of the last reference then took itself for the manager
+ * and left the pool to a manager that was gone (a leak valgrind reports). */
+static void *release_on_new_thread(void *ex) {
+  cf_executor_release(ex);
+  return NULL;
+}
+
+static void test_release_after_manager_joined(void) {
+  for (int k = 0; k < 4; k++) {
+    cf_executor *ex = make_ppool(1, CF_ON_DEATH_BREAK);
+    cf_future *f = submit_u64(ex, task_square, 3);
+    CU_ASSERT_EQUAL(result_u64(f), 10);
+    cf_future_release(f);
+    CU_ASSERT_EQUAL(cf_shutdown(ex, true, false), CF_OK); /* joins it */
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, release_on_new_thread, ex),
+                          0);
+    pthread_join(t, NULL);
+  }
+}
+
 /* ---- cf_map_destroy stops a running chunk after its current input -------- */
 
 /* A map input: its index, the index that blocks, the counting file. */
@@ -1051,6 +1074,7 @@ CF_TEST_MAIN("process_pool", CF_TEST(test_resources_before),
              CF_TEST(test_callback_waits_on_own_pool),
              CF_TEST(test_callback_shutdown_wait),
              CF_TEST(test_callback_releases_pool),
+             CF_TEST(test_release_after_manager_joined),
              CF_TEST(test_map_destroy_stops_chunk),
              CF_TEST(test_map_destroy_races),
              CF_TEST(test_resources_after))
