@@ -95,28 +95,22 @@ void cf__fnref_put(const cf__fnref *ref, unsigned char *out) {
   memcpy(out + 4 + n, &ref->offset, 8);
 }
 
-size_t cf__fnref_get(const unsigned char *p, size_t n, const char **name,
-                     size_t *name_len, uint64_t *offset, bool *none) {
+size_t cf__ipc_decode_fnref(const unsigned char *p, size_t n,
+                            cf__fnref_view *out) {
   uint32_t len;
+  *out = (cf__fnref_view){0};
   if (n < 4)
     return 0;
   memcpy(&len, p, 4);
-  *none = len == UINT32_MAX;
-  if (*none)
+  out->none = len == UINT32_MAX;
+  if (out->none)
     return 4;
   if (len >= sizeof(((cf__fnref *)0)->name) || n - 4 < (size_t)len + 8)
     return 0;
-  *name = (const char *)p + 4;
-  *name_len = len;
-  memcpy(offset, p + 4 + len, 8);
+  out->name = (const char *)p + 4;
+  out->name_len = len;
+  memcpy(&out->offset, p + 4 + len, 8);
   return 4 + (size_t)len + 8;
-}
-
-size_t cf__ipc_decode_fnref(const unsigned char *p, size_t n,
-                            cf__fnref_view *out) {
-  *out = (cf__fnref_view){0};
-  return cf__fnref_get(p, n, &out->name, &out->name_len, &out->offset,
-                       &out->none);
 }
 
 uintptr_t cf__fnref_view_resolve(const cf__fnref_view *v) {

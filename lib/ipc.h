@@ -80,10 +80,6 @@ uintptr_t cf__fnref_resolve(const char *name, size_t name_len,
 /* Bytes of the fnref's wire form, and the encoding into `out`. */
 size_t cf__fnref_size(const cf__fnref *ref);
 void cf__fnref_put(const cf__fnref *ref, unsigned char *out);
-/* Parses a fnref at the start of p[0..n).  Returns the bytes it used, or 0
- * if malformed; name points into p. */
-size_t cf__fnref_get(const unsigned char *p, size_t n, const char **name,
-                     size_t *name_len, uint64_t *offset, bool *none);
 
 /* The same parse into one view: what every message that names a function
  * (INIT, TASK, CHUNK) starts with.  Returns the bytes used, or 0 if

@@ -180,17 +180,14 @@ static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
   }
   uint32_t nbad = cf__modules_compare(views, count, &mine, bad);
   cf__modules_free(&mine);
-  const char *name = NULL;
-  size_t name_len = 0;
-  uint64_t off = 0;
-  bool none = false;
   const unsigned char *p = buf + mused;
   size_t n = len - mused;
-  size_t used = cf__fnref_get(p, n, &name, &name_len, &off, &none);
+  cf__fnref_view fv;
+  size_t used = cf__ipc_decode_fnref(p, n, &fv);
   uint32_t init_bad = UINT32_MAX;
-  for (uint32_t i = 0; used && !none && i < nbad; i++)
-    if (views[bad[i]].name_len == name_len &&
-        memcmp(views[bad[i]].name, name, name_len) == 0)
+  for (uint32_t i = 0; used && !fv.none && i < nbad; i++)
+    if (views[bad[i]].name_len == fv.name_len &&
+        memcmp(views[bad[i]].name, fv.name, fv.name_len) == 0)
       init_bad = bad[i];
   free(views);
   int32_t code = 0;
@@ -198,10 +195,8 @@ static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
     code = CF_ETASK; /* another build: its code is not the parent's */
   } else {
     cf_initializer_fn init =
-        used && !none ? (cf_initializer_fn)cf__fnref_resolve(name, name_len,
-                                                             off)
-                      : NULL;
-    code = !used || (!none && !init) ? CF_EINVAL : 0;
+        used ? (cf_initializer_fn)cf__fnref_view_resolve(&fv) : NULL;
+    code = !used || (!fv.none && !init) ? CF_EINVAL : 0;
     if (init)
       code = init(n > used ? p + used : NULL, n - used);
   }

@@ -15,19 +15,14 @@ static void test_fnref_round_trip(void) {
   CU_ASSERT_STRING_EQUAL(ref.name, ""); /* the main program */
   unsigned char buf[sizeof ref + 16];
   cf__fnref_put(&ref, buf);
-  const char *name;
-  size_t name_len;
-  uint64_t off;
-  bool none;
-  size_t used = cf__fnref_get(buf, cf__fnref_size(&ref), &name, &name_len,
-                              &off, &none);
+  cf__fnref_view v;
+  size_t used = cf__ipc_decode_fnref(buf, cf__fnref_size(&ref), &v);
   CU_ASSERT_EQUAL(used, cf__fnref_size(&ref));
-  CU_ASSERT_FALSE(none);
-  CU_ASSERT_EQUAL(cf__fnref_resolve(name, name_len, off),
-                  (uintptr_t)task_square);
+  CU_ASSERT_FALSE(v.none);
+  CU_ASSERT_EQUAL(cf__fnref_view_resolve(&v), (uintptr_t)task_square);
   /* Truncated: refused. */
   for (size_t k = 0; k < used; k++)
-    CU_ASSERT_EQUAL(cf__fnref_get(buf, k, &name, &name_len, &off, &none), 0);
+    CU_ASSERT_EQUAL(cf__ipc_decode_fnref(buf, k, &v), 0);
   /* Data, not code, is not a function; nor is an unknown module. */
   static int data;
   CU_ASSERT_EQUAL(cf__fnref_locate((uintptr_t)&data, &ref), CF_EINVAL);
