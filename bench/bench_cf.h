@@ -26,7 +26,7 @@ static inline double bench_map_ns(cf_executor *ex, size_t n, size_t chunk) {
   cf_map_iter *m;
   if (cf_map_array(ex, bench_empty, in, sizeof *in, n, &o, &m) != CF_OK)
     exit(1);
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   size_t got = 0;
   while (cf_map_next(m, &it) == CF_OK)
     got++;

@@ -132,7 +132,7 @@ static double fork_join_ns(int depth, size_t *peak) {
       cf_future_result(f, CF_FOREVER, NULL, NULL) != CF_OK)
     exit(1);
   double dt = bench_now() - t0;
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   *peak = st.workers;
   cf_future_release(f);

@@ -378,8 +378,12 @@ CF_API cf_executor *cf_executor_retain(cf_executor *ex);
  * and frees itself once that task returns. */
 CF_API void cf_executor_release(cf_executor *ex);
 
-/* A snapshot of an executor's counters. */
+/* A snapshot of an executor's counters.  Set `size` before the call
+ * (CF_EXECUTOR_STATS_INIT does): the library writes only the fields it
+ * knows, so a program built against a later header, with more fields, works
+ * with this library (its newer fields are left as they were). */
 typedef struct cf_executor_stats {
+  size_t size;         /* sizeof(cf_executor_stats), set by the caller */
   size_t workers;      /* worker threads or processes alive */
   size_t idle_workers; /* of those, waiting for work */
   size_t queued;       /* tasks submitted but not yet taken by a worker */
@@ -393,7 +397,12 @@ typedef struct cf_executor_stats {
                            started to compensate for blocked ones */
 } cf_executor_stats;
 
-/* Fills *out.  Returns CF_OK or CF_EINVAL.  Never blocks on tasks. */
+#define CF_EXECUTOR_STATS_INIT {.size = sizeof(cf_executor_stats)}
+
+/* Fills *out, whose size the caller set.  Returns CF_OK, CF_EINVAL (NULL, or
+ * out->size smaller than the first released cf_executor_stats) or
+ * CF_EBROKEN (an executor inherited through fork()).  Never blocks on
+ * tasks. */
 CF_API int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out);
 
 /* Returns the executor's max_workers, or CF_EINVAL for NULL. */
@@ -429,7 +438,13 @@ CF_API int cf_executor_max_workers(cf_executor *ex);
  *     simply waits.  cf_executor_stats() shows blocked and extra workers. */
 #define CF_THREAD_POOL_MAX_EXTRA 256
 
+/* Options of cf_thread_pool_create().  Fill with
+ * cf_thread_pool_options_init() or CF_THREAD_POOL_OPTIONS_INIT, which set
+ * `size`, then change fields: `size` tells the library which fields the
+ * program knows, so that later versions can add fields without breaking
+ * programs built against this header. */
 typedef struct cf_thread_pool_options {
+  size_t size; /* sizeof(cf_thread_pool_options), set by *_init */
   /* Upper bound on worker threads, 1 to CF_THREAD_POOL_MAX_WORKERS; 0 =
    * online CPUs + 4, at most 32 (as Python).  Threads start lazily, one per
    * submit that finds none idle.  When the system refuses a new thread
@@ -449,12 +464,16 @@ typedef struct cf_thread_pool_options {
   int64_t idle_timeout_ns;
 } cf_thread_pool_options;
 
-/* Fills *opts with the defaults.  Returns CF_OK or CF_EINVAL. */
+#define CF_THREAD_POOL_OPTIONS_INIT {.size = sizeof(cf_thread_pool_options)}
+
+/* Fills *opts with the defaults (and its size).  Returns CF_OK or
+ * CF_EINVAL. */
 CF_API int cf_thread_pool_options_init(cf_thread_pool_options *opts);
 
 /* Creates a thread pool (opts NULL = defaults; the options are copied).  No
  * thread starts until the first submit.  The caller owns one reference.
- * Returns CF_OK, CF_EINVAL (max_workers out of range) or CF_ENOMEM. */
+ * Returns CF_OK, CF_EINVAL (max_workers out of range, or opts->size not set
+ * by cf_thread_pool_options_init()) or CF_ENOMEM. */
 CF_API int cf_thread_pool_create(const cf_thread_pool_options *opts,
                                  cf_executor **out);
 
@@ -562,7 +581,11 @@ typedef enum cf_death_policy {
 /* The largest max_workers a process pool accepts. */
 #define CF_PROCESS_POOL_MAX_WORKERS 1024
 
+/* Options of cf_process_pool_create(); fill with
+ * cf_process_pool_options_init() or CF_PROCESS_POOL_OPTIONS_INIT (see
+ * cf_thread_pool_options for `size`). */
 typedef struct cf_process_pool_options {
+  size_t size; /* sizeof(cf_process_pool_options), set by *_init */
   /* 1 to CF_PROCESS_POOL_MAX_WORKERS; 0 = online CPUs.  When the system
    * refuses a new worker (descriptors, processes, memory), the pool goes on
    * with the workers it has; if it has none, the queued futures fail with
@@ -576,16 +599,20 @@ typedef struct cf_process_pool_options {
   cf_death_policy on_worker_death;
 } cf_process_pool_options;
 
-/* Fills *opts with the defaults.  Returns CF_OK or CF_EINVAL. */
+#define CF_PROCESS_POOL_OPTIONS_INIT {.size = sizeof(cf_process_pool_options)}
+
+/* Fills *opts with the defaults (and its size).  Returns CF_OK or
+ * CF_EINVAL. */
 CF_API int cf_process_pool_options_init(cf_process_pool_options *opts);
 
 /* Creates a process pool (opts NULL = defaults).  Workers start lazily, one
  * per submit that finds none idle, up to max_workers.  Captures the
  * environment for the workers (see above).  Returns CF_OK, CF_EINVAL
- * (counts out of range, an initializer that cannot be located in a worker
- * or lives in a dlopen()ed module), CF_ENOTSUP (a program that cannot host
- * workers: setuid/setgid/capabilities, libcfutures dlopen()ed, started
- * through ld.so, no /proc), CF_ENOMEM, CF_EAGAIN or CF_ESYS; on failure
+ * (counts out of range, opts->size not set by the options' init, an
+ * initializer that cannot be located in a worker or lives in a dlopen()ed
+ * module), CF_ENOTSUP (a program that cannot host workers:
+ * setuid/setgid/capabilities, libcfutures dlopen()ed, started through
+ * ld.so, no /proc), CF_ENOMEM, CF_EAGAIN or CF_ESYS; on failure
  * cf_last_error_message() says why in words. */
 CF_API int cf_process_pool_create(const cf_process_pool_options *opts,
                                   cf_executor **out);
@@ -652,7 +679,10 @@ CF_API void cf_as_completed_destroy(cf_as_completed_iter *it);
 /* The largest max_inflight a map accepts. */
 #define CF_MAP_MAX_INFLIGHT ((size_t)1 << 20)
 
+/* Options of cf_map() and cf_map_array(); fill with cf_map_options_init()
+ * or CF_MAP_OPTIONS_INIT (see cf_thread_pool_options for `size`). */
 typedef struct cf_map_options {
+  size_t size; /* sizeof(cf_map_options), set by *_init */
   /* Deadline for the whole map, from the cf_map*() call; CF_FOREVER: none. */
   int64_t timeout_ns;
   /* Inputs sent to a worker as one task; 0 = chosen by the library (1 for
@@ -670,7 +700,11 @@ typedef struct cf_map_options {
   bool unordered;
 } cf_map_options;
 
-/* Fills *opts with the defaults.  Returns CF_OK or CF_EINVAL. */
+#define CF_MAP_OPTIONS_INIT                                                  \
+  {.size = sizeof(cf_map_options), .timeout_ns = CF_FOREVER}
+
+/* Fills *opts with the defaults (and its size).  Returns CF_OK or
+ * CF_EINVAL. */
 CF_API int cf_map_options_init(cf_map_options *opts);
 
 /* Produces the input at position `index` (0, 1, 2, ...): sets *in / *len and
@@ -682,8 +716,11 @@ typedef int (*cf_map_input_fn)(void *arg, size_t index, const void **in,
 
 typedef struct cf_map_iter cf_map_iter;
 
-/* One result handed back by cf_map_next(). */
+/* One result handed back by cf_map_next().  Set `size` once before the
+ * first call (CF_MAP_ITEM_INIT does); the library writes only the fields it
+ * knows (see cf_executor_stats). */
 typedef struct cf_map_item {
+  size_t size;               /* sizeof(cf_map_item), set by the caller */
   size_t index;              /* the input's position */
   const void *data;          /* result bytes (CF_OK), valid until the next
                                 cf_map_next() or cf_map_destroy() */
@@ -696,9 +733,12 @@ typedef struct cf_map_item {
   const char *error_message;
 } cf_map_item;
 
+#define CF_MAP_ITEM_INIT {.size = sizeof(cf_map_item)}
+
 /* Maps fn over inputs produced by next(arg, i, ...).  opts NULL = defaults.
  * Work is submitted while the map is created and as results are consumed.
- * Returns CF_OK, CF_EINVAL, CF_ENOMEM, or the executor's submit error. */
+ * Returns CF_OK, CF_EINVAL (also opts->size not set by
+ * cf_map_options_init()), CF_ENOMEM, or the executor's submit error. */
 CF_API int cf_map(cf_executor *ex, cf_task_fn fn, cf_map_input_fn next,
                   void *arg, const cf_map_options *opts, cf_map_iter **out);
 
@@ -710,9 +750,10 @@ CF_API int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base,
                         size_t size, size_t count, const cf_map_options *opts,
                         cf_map_iter **out);
 
-/* Blocks for the next result.  Returns CF_OK with *item filled, CF_EOF after
- * the last one, or an error; the first error ends the map (the remaining work
- * is cancelled, later calls return CF_EOF).  CF_EDEADLK when the chunks can
+/* Blocks for the next result.  item->size must be set (CF_MAP_ITEM_INIT),
+ * else CF_EINVAL.  Returns CF_OK with *item filled, CF_EOF after the last
+ * one, or an error; the first error ends the map (the remaining work is
+ * cancelled, later calls return CF_EOF).  CF_EDEADLK when the chunks can
  * only complete after the caller returns (a map over a process pool read
  * from that pool's own done callback; see cf_future_wait()).  Errors:
  *   CF_ETASK        item->index failed (item->error_code / error_message);

@@ -104,13 +104,42 @@ void cf_executor_release(cf_executor *ex) {
   }
 }
 
+/* A size this large is not a struct of any header: garbage in an options
+ * struct that was never initialised.  Refused before reading past our end. */
+#define CF__MAX_STRUCT_SIZE 1024
+
+int cf__opts_in(void *dst, size_t dst_size, const void *src, size_t v1) {
+  size_t n = *(const size_t *)src;
+  if (n < v1 || n > CF__MAX_STRUCT_SIZE)
+    return CF_EINVAL;
+  const unsigned char *s = src;
+  for (size_t i = dst_size; i < n; i++)
+    if (s[i])
+      return CF_EINVAL; /* a newer field set: we cannot do what it asks */
+  size_t keep = n < dst_size ? n : dst_size;
+  memcpy((unsigned char *)dst + sizeof(size_t), s + sizeof(size_t),
+         keep - sizeof(size_t));
+  return CF_OK;
+}
+
+void cf__out_copy(void *out, const void *src, size_t src_size) {
+  size_t n = *(const size_t *)out;
+  size_t keep = n < src_size ? n : src_size;
+  memcpy((unsigned char *)out + sizeof(size_t),
+         (const unsigned char *)src + sizeof(size_t), keep - sizeof(size_t));
+}
+
+#define CF__STATS_V1 CF__V1_SIZE(cf_executor_stats, extra_workers)
+
 int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out) {
-  if (!ex || !out)
+  if (!ex || cf__out_check(out, CF__STATS_V1) != CF_OK)
     return CF_EINVAL;
   if (cf__inherited(ex))
     return CF_EBROKEN;
-  memset(out, 0, sizeof *out); /* what a backend does not count is 0 */
-  ex->backend->stats(ex, out);
+  /* What a backend does not count is 0. */
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
+  ex->backend->stats(ex, &st);
+  cf__out_copy(out, &st, sizeof st);
   return CF_OK;
 }
 

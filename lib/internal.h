@@ -306,6 +306,33 @@ static inline const void *cf__chunk_input(const cf__chunk *c, size_t i,
   return c->base + i * c->stride;
 }
 
+/* ---- extensible public structs ------------------------------------------ */
+
+/* Every public struct starts with `size_t size`, the sizeof the caller was
+ * built with.  Fields are only ever appended, so a struct of an older
+ * header is a prefix of ours, and one of a newer header has ours as prefix.
+ * v1 is the end of the struct's last field in the first released layout:
+ * nothing smaller is accepted. */
+#define CF__V1_SIZE(type, last)                                              \
+  (offsetof(type, last) + sizeof(((type *)0)->last))
+
+/* Copies the caller's options src (src->size bytes) over dst (our layout,
+ * holding the defaults).  CF_EINVAL when the size is below v1, or when a
+ * newer caller set fields this library does not know (non-zero bytes past
+ * our end: better refuse than ignore what was asked).  dst keeps our size. */
+int cf__opts_in(void *dst, size_t dst_size, const void *src, size_t v1);
+
+/* Checks that a caller's out struct can take our fields: CF_EINVAL when
+ * out->size is below v1.  The library then writes only the fields both
+ * layouts share, never past out->size nor past its own sizeof. */
+static inline int cf__out_check(const void *out, size_t v1) {
+  return out && *(const size_t *)out >= v1 ? CF_OK : CF_EINVAL;
+}
+
+/* Copies our filled struct src (src_size bytes, its size field unset) to
+ * the caller's out, as far as out->size goes; out->size is kept. */
+void cf__out_copy(void *out, const void *src, size_t src_size);
+
 /* ---- cf_last_error_message() --------------------------------------------- */
 
 /* Sets / clears the words cf_last_error_message() returns on this thread. */

@@ -315,10 +315,7 @@ static int cf__map_next_chunk(cf_map_iter *m, cf__slot **out) {
   }
 }
 
-int cf_map_next(cf_map_iter *m, cf_map_item *item) {
-  if (!m || !item)
-    return CF_EINVAL;
-  memset(item, 0, sizeof *item);
+static int cf__map_next(cf_map_iter *m, cf_map_item *item) {
   if (m->ended)
     return CF_EOF;
   for (;;) {
@@ -363,13 +360,23 @@ int cf_map_next(cf_map_iter *m, cf_map_item *item) {
   }
 }
 
+int cf_map_next(cf_map_iter *m, cf_map_item *item) {
+  if (!m ||
+      cf__out_check(item, CF__V1_SIZE(cf_map_item, error_message)) != CF_OK)
+    return CF_EINVAL;
+  /* Filled here, then copied as far as the caller's struct goes. */
+  cf_map_item it = CF_MAP_ITEM_INIT;
+  int rc = cf__map_next(m, &it);
+  cf__out_copy(item, &it, sizeof it);
+  return rc;
+}
+
 /* ---- creation ------------------------------------------------------------ */
 
 int cf_map_options_init(cf_map_options *o) {
   if (!o)
     return CF_EINVAL;
-  memset(o, 0, sizeof *o);
-  o->timeout_ns = CF_FOREVER;
+  *o = (cf_map_options)CF_MAP_OPTIONS_INIT;
   return CF_OK;
 }
 
@@ -381,10 +388,10 @@ static int cf__map_create(cf_executor *ex, cf_task_fn fn,
   *out = NULL;
   if (!ex || !fn)
     return CF_EINVAL;
-  cf_map_options o;
-  cf_map_options_init(&o);
-  if (opts)
-    o = *opts;
+  cf_map_options o = CF_MAP_OPTIONS_INIT;
+  if (opts && cf__opts_in(&o, sizeof o, opts,
+                          CF__V1_SIZE(cf_map_options, unordered)) != CF_OK)
+    return CF_EINVAL;
   if (o.max_inflight > CF_MAP_MAX_INFLIGHT)
     return CF_EINVAL;
   cf_map_iter *m = cf__calloc(1, sizeof *m);

@@ -1154,7 +1154,7 @@ static const cf__backend cf__pp_backend = {
 int cf_process_pool_options_init(cf_process_pool_options *o) {
   if (!o)
     return CF_EINVAL;
-  memset(o, 0, sizeof *o);
+  *o = (cf_process_pool_options)CF_PROCESS_POOL_OPTIONS_INIT;
   return CF_OK;
 }
 
@@ -1247,10 +1247,16 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
   if (!out)
     return CF__REFUSE(CF_EINVAL, "out is NULL");
   *out = NULL;
-  cf_process_pool_options o;
-  cf_process_pool_options_init(&o);
-  if (opts)
-    o = *opts;
+  cf_process_pool_options o = CF_PROCESS_POOL_OPTIONS_INIT;
+  if (opts && cf__opts_in(&o, sizeof o, opts,
+                          CF__V1_SIZE(cf_process_pool_options,
+                                      on_worker_death)) != CF_OK)
+    return CF__REFUSE(CF_EINVAL,
+                      "options: size %zu is not that of a "
+                      "cf_process_pool_options set up by "
+                      "cf_process_pool_options_init(), or fields this "
+                      "library does not know are set",
+                      opts->size);
   if (o.max_workers < 0 || o.max_workers > CF_PROCESS_POOL_MAX_WORKERS ||
       o.max_tasks_per_child < 0 ||
       (o.initarg_len && !o.initarg) ||

@@ -673,7 +673,7 @@ static const cf__backend cf__tp_backend = {
 int cf_thread_pool_options_init(cf_thread_pool_options *o) {
   if (!o)
     return CF_EINVAL;
-  memset(o, 0, sizeof *o);
+  *o = (cf_thread_pool_options)CF_THREAD_POOL_OPTIONS_INIT;
   return CF_OK;
 }
 
@@ -692,10 +692,17 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
     return CF_EINVAL;
   }
   *out = NULL;
-  cf_thread_pool_options o;
-  cf_thread_pool_options_init(&o);
-  if (opts)
-    o = *opts;
+  cf_thread_pool_options o = CF_THREAD_POOL_OPTIONS_INIT;
+  if (opts && cf__opts_in(&o, sizeof o, opts,
+                          CF__V1_SIZE(cf_thread_pool_options,
+                                      idle_timeout_ns)) != CF_OK) {
+    cf__set_last_error("options: size %zu is not that of a "
+                       "cf_thread_pool_options set up by "
+                       "cf_thread_pool_options_init(), or fields this "
+                       "library does not know are set",
+                       opts->size);
+    return CF_EINVAL;
+  }
   if (o.max_workers < 0 || o.max_workers > CF_THREAD_POOL_MAX_WORKERS) {
     cf__set_last_error("max_workers %d is out of range (0 to %d)",
                        o.max_workers, CF_THREAD_POOL_MAX_WORKERS);

@@ -60,7 +60,7 @@ int main(void) {
   if ((rc = cf_map_array(ex, is_prime, PRIMES, sizeof PRIMES[0], NPRIMES, NULL,
                          &m)) != CF_OK)
     return fail("map", rc);
-  cf_map_item item;
+  cf_map_item item = CF_MAP_ITEM_INIT;
   while ((rc = cf_map_next(m, &item)) == CF_OK)
     printf("%" PRIu64 " is prime: %s\n", PRIMES[item.index],
            *(const unsigned char *)item.data ? "True" : "False");

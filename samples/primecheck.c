@@ -268,7 +268,7 @@ int main(int argc, char **argv) {
   } else {
     rc = cf_map_array(ex, fn, ns.v, sizeof *ns.v, ns.n, &mo, &m);
   }
-  cf_map_item item;
+  cf_map_item item = CF_MAP_ITEM_INIT;
   while (rc == CF_OK && (rc = cf_map_next(m, &item)) == CF_OK) {
     uint64_t n = have_range ? lo + item.index : ns.v[item.index];
     printf("%" PRIu64 " is prime: %s\n", n,

@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
     run(ex, "submit", fn);
     static const int in[2] = {1, 2};
     cf_map_iter *m;
-    cf_map_item it;
+    cf_map_item it = CF_MAP_ITEM_INIT;
     if (cf_map_array(ex, fn, in, sizeof in[0], 2, NULL, &m) != CF_OK)
       return 4;
     int rc = cf_map_next(m, &it);

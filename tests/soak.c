@@ -464,7 +464,7 @@ static bool do_map(uint64_t *s) {
   if (!ok)
     fail("map: %s", cf_strerror(rc));
   size_t got = 0;
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   while (ok && got < stop_after && (rc = cf_map_next(m, &it)) == CF_OK) {
     op();
     uint64_t v = 0;

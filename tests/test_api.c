@@ -67,7 +67,7 @@ static void test_null_executors(void) {
   CU_ASSERT_EQUAL(cf_shutdown(NULL, true, true), CF_EINVAL);
   CU_ASSERT_PTR_NULL(cf_executor_retain(NULL));
   cf_executor_release(NULL);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   CU_ASSERT_EQUAL(cf_executor_stats_get(NULL, &st), CF_EINVAL);
   CU_ASSERT_EQUAL(cf_executor_max_workers(NULL), CF_EINVAL);
 
@@ -118,7 +118,7 @@ static void test_null_waits_and_maps(void) {
                   CF_EINVAL);
   uint64_t arr[2] = {1, 2};
   CU_ASSERT_EQUAL(cf_map_array(ex, task_noop, arr, 0, 2, NULL, &m), CF_EINVAL);
-  cf_map_item item;
+  cf_map_item item = CF_MAP_ITEM_INIT;
   CU_ASSERT_EQUAL(cf_map_next(NULL, &item), CF_EINVAL);
   CU_ASSERT_EQUAL(cf_map_array(ex, task_noop, arr, 8, 2, NULL, &m), CF_OK);
   CU_ASSERT_EQUAL(cf_map_next(m, NULL), CF_EINVAL);
@@ -153,7 +153,7 @@ static void test_sizes_checked(void) {
       int rc = array ? cf_map_array(ex, task_square, arr, 8, 3, &o, &m)
                      : cf_map(ex, task_square, gen_three, NULL, &o, &m);
       CU_ASSERT_EQUAL_FATAL(rc, CF_OK);
-      cf_map_item it;
+      cf_map_item it = CF_MAP_ITEM_INIT;
       uint64_t sum = 0;
       while ((rc = cf_map_next(m, &it)) == CF_OK) {
         uint64_t r;

@@ -97,7 +97,7 @@ static void test_timed_wait_runs_nothing_inline(void) {
   /* L runs on a compensating worker, not on the waiting task's stack. */
   CU_ASSERT_TRUE(cf_test_await_flag(&c.long_started));
   CU_ASSERT_FALSE(pthread_equal(c.long_thread, c.outer_thread));
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   CU_ASSERT_EQUAL(cf_executor_stats_get(c.ex, &st), CF_OK);
   CU_ASSERT_TRUE(st.workers <= 2); /* L's, and the outer's until it retires */
   gate_open(&c.gate);
@@ -265,7 +265,7 @@ typedef struct fj_arg {
 } fj_arg;
 
 static void note_peak(fj_arg *a) {
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   if (cf_executor_stats_get(a->ex, &st) != CF_OK)
     return;
   size_t cur = atomic_load(a->peak);
@@ -369,7 +369,7 @@ static void test_compensation_bounds(void) {
     g[i] = submit_ptr(ex, task_gate, &gate);
   /* Two gated tasks start on compensating workers... */
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&gate.entered) == 2));
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(
       cf_executor_stats_get(ex, &st) == CF_OK && st.blocked == 2));
   CU_ASSERT_EQUAL(st.workers, 4);

@@ -129,7 +129,7 @@ static bool scenario(make_fn make, long nth_alloc, long nth_thread) {
   rc = cf_map_array(ex, task_square, arr, sizeof arr[0], 40, &mo, &m);
   EXPECT_CLEAN(rc);
   if (rc == CF_OK) {
-    cf_map_item item;
+    cf_map_item item = CF_MAP_ITEM_INIT;
     while ((rc = cf_map_next(m, &item)) == CF_OK) {
       uint64_t v;
       memcpy(&v, item.data, sizeof v);
@@ -236,7 +236,7 @@ static void cancel_hook(enum cf__race_point point, void *obj) {
 static void sleep_first_hook(enum cf__race_point point, void *obj) {
   if (point != CF__RACE_SUBMIT_BEFORE_PUSH)
     return;
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   for (int i = 0; i < 600000; i++) {
     if (cf_executor_stats_get(obj, &st) == CF_OK && st.idle_workers == 1 &&
         st.workers == 1)

@@ -10,7 +10,7 @@ static int child_main(cf_executor *tp, cf_executor *pp) {
   /* Inherited: inert, refused cleanly, released without waiting. */
   bad += cf_submit(tp, task_noop, NULL, 0, NULL) != CF_EBROKEN;
   bad += cf_submit(pp, task_noop, NULL, 0, NULL) != CF_EBROKEN;
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   bad += cf_executor_stats_get(tp, &st) != CF_EBROKEN;
   bad += cf_shutdown(tp, true, true) != CF_OK;
   bad += cf_shutdown(pp, true, false) != CF_OK;

@@ -115,7 +115,7 @@ static void test_threads_beyond_system_limit(void) {
   for (int i = 0; i < N; i++)
     ok += cf_submit(ex, task_gate, &(cf_test_gate *){&g}, sizeof(void *),
                     &fs[i]) == CF_OK;
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   /* None at all: the first submit is refused, nothing is queued. */
   lim.rlim_cur = statm_bytes(0) + stack / 2;
@@ -169,7 +169,7 @@ static void test_processes_beyond_fd_limit(void) {
   }
   for (int i = 0; i < ok; i++)
     CU_ASSERT_EQUAL(cf_future_result(fs[i], CF_SEC(60), NULL, NULL), CF_OK);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   lim.rlim_cur = (rlim_t)fds; /* no room for even one */
   setrlimit(RLIMIT_NOFILE, &lim);
@@ -370,7 +370,7 @@ static void test_deadline_in_the_past(void) {
   cf_map_options_init(&mo);
   mo.timeout_ns = CF_SEC(-1);
   cf_map_iter *m;
-  cf_map_item item;
+  cf_map_item item = CF_MAP_ITEM_INIT;
   CU_ASSERT_EQUAL_FATAL(
       cf_map_array(ex, task_square, in, sizeof in[0], 4, &mo, &m), CF_OK);
   cf_test_deadman_start(&dm, 60000, gate_open_cb, &g); /* as above */
@@ -422,7 +422,7 @@ static void test_deadline_far_in_the_future(void) {
   cf_map_options_init(&mo);
   mo.timeout_ns = INT64_MAX;
   cf_map_iter *m;
-  cf_map_item item;
+  cf_map_item item = CF_MAP_ITEM_INIT;
   CU_ASSERT_EQUAL_FATAL(
       cf_map_array(ex, task_square, in, sizeof in[0], 64, &mo, &m), CF_OK);
   size_t got = 0;

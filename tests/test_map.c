@@ -33,7 +33,7 @@ static int next_counter(void *arg, size_t index, const void **in,
 }
 
 static void check_ordered(cf_map_iter *m, uint64_t n) {
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   for (uint64_t i = 0; i < n; i++) {
     CU_ASSERT_EQUAL_FATAL(cf_map_next(m, &it), CF_OK);
     CU_ASSERT_EQUAL(it.index, i);
@@ -78,7 +78,7 @@ static void test_map_generator(void) {
   counter none = {.limit = 0, .fail_at = -1};
   CU_ASSERT_EQUAL_FATAL(cf_map(ex, task_square, next_counter, &none, NULL, &m),
                         CF_OK);
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_EOF);
   cf_map_destroy(m);
   CU_ASSERT_EQUAL(cf_map_array(ex, task_square, NULL, 8, 0, NULL, &m), CF_OK);
@@ -96,7 +96,7 @@ static void test_map_unordered(void) {
   CU_ASSERT_EQUAL_FATAL(cf_map(ex, task_square, next_counter, &c, &o, &m),
                         CF_OK);
   bool *seen = calloc(N, sizeof *seen);
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   size_t count = 0;
   int rc;
   while ((rc = cf_map_next(m, &it)) == CF_OK) {
@@ -132,7 +132,7 @@ static void test_map_error_stops(void) {
     cf_map_iter *m;
     CU_ASSERT_EQUAL_FATAL(
         cf_map(ex, task_fail_1234, next_counter, &c, &o, &m), CF_OK);
-    cf_map_item it;
+    cf_map_item it = CF_MAP_ITEM_INIT;
     int rc;
     size_t ok = 0;
     while ((rc = cf_map_next(m, &it)) == CF_OK)
@@ -159,7 +159,7 @@ static void test_map_input_error(void) {
   cf_map_iter *m;
   CU_ASSERT_EQUAL_FATAL(cf_map(ex, task_square, next_counter, &c, &o, &m),
                         CF_OK);
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   for (int i = 0; i < 50; i++)
     CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_ENOTSUP);
@@ -182,7 +182,7 @@ static void test_map_bounded(void) {
   CU_ASSERT_EQUAL_FATAL(cf_map(ex, task_square, next_counter, &c, &o, &m),
                         CF_OK);
   CU_ASSERT_TRUE(atomic_load(&c.reads) <= 4 * 16);
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   for (int i = 0; i < 1000; i++)
     CU_ASSERT_EQUAL_FATAL(cf_map_next(m, &it), CF_OK);
   CU_ASSERT_TRUE(atomic_load(&c.reads) <= 1000 + 4 * 16 + 4);
@@ -220,7 +220,7 @@ static void test_map_timeout(void) {
   /* Both workers held: each took one of the first two inputs (FIFO) and
    * completed it before it took a held one. */
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&g.entered) == 2));
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
   CU_ASSERT_EQUAL(it.index, 0);
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
@@ -231,7 +231,7 @@ static void test_map_timeout(void) {
   CU_ASSERT_FALSE(cf_test_deadman_stop(&dm));
   gate_open(&g);
   cf_map_destroy(m); /* waits for the two running tasks only */
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_shutdown(ex, true, false);
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.completed, 4); /* the two quick ones, the two held */
@@ -256,7 +256,7 @@ static void test_map_destroy_midway(void) {
   cf_map_iter *m;
   CU_ASSERT_EQUAL_FATAL(
       cf_map_array(ex, task_slow_read, in, sizeof *in, 400, &o, &m), CF_OK);
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
   cf_map_destroy(m);
   free(in);
@@ -289,7 +289,7 @@ static void test_map_sees_cancellation(void) {
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&g.entered) == 1));
   cf_shutdown(ex, false, true);
   gate_open(&g);
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK); /* the running one */
   CU_ASSERT_EQUAL(it.index, 0);
   CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_ECANCELLED);

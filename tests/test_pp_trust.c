@@ -191,7 +191,7 @@ static void test_setenv_while_workers_start(void) {
   atomic_store(&g_stop, true);
   pthread_join(th, NULL);
   CU_ASSERT_EQUAL(ok, n);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.completed, n);
   cf_executor_release(ex);
@@ -268,7 +268,7 @@ static void test_task_children_cannot_reach_channel(void) {
     CU_ASSERT_EQUAL(result_u64(fs[i]), i * i + 1);
     cf_future_release(fs[i]);
   }
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.failed, 0);
   cf_executor_release(ex);

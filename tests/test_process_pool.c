@@ -184,7 +184,7 @@ static int task_take_mutex(cf_task *t, const void *in, size_t len) {
 
 static void test_same_tasks_as_threads(void) {
   cf_executor *ex = make_ppool(2, CF_ON_DEATH_BREAK);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.workers, 0); /* started lazily */
   CU_ASSERT_EQUAL(cf_executor_max_workers(ex), 2);
@@ -228,7 +228,7 @@ static void test_map_chunks(void) {
   cf_map_iter *m;
   CU_ASSERT_EQUAL_FATAL(
       cf_map_array(ex, task_square, in, sizeof *in, n, &o, &m), CF_OK);
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   size_t good = 0, count = 0;
   int rc;
   while ((rc = cf_map_next(m, &it)) == CF_OK) {
@@ -264,7 +264,7 @@ static void test_map_item_error_in_chunk(void) {
   cf_map_iter *m;
   CU_ASSERT_EQUAL_FATAL(cf_map_array(ex, task_fail_5, in, 8, 10, &o, &m),
                         CF_OK);
-  cf_map_item it;
+  cf_map_item it = CF_MAP_ITEM_INIT;
   for (size_t i = 0; i < 5; i++) {
     CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
     CU_ASSERT_EQUAL(it.index, i);
@@ -339,7 +339,7 @@ static void test_death_restart(void) {
     }
     cf_future_release(dead);
   }
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.failed, 5);
   CU_ASSERT_EQUAL(st.completed, 20);
@@ -483,7 +483,7 @@ static void test_shutdown_and_terminate(void) {
   cf_future *running, *queued;
   cf_submit(ex, task_sleep, &long_ms, sizeof long_ms, &running);
   cf_submit(ex, task_sleep, &long_ms, sizeof long_ms, &queued);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(cf_executor_stats_get(ex, &st) == CF_OK &&
                                     st.running == 1));
   CU_ASSERT_EQUAL(cf_terminate_workers(ex, SIGKILL), CF_OK);
@@ -665,7 +665,7 @@ static void check_kill_at_start(cf_death_policy pol) {
     for (uint64_t i = 0; i < 3; i++)
       CU_ASSERT_EQUAL(result_u64(fs[i]), i * i + 1);
     CU_ASSERT_EQUAL(file_size(starts), 2);
-    cf_executor_stats st;
+    cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
     cf_executor_stats_get(ex, &st);
     CU_ASSERT_EQUAL(st.completed, 3);
     CU_ASSERT_EQUAL(st.failed, 0);
@@ -808,7 +808,7 @@ static void cb_io_waits(cf_future *self, void *arg) {
     cf_map_iter *m;
     c->rc[W_MAP_NEXT] = cf_map_array(c->self, task_square, in, 8, 4, NULL, &m);
     if (c->rc[W_MAP_NEXT] == CF_OK) {
-      cf_map_item mi;
+      cf_map_item mi = CF_MAP_ITEM_INIT;
       c->rc[W_MAP_NEXT] = cf_map_next(m, &mi);
       cf_map_destroy(m);
     }
@@ -1010,7 +1010,7 @@ static void test_map_destroy_stops_chunk(void) {
   cf_future *f = submit_u64(ex, task_square, 4);
   CU_ASSERT_EQUAL(result_u64(f), 17);
   cf_future_release(f);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.failed, 0);
   CU_ASSERT_EQUAL(st.workers, 1);
@@ -1035,12 +1035,12 @@ static void test_map_destroy_races(void) {
     cf_map_iter *m;
     CU_ASSERT_EQUAL_FATAL(
         cf_map_array(ex, task_square, in, sizeof *in, 64, &o, &m), CF_OK);
-    cf_map_item it;
+    cf_map_item it = CF_MAP_ITEM_INIT;
     for (size_t k = 0; k < r % 9; k++)
       CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_OK);
     cf_map_destroy(m);
   }
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.failed, 0);
   cf_future *f = submit_u64(ex, task_square, 5);

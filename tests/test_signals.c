@@ -206,7 +206,7 @@ typedef struct map_scene {
 
 static int call_map_all(void *arg) {
   map_scene *ms = arg;
-  cf_map_item item;
+  cf_map_item item = CF_MAP_ITEM_INIT;
   int rc, n = 0;
   while ((rc = cf_map_next(ms->m, &item)) == CF_OK) {
     uint64_t v;
@@ -271,7 +271,7 @@ static int call_proc_map(void *arg) {
   proc_scene *p = arg;
   int rc = cf_map_array(p->ex, task_fifo_gate, p->in, sizeof p->in[0], 4,
                         NULL, &p->m);
-  cf_map_item item;
+  cf_map_item item = CF_MAP_ITEM_INIT;
   int n = 0;
   while (rc == CF_OK && (rc = cf_map_next(p->m, &item)) == CF_OK)
     n++;

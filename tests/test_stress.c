@@ -53,7 +53,7 @@ static void test_eight_submitters(void) {
     bad += s[i].bad;
   }
   CU_ASSERT_EQUAL(bad, 0);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_shutdown(ex, true, false);
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.completed, T * per);
@@ -91,7 +91,7 @@ static void test_race_cancel_vs_start(void) {
   CU_ASSERT_EQUAL(cancelled + finished, n);
   CU_ASSERT_EQUAL(atomic_load(&g_runs), finished);
   CU_ASSERT_TRUE(finished >= n / 3);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.cancelled, cancelled);
   cf_executor_release(ex);
@@ -216,7 +216,7 @@ static void test_mixed_waits(void) {
     pthread_create(&th[i], NULL, mixed_worker, ex);
   for (int i = 0; i < 4; i++)
     pthread_join(th[i], NULL);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_shutdown(ex, true, false);
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.completed + st.cancelled, 4 * 200 * 16);

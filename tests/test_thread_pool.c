@@ -260,7 +260,7 @@ static void test_max_workers_and_stats(void) {
   cf_executor_release(dflt);
 
   cf_executor *ex = make_pool(2);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   CU_ASSERT_EQUAL(cf_executor_stats_get(ex, &st), CF_OK);
   CU_ASSERT_EQUAL(st.workers, 0); /* lazily started */
   cf_test_gate gate;
@@ -301,7 +301,7 @@ static void test_workers_reused(void) {
     CU_ASSERT_EQUAL(result_u64(f), i * i + 1);
     cf_future_release(f);
   }
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   /* One at a time: the idle worker takes each task, no new thread. */
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(cf_executor_stats_get(ex, &st) == CF_OK &&
                                     st.idle_workers == st.workers));
@@ -337,7 +337,7 @@ static void test_idle_timeout(void) {
     cf_future *f = submit_u64(ex, task_square, 3);
     CU_ASSERT_EQUAL(result_u64(f), 10);
     cf_future_release(f);
-    cf_executor_stats st;
+    cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
     CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(
         cf_executor_stats_get(ex, &st) == CF_OK && st.workers == 0));
   }
@@ -378,7 +378,7 @@ static void test_initializer(void) {
   bool all_in = CF_TEST_EVENTUALLY(atomic_load(&gate.entered) == 3);
   CU_ASSERT_TRUE(all_in);
   if (!all_in) {
-    cf_executor_stats st;
+    cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
     cf_executor_stats_get(ex, &st);
     fprintf(stderr, "entered %d inits %d: workers %zu idle %zu queued %zu\n",
             atomic_load(&gate.entered), atomic_load(&g_inits), st.workers,
@@ -426,7 +426,7 @@ static void test_shutdown(void) {
   CU_ASSERT_EQUAL(cf_submit(ex, task_noop, NULL, 0, NULL), CF_ESHUTDOWN);
   CU_ASSERT_EQUAL(cf_shutdown(ex, true, false), CF_OK); /* idempotent */
   CU_ASSERT_EQUAL(cf_shutdown(ex, false, true), CF_OK);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.workers, 0);
   cf_executor_release(ex);
@@ -462,7 +462,7 @@ static void test_shutdown_cancel_futures(void) {
   for (int i = 0; i < 10; i++)
     cf_future_release(fs[i]);
   cf_future_release(running);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   cf_shutdown(ex, true, false);
   cf_executor_stats_get(ex, &st);
   CU_ASSERT_EQUAL(st.cancelled, 10);
@@ -583,7 +583,7 @@ static void test_help_with_late_submit(void) {
   cf_future *gatef;
   cf_future_create(&gatef);
   cf_future *waiter = submit_ptr(g_ex, task_wait_user_future, gatef);
-  cf_executor_stats st;
+  cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(cf_executor_stats_get(g_ex, &st) ==
                                         CF_OK &&
                                     st.running == 1));
