@@ -6,6 +6,7 @@
  *   future.c       the future state machine, callbacks, single-future waits
  *   waiter.c       waiting on many futures: cf_wait(), cf_as_completed()
  *   executor.c     the generic executor: submit, shutdown, refcounting
+ *   batch.c        batches: many inputs run as one task (batch.h)
  *   map.c          cf_map(): bounded, chunked, ordered or not
  *   thread_pool.c  the thread-pool backend
  *   process_pool.c the process-pool backend: the parent's side, its manager
@@ -228,7 +229,7 @@ bool cf__waits_for_self(cf_future *f);
 
 /* ---- executors ----------------------------------------------------------- */
 
-/* What a backend provides to the generic code (executor.c, map.c). */
+/* What a backend provides to the generic code (executor.c, batch.c). */
 typedef struct cf__backend {
   /* Queues f; on CF_OK the backend owns the reference it was given. */
   int (*submit)(cf_executor *ex, cf_future *f);
@@ -242,9 +243,10 @@ typedef struct cf__backend {
    * its threads (they do not exist here) or its locks (a thread that is
    * gone may have held one).  Closes its descriptors. */
   void (*forget)(cf_executor *ex);
-  /* Asks the worker running f (a map chunk) to stop after its current
-   * input; NULL when the chunk's own stop flag reaches the task (threads). */
-  void (*interrupt)(cf_executor *ex, cf_future *f);
+  /* f runs a batch (batch.h) that cf_future_cancel() could not stop: asks
+   * whoever runs it to skip its inputs not started yet.  NULL when the
+   * batch's own stop flag reaches the task (threads of this process). */
+  void (*stop_batch)(cf_executor *ex, cf_future *f);
 } cf__backend;
 
 struct cf_executor {
@@ -269,42 +271,6 @@ void cf__executor_init(cf_executor *ex, const cf__backend *backend,
  * caller when out != NULL).  On error f is left with the one reference the
  * caller must release. */
 int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out);
-
-/* ---- map chunks ---------------------------------------------------------- */
-
-/* The outcome of one map input. */
-typedef struct cf__item {
-  int32_t status; /* CF_OK, CF_ETASK, or CF_ECANCELLED when it never ran */
-  int32_t code;
-  char *msg;
-  cf__buf out;
-} cf__item;
-
-/* Several map inputs run as one task.  The chunk's future carries a pointer
- * to it as its input; the map owns the chunk and frees it. */
-typedef struct cf__chunk {
-  cf_task_fn fn;
-  size_t first; /* index of the first input */
-  size_t n;
-  _Atomic int stop;          /* set to skip the inputs not started yet */
-  const unsigned char *base; /* array inputs, stride bytes apart ... */
-  size_t stride;
-  cf__buf *ins; /* ... or copied inputs */
-  cf__item items[];
-} cf__chunk;
-
-/* The task that runs a chunk: stops at the first failing input. */
-int cf__chunk_task(cf_task *t, const void *in, size_t len);
-
-static inline const void *cf__chunk_input(const cf__chunk *c, size_t i,
-                                          size_t *len) {
-  if (c->ins) {
-    *len = cf__buf_len(&c->ins[i]);
-    return cf__buf_data(&c->ins[i]);
-  }
-  *len = c->stride;
-  return c->base + i * c->stride;
-}
 
 /* ---- extensible public structs ------------------------------------------ */
 

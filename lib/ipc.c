@@ -201,16 +201,16 @@ int cf__ipc_decode_result(const unsigned char *p, size_t n,
   return CF_OK;
 }
 
-static void cf__items_clear(cf__item *items, size_t n) {
+static void cf__items_clear(cf__batch_item *items, size_t n) {
   for (size_t i = 0; i < n; i++) {
     cf__buf_free(&items[i].out);
     free(items[i].msg);
-    items[i] = (cf__item){.status = CF_ECANCELLED};
+    items[i] = (cf__batch_item){.status = CF_ECANCELLED};
   }
 }
 
 int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
-                                size_t expect, cf__item *items) {
+                                size_t expect, cf__batch_item *items) {
   uint64_t count;
   if (n < 8)
     return CF_EPROTO;
@@ -233,7 +233,7 @@ int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
     off += 24;
     if (pad != 0 || has_msg > 1 || len > n - off)
       goto fail;
-    cf__item *it = &items[i];
+    cf__batch_item *it = &items[i];
     if (status == CF__ITEM_OK && !has_msg) {
       if (cf__buf_copy(&it->out, p + off, (size_t)len) != CF_OK) {
         rc = CF_ENOMEM;
@@ -271,12 +271,12 @@ int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
 
 /* ---- encoding chunks and chunk results ----------------------------------- */
 
-int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__chunk *c,
+int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__batch *c,
                          unsigned char **out, size_t *len) {
   size_t total = cf__fnref_size(ref) + 8;
   for (size_t i = 0; i < c->n; i++) {
     size_t l;
-    cf__chunk_input(c, i, &l);
+    cf__batch_input(c, i, &l);
     /* More than a frame carries (which a worker would refuse) cannot be
      * sent; nor can a sum that would wrap. */
     if (l > CF__IPC_MAX_PAYLOAD - 8 || total > CF__IPC_MAX_PAYLOAD - 8 - l)
@@ -293,7 +293,7 @@ int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__chunk *c,
   off += 8;
   for (size_t i = 0; i < c->n; i++) {
     size_t l;
-    const void *in = cf__chunk_input(c, i, &l);
+    const void *in = cf__batch_input(c, i, &l);
     uint64_t l64 = l;
     memcpy(buf + off, &l64, 8);
     if (l)

@@ -34,6 +34,7 @@
 #define CF_IPC_H
 
 #include "internal.h"
+#include "batch.h"
 
 #include <sys/uio.h>
 
@@ -126,7 +127,7 @@ int cf__ipc_decode_result(const unsigned char *p, size_t n,
  * buffers and messages are copied, so they outlive p).  Returns CF_OK,
  * CF_EPROTO (items[] then left empty) or CF_ENOMEM. */
 int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
-                                size_t expect, cf__item *items);
+                                size_t expect, cf__batch_item *items);
 
 /* ---- encoding chunks (parent) and chunk results (worker) ----------------- */
 
@@ -139,7 +140,7 @@ typedef struct cf__obuf {
 /* The CHUNK payload for c with function ref: *out is allocated (free()).
  * CF_ENOMEM also when it would exceed CF__IPC_MAX_PAYLOAD.
  * Returns CF_OK or CF_ENOMEM. */
-int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__chunk *c,
+int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__batch *c,
                          unsigned char **out, size_t *len);
 /* A CHUNKRESULT payload: begin with the item count, then add each item in
  * order (status CF__ITEM_*; data is the result, or the message when

@@ -1,8 +1,8 @@
 /*
  * cf_map(): fn over a stream of inputs, through any executor.
  *
- * Inputs are grouped into chunks; each chunk is one task (cf__chunk_task)
- * whose future carries a pointer to the chunk.  At most max_inflight chunks
+ * Inputs are grouped into chunks; each chunk is one batch (batch.h): one
+ * task, one future, for up to chunksize inputs.  At most max_inflight chunks
  * are in flight: new inputs are read and submitted only as results are
  * consumed, so mapping ten million inputs never creates ten million futures
  * (CPython gh-74028).  Results come back in input order, or, unordered, in
@@ -11,6 +11,7 @@
  */
 #include "internal.h"
 #include "alloc.h"
+#include "batch.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@
 
 typedef struct cf__slot {
   cf_future *f;
-  cf__chunk *c;
+  cf__batch *c;  /* the chunk */
+  size_t first;  /* the index of its first input */
   cf__listener link; /* unordered mode: watches f */
   bool linked;
 } cf__slot;
@@ -52,82 +54,15 @@ struct cf_map_iter {
   cf__buf *scratch;
   size_t scratch_cap;
 
-  cf__chunk *cur; /* chunk being handed out */
-  size_t cur_pos;
+  cf__batch *cur; /* chunk being handed out */
+  size_t cur_first, cur_pos;
   bool ended;
 };
 
-/* ---- chunks -------------------------------------------------------------- */
-
-int cf__chunk_task(cf_task *t, const void *in, size_t len) {
-  CF__UNUSED(t);
-  CF__UNUSED(len);
-  cf__chunk *c;
-  memcpy(&c, in, sizeof c);
-  size_t i = 0;
-  while (i < c->n) {
-    if (atomic_load_explicit(&c->stop, memory_order_relaxed))
-      break;
-    size_t ilen;
-    const void *ip = cf__chunk_input(c, i, &ilen);
-    cf_task it;
-    int rc = cf__task_invoke(c->fn, ip, ilen, &it);
-    cf__item *r = &c->items[i++];
-    if (rc == 0) {
-      r->status = CF_OK;
-      r->out = it.out;
-    } else {
-      /* This input fails alone; the rest of the chunk would only be
-       * cancelled by the consumer, so do not run it. */
-      r->status = CF_ETASK;
-      r->code = rc;
-      r->msg = it.errmsg;
-      break;
-    }
-  }
-  for (; i < c->n; i++)
-    c->items[i].status = CF_ECANCELLED;
-  return 0;
-}
-
-static void cf__chunk_free(cf__chunk *c) {
-  if (!c)
-    return;
-  for (size_t i = 0; i < c->n; i++) {
-    cf__buf_free(&c->items[i].out);
-    free(c->items[i].msg);
-    if (c->ins)
-      cf__buf_free(&c->ins[i]);
-  }
-  free(c);
-}
-
-/* A chunk of n items (inputs copied: n input buffers too), or NULL when
- * memory is short or the size does not fit a size_t. */
-static void cf__chunk_free_cb(cf_future *f, void *arg) {
+/* A done callback: frees a chunk whose map is gone (see cf_map_destroy). */
+static void cf__map_free_chunk_cb(cf_future *f, void *arg) {
   CF__UNUSED(f);
-  cf__chunk_free(arg);
-}
-
-static cf__chunk *cf__chunk_new(cf_task_fn fn, size_t first, size_t n,
-                                bool copied) {
-  size_t per = sizeof(cf__item) + (copied ? sizeof(cf__buf) : 0);
-  if (n > (SIZE_MAX - sizeof(cf__chunk)) / per)
-    return NULL;
-  size_t sz = sizeof(cf__chunk) + n * sizeof(cf__item);
-  cf__chunk *c = cf__malloc(sz + (copied ? n * sizeof(cf__buf) : 0));
-  if (!c)
-    return NULL;
-  c->fn = fn;
-  c->first = first;
-  c->n = n;
-  atomic_init(&c->stop, 0);
-  c->base = NULL;
-  c->stride = 0;
-  c->ins = copied ? (cf__buf *)((char *)c + sz) : NULL;
-  for (size_t i = 0; i < n; i++)
-    c->items[i] = (cf__item){.status = CF_ECANCELLED};
-  return c;
+  cf__batch_free(arg);
 }
 
 /* Frees the inputs read into the scratch array but not handed to a chunk. */
@@ -139,7 +74,7 @@ static void cf__map_drop_scratch(cf_map_iter *m, size_t n) {
 /* Reads the next chunk's inputs; NULL at the end or on error (pending_err).
  * A chunk is allocated for the inputs it holds, never for chunksize: a huge
  * chunksize over three inputs costs three items. */
-static cf__chunk *cf__map_read_chunk(cf_map_iter *m) {
+static cf__batch *cf__map_read_chunk(cf_map_iter *m) {
   if (m->base) {
     size_t n = m->count - m->next_index;
     if (n > m->chunksize)
@@ -148,7 +83,7 @@ static cf__chunk *cf__map_read_chunk(cf_map_iter *m) {
       m->inputs_done = true;
       return NULL;
     }
-    cf__chunk *c = cf__chunk_new(m->fn, m->next_index, n, false);
+    cf__batch *c = cf__batch_new(m->fn, n, false);
     if (!c) {
       m->pending_err = CF_ENOMEM;
       return NULL;
@@ -193,7 +128,7 @@ static cf__chunk *cf__map_read_chunk(cf_map_iter *m) {
   }
   if (n == 0)
     return NULL;
-  cf__chunk *c = cf__chunk_new(m->fn, m->next_index - n, n, true);
+  cf__batch *c = cf__batch_new(m->fn, n, true);
   if (!c) {
     cf__map_drop_scratch(m, n);
     m->pending_err = CF_ENOMEM;
@@ -208,19 +143,14 @@ static cf__chunk *cf__map_read_chunk(cf_map_iter *m) {
 /* Submits chunks until max_inflight are in flight or the inputs end. */
 static void cf__map_fill(cf_map_iter *m) {
   while (m->nflight < m->max_inflight && !m->inputs_done && !m->pending_err) {
-    cf__chunk *c = cf__map_read_chunk(m);
+    size_t first = m->next_index;
+    cf__batch *c = cf__map_read_chunk(m);
     if (!c)
       return;
-    cf_future *f = cf__future_alloc(cf__chunk_task);
-    int rc = CF_ENOMEM;
-    if (f) {
-      cf__buf_copy(&f->in, &c, sizeof c); /* inline: cannot fail */
-      rc = cf__submit_future(m->ex, f, &f);
-      if (rc != CF_OK)
-        cf_future_release(f);
-    }
+    cf_future *f = NULL;
+    int rc = cf__batch_submit(m->ex, c, &f);
     if (rc != CF_OK) {
-      cf__chunk_free(c);
+      cf__batch_free(c);
       m->pending_err = rc;
       return;
     }
@@ -233,6 +163,7 @@ static void cf__map_fill(cf_map_iter *m) {
     cf__slot *s = &m->slots[i];
     s->f = f;
     s->c = c;
+    s->first = first;
     s->linked = false;
     m->nflight++;
     if (m->unordered) {
@@ -262,13 +193,8 @@ static void cf__map_end(cf_map_iter *m) {
   m->ended = true;
   for (size_t k = 0; k < m->max_inflight; k++) {
     cf__slot *s = &m->slots[k];
-    if (s->f) {
-      atomic_store(&s->c->stop, 1);
-      /* A chunk already running elsewhere (a worker process) does not see
-       * the flag: its backend passes the request on. */
-      if (cf_future_cancel(s->f) != CF_OK && m->ex->backend->interrupt)
-        m->ex->backend->interrupt(m->ex, s->f);
-    }
+    if (s->f)
+      cf__batch_stop(s->c, s->f);
   }
 }
 
@@ -320,8 +246,8 @@ static int cf__map_next(cf_map_iter *m, cf_map_item *item) {
     return CF_EOF;
   for (;;) {
     if (m->cur && m->cur_pos < m->cur->n) {
-      cf__item *r = &m->cur->items[m->cur_pos];
-      item->index = m->cur->first + m->cur_pos++;
+      cf__batch_item *r = &m->cur->items[m->cur_pos];
+      item->index = m->cur_first + m->cur_pos++;
       if (r->status == CF_OK) {
         item->data = cf__buf_data(&r->out);
         item->len = cf__buf_len(&r->out);
@@ -332,7 +258,7 @@ static int cf__map_next(cf_map_iter *m, cf_map_item *item) {
       cf__map_end(m);
       return r->status;
     }
-    cf__chunk_free(m->cur);
+    cf__batch_free(m->cur);
     m->cur = NULL;
 
     cf__slot *s = NULL;
@@ -345,7 +271,7 @@ static int cf__map_next(cf_map_iter *m, cf_map_item *item) {
     }
     rc = cf__future_status(s->f);
     if (rc != CF_OK) { /* the chunk never ran: cancelled, broken, died... */
-      item->index = s->c->first;
+      item->index = s->first;
       /* Its words too (a refused function, a dead worker...): owned by the
        * future, which the slot keeps until destroy. */
       cf_future_error(s->f, 0, &item->error_code, &item->error_message);
@@ -354,6 +280,7 @@ static int cf__map_next(cf_map_iter *m, cf_map_item *item) {
       return rc;
     }
     m->cur = s->c;
+    m->cur_first = s->first;
     m->cur_pos = 0;
     s->c = NULL;
     cf__map_release_slot(m, s);
@@ -497,15 +424,15 @@ void cf_map_destroy(cf_map_iter *m) {
          * process pool's own callback): the chunk is freed when it is
          * done instead; without memory for that it is leaked, never freed
          * under a worker still writing into it. */
-        cf_future_add_done_callback(s->f, cf__chunk_free_cb, s->c);
+        cf_future_add_done_callback(s->f, cf__map_free_chunk_cb, s->c);
       } else {
-        cf__chunk_free(s->c);
+        cf__batch_free(s->c);
       }
       s->c = NULL;
       cf__map_release_slot(m, s);
     }
   }
-  cf__chunk_free(m->cur);
+  cf__batch_free(m->cur);
   free(m->scratch);
   if (m->unordered && m->free_slots)
     cf__waiter_fini(&m->w);

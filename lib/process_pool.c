@@ -5,8 +5,8 @@
  * pool's manager thread (eventfd) -> the manager (cf__pp_manager) hands it to
  * an idle worker process as a TASK or CHUNK frame -> the worker runs it and
  * answers RESULT / CHUNKRESULT -> the manager completes the future, so done
- * callbacks run on the manager thread.  cf_map_destroy() interrupts a
- * running chunk (cf__pp_interrupt): the manager sends STOP, and the worker,
+ * callbacks run on the manager thread.  cf_map_destroy() stops a
+ * running chunk (cf__pp_stop_batch): the manager sends STOP, and the worker,
  * which looks at its socket between inputs (at most once per clock tick),
  * skips the rest.
  *
@@ -76,7 +76,7 @@ typedef struct cf__pworker {
   uint64_t task_id;
   int ntasks;
   bool send_stop; /* manager only: a STOP is due (see cf__pp_send_stops) */
-  /* Under the pool's mutex (for cf__pp_interrupt on other threads): the
+  /* Under the pool's mutex (for cf__pp_stop_batch on other threads): the
    * future while BUSY, and whether a stop was asked (1) or sent (2). */
   cf_future *running;
   int stop;
@@ -579,7 +579,7 @@ static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
 /* A chunk goes as one message: fnref, n, then each input's length and
  * bytes. */
 static int cf__pp_send_chunk(cf__ppool *p, cf__pworker *w, uint64_t id,
-                             cf__chunk *c) {
+                             cf__batch *c) {
   cf__fnref ref;
   if (cf__pp_fnref(p, c->fn, &ref) != CF_OK)
     return CF_EINVAL;
@@ -593,17 +593,10 @@ static int cf__pp_send_chunk(cf__ppool *p, cf__pworker *w, uint64_t id,
   return rc;
 }
 
-static cf__chunk *cf__pp_chunk_of(cf_future *f) {
-  cf__chunk *c = NULL;
-  if (f->fn == cf__chunk_task)
-    memcpy(&c, cf__buf_data(&f->in), sizeof c);
-  return c;
-}
-
 /* Hands a started future to its worker (BUSY with it already). */
 static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
   uint64_t id = w->task_id = ++p->next_id;
-  cf__chunk *c = cf__pp_chunk_of(f);
+  cf__batch *c = cf__future_batch(f);
   int rc;
   if (c) {
     rc = cf__pp_send_chunk(p, w, id, c);
@@ -701,7 +694,7 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
     return;
   }
   cf_future *f = w->task;
-  cf__chunk *c = f ? cf__pp_chunk_of(f) : NULL;
+  cf__batch *c = f ? cf__future_batch(f) : NULL;
   bool expected = w->state == CF__W_BUSY &&
                   fr.type == (c ? CF__MSG_CHUNKRESULT : CF__MSG_RESULT) &&
                   fr.id == w->task_id;
@@ -826,7 +819,7 @@ static int64_t cf__pp_dispatch(cf__ppool *p) {
     if (!f)
       return 0;
     /* BUSY before RUNNING: a running future of this pool is always some
-     * worker's `running`, which is where cf__pp_interrupt looks. */
+     * worker's `running`, which is where cf__pp_stop_batch looks. */
     idle->task = f;
     cf__pp_set_state(p, idle, CF__W_BUSY);
     if (!cf__future_start(f)) { /* cancelled while queued */
@@ -840,7 +833,7 @@ static int64_t cf__pp_dispatch(cf__ppool *p) {
   }
 }
 
-/* Sends the STOPs that cf__pp_interrupt asked for. */
+/* Sends the STOPs that cf__pp_stop_batch asked for. */
 static void cf__pp_send_stops(cf__ppool *p) {
   if (!atomic_load_explicit(&p->stop_pending, memory_order_relaxed) ||
       !atomic_exchange_explicit(&p->stop_pending, false,
@@ -1096,7 +1089,7 @@ static void cf__pp_destroy(cf_executor *ex) {
 /* From cf_map's consumer: the map could not cancel f (a chunk) because it
  * runs.  Ask its worker to stop after the current input; the manager sends
  * the STOP.  Not found: f is done, or its result is being read already. */
-static void cf__pp_interrupt(cf_executor *ex, cf_future *f) {
+static void cf__pp_stop_batch(cf_executor *ex, cf_future *f) {
   cf__ppool *p = (cf__ppool *)ex;
   bool poke = false;
   pthread_mutex_lock(&p->mu);
@@ -1148,7 +1141,7 @@ static const cf__backend cf__pp_backend = {
     .stats = cf__pp_stats,
     .terminate = cf__pp_terminate,
     .forget = cf__pp_forget,
-    .interrupt = cf__pp_interrupt,
+    .stop_batch = cf__pp_stop_batch,
 };
 
 int cf_process_pool_options_init(cf_process_pool_options *o) {

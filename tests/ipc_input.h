@@ -50,9 +50,9 @@ static int cf_ipc_decode_input(const uint8_t *data, size_t size) {
   }
   case 1: {
     size_t k = data[1];
-    cf__item items[256];
+    cf__batch_item items[256];
     for (size_t i = 0; i < k; i++)
-      items[i] = (cf__item){.status = CF_ECANCELLED};
+      items[i] = (cf__batch_item){.status = CF_ECANCELLED};
     int rc = cf__ipc_decode_chunk_result(p, n, k, items);
     for (size_t i = 0; i < k; i++) {
       if (rc != CF_OK && (cf__buf_len(&items[i].out) || items[i].msg))

@@ -92,7 +92,7 @@ static size_t good_chunk(unsigned char *p) {
 static void test_decode_chunk_result(void) {
   unsigned char p[256];
   size_t n = good_chunk(p);
-  cf__item items[3] = {{.status = CF_ECANCELLED},
+  cf__batch_item items[3] = {{.status = CF_ECANCELLED},
                        {.status = CF_ECANCELLED},
                        {.status = CF_ECANCELLED}};
   CU_ASSERT_EQUAL_FATAL(cf__ipc_decode_chunk_result(p, n, 3, items), CF_OK);
@@ -106,14 +106,14 @@ static void test_decode_chunk_result(void) {
   free(items[1].msg);
   /* Every truncation, a wrong count and trailing bytes are refused. */
   for (size_t k = 0; k < n; k++) {
-    cf__item t[3] = {{.status = CF_ECANCELLED},
+    cf__batch_item t[3] = {{.status = CF_ECANCELLED},
                      {.status = CF_ECANCELLED},
                      {.status = CF_ECANCELLED}};
     CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(p, k, 3, t), CF_EPROTO);
     CU_ASSERT_EQUAL(cf__buf_len(&t[0].out), 0);
     CU_ASSERT_PTR_NULL(t[1].msg);
   }
-  cf__item t[4] = {{.status = CF_ECANCELLED}};
+  cf__batch_item t[4] = {{.status = CF_ECANCELLED}};
   CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(p, n, 2, t), CF_EPROTO);
   CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(p, n + 1, 3, t), CF_EPROTO);
 }
@@ -137,26 +137,26 @@ static void test_decode_result(void) {
 
 
 /* A chunk of three inputs ("abc", "", 20 x 'z') as the parent encodes it. */
-static cf__chunk *three_inputs(void) {
-  cf__chunk *c = calloc(1, sizeof *c + 3 * sizeof(cf__item) +
+static cf__batch *three_inputs(void) {
+  cf__batch *c = calloc(1, sizeof *c + 3 * sizeof(cf__batch_item) +
                                3 * sizeof(cf__buf));
   c->fn = task_square;
   c->n = 3;
-  c->ins = (cf__buf *)((char *)c + sizeof *c + 3 * sizeof(cf__item));
+  c->ins = (cf__buf *)((char *)c + sizeof *c + 3 * sizeof(cf__batch_item));
   static const char z[20] = "zzzzzzzzzzzzzzzzzzzz";
   cf__buf_copy(&c->ins[0], "abc", 3);
   cf__buf_copy(&c->ins[2], z, 20);
   return c;
 }
 
-static void free_inputs(cf__chunk *c) {
+static void free_inputs(cf__batch *c) {
   for (size_t i = 0; i < c->n; i++)
     cf__buf_free(&c->ins[i]);
   free(c);
 }
 
 static void test_chunk_encode_decode(void) {
-  cf__chunk *c = three_inputs();
+  cf__batch *c = three_inputs();
   cf__fnref ref;
   CU_ASSERT_EQUAL_FATAL(cf__fnref_locate((uintptr_t)task_square, &ref), CF_OK);
   unsigned char *buf;
@@ -211,7 +211,7 @@ static void test_chunk_result_encode_decode(void) {
   size_t n = good_chunk(ref);
   CU_ASSERT_EQUAL(b.len, n);
   CU_ASSERT_TRUE(b.len == n && memcmp(b.p, ref, n) == 0);
-  cf__item items[3] = {{.status = CF_ECANCELLED},
+  cf__batch_item items[3] = {{.status = CF_ECANCELLED},
                        {.status = CF_ECANCELLED},
                        {.status = CF_ECANCELLED}};
   CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(b.p, b.len, 3, items), CF_OK);
