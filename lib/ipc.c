@@ -184,6 +184,22 @@ int cf__ipc_read_frame(int fd, cf__frame *fr) {
   return CF_OK;
 }
 
+int cf__ipc_read_payload(int fd, size_t len, unsigned char **out) {
+  *out = NULL;
+  if (len == 0)
+    return CF_OK;
+  unsigned char *buf = cf__malloc(len);
+  if (!buf)
+    return CF_ENOMEM;
+  int rc = cf__ipc_read(fd, buf, len);
+  if (rc != CF_OK) {
+    free(buf);
+    return rc;
+  }
+  *out = buf;
+  return CF_OK;
+}
+
 /* ---- decoding ------------------------------------------------------------ */
 
 int cf__ipc_decode_result(const unsigned char *p, size_t n,

@@ -109,6 +109,10 @@ int cf__ipc_read(int fd, void *buf, size_t n);
 /* Reads a frame header and checks it.  Returns CF_OK, CF_EOF, CF_EPROTO or
  * CF_ESYS. */
 int cf__ipc_read_frame(int fd, cf__frame *fr);
+/* Reads a payload of len bytes into a new buffer (*out, the caller frees;
+ * NULL when len is 0).  Returns CF_OK, CF_ENOMEM, or what cf__ipc_read()
+ * returns (*out NULL then). */
+int cf__ipc_read_payload(int fd, size_t len, unsigned char **out);
 
 /* ---- decoding what workers send ------------------------------------------ */
 

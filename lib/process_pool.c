@@ -631,124 +631,132 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
 /* ---- receiving results --------------------------------------------------- */
 
 /* Reads one frame from w and acts on it. */
-static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
-  cf__frame fr;
-  int rc = cf__ipc_read_frame(w->fd, &fr);
-  if (rc == CF_EOF || rc == CF_ESYS) {
-    cf__pp_death(p, w, CF_EWORKERDIED, NULL);
-    return;
-  }
+/* READY: the worker is up.  Its payload lists the modules it loaded from
+ * other files than the parent did: their tasks are refused from now on
+ * (cf__pp_module_check). */
+static void cf__pp_on_ready(cf__ppool *p, cf__pworker *w, const cf__frame *fr) {
+  unsigned char *bad;
+  int rc = cf__ipc_read_payload(w->fd, (size_t)fr->len, &bad);
+  if (rc == CF_OK)
+    rc = cf__ipc_decode_ready(bad, (size_t)fr->len, p->mods.n);
   if (rc != CF_OK) {
-    cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
-    return;
-  }
-  if (fr.type == CF__MSG_READY && w->state == CF__W_STARTING &&
-      fr.len <= 4 * p->mods.n) {
-    /* The indexes of the modules the worker loaded from other files: their
-     * tasks are refused from now on (cf__pp_module_check). */
-    uint32_t *bad = fr.len ? cf__malloc((size_t)fr.len) : NULL;
-    if (fr.len && !bad) {
-      cf__pp_death(p, w, CF_ENOMEM, "out of memory for a worker's READY");
-      return;
-    }
-    if ((fr.len && cf__ipc_read(w->fd, bad, (size_t)fr.len) != CF_OK) ||
-        cf__ipc_decode_ready((const unsigned char *)bad, (size_t)fr.len,
-                             p->mods.n) != CF_OK) {
-      free(bad);
-      cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
-      return;
-    }
-    for (size_t i = 0; i < fr.len / 4; i++)
-      if (!p->mods.m[bad[i]].changed) {
-        p->mods.m[bad[i]].changed = true;
-        p->nchanged++;
-      }
     free(bad);
-    p->start_failures = 0; /* a good start: RESTART's retries begin anew */
-    cf__pp_set_state(p, w, CF__W_IDLE);
+    cf__pp_death(p, w, rc == CF_ENOMEM ? CF_ENOMEM : CF_EPROTO,
+                 rc == CF_ENOMEM ? "out of memory for a worker's READY"
+                                 : "malformed message from worker");
     return;
   }
-  if (fr.type == CF__MSG_INITFAIL && w->state == CF__W_STARTING &&
-      (fr.len == 4 || fr.len == 8)) {
-    int32_t code = 0;
-    uint32_t mod = UINT32_MAX;
-    if (cf__ipc_read(w->fd, &code, 4) != CF_OK ||
-        (fr.len == 8 && cf__ipc_read(w->fd, &mod, 4) != CF_OK)) {
-      /* Gone in the middle of its answer: a death at start-up, not an
-       * initializer that failed with a code it never finished sending. */
-      cf__pp_death(p, w, CF_EWORKERDIED, NULL);
-      return;
+  for (size_t i = 0; i < fr->len / 4; i++) {
+    uint32_t m;
+    memcpy(&m, bad + 4 * i, 4);
+    if (!p->mods.m[m].changed) {
+      p->mods.m[m].changed = true;
+      p->nchanged++;
     }
-    char why[480];
-    if (mod < p->mods.n)
-      snprintf(why, sizeof why,
-               "the binary changed since the process pool was created: the "
-               "initializer's module %.250s is not the build the parent loaded; "
-               "the initializer was not run",
-               p->mods.m[mod].name[0] ? p->mods.m[mod].name : p->exe);
-    else
-      snprintf(why, sizeof why,
-               "process pool initializer failed with code %d", code);
-    cf__pp_set_state(p, w, CF__W_EXITING);
-    cf__pp_break(p, code, why);
-    return;
   }
-  cf_future *f = w->task;
-  cf__batch *c = f ? cf__future_batch(f) : NULL;
-  bool expected = w->state == CF__W_BUSY &&
-                  fr.type == (c ? CF__MSG_CHUNKRESULT : CF__MSG_RESULT) &&
-                  fr.id == w->task_id;
-  unsigned char head[8];
-  cf__result_view v = {0};
-  if (!expected || (!c && (fr.len < 8 ||
-                           cf__ipc_read(w->fd, head, 8) != CF_OK ||
-                           cf__ipc_decode_result(head, 8, &v) != CF_OK))) {
-    cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
-    return;
-  }
-  /* The payload is read straight into the buffer the future keeps. */
-  size_t len = c ? (size_t)fr.len : (size_t)fr.len - 8;
-  unsigned char *buf = len ? cf__malloc(len) : NULL;
-  if (len && !buf) {
-    cf__pp_death(p, w, CF_ENOMEM, "out of memory for a worker's result");
-    return;
-  }
-  if (len && cf__ipc_read(w->fd, buf, len) != CF_OK) {
-    free(buf);
+  free(bad);
+  p->start_failures = 0; /* a good start: RESTART's retries begin anew */
+  cf__pp_set_state(p, w, CF__W_IDLE);
+}
+
+/* INITFAIL: the initializer failed, or was not run because its module
+ * changed on disk.  Either breaks the pool. */
+static void cf__pp_on_initfail(cf__ppool *p, cf__pworker *w,
+                               const cf__frame *fr) {
+  int32_t code = 0;
+  uint32_t mod = UINT32_MAX;
+  if (cf__ipc_read(w->fd, &code, 4) != CF_OK ||
+      (fr->len == 8 && cf__ipc_read(w->fd, &mod, 4) != CF_OK)) {
+    /* Gone in the middle of its answer: a death at start-up, not an
+     * initializer that failed with a code it never finished sending. */
     cf__pp_death(p, w, CF_EWORKERDIED, NULL);
+    return;
+  }
+  char why[480];
+  if (mod < p->mods.n)
+    snprintf(why, sizeof why,
+             "the binary changed since the process pool was created: the "
+             "initializer's module %.250s is not the build the parent loaded; "
+             "the initializer was not run",
+             p->mods.m[mod].name[0] ? p->mods.m[mod].name : p->exe);
+  else
+    snprintf(why, sizeof why, "process pool initializer failed with code %d",
+             code);
+  cf__pp_set_state(p, w, CF__W_EXITING);
+  cf__pp_break(p, code, why);
+}
+
+/* Reads the answer for w's task: a RESULT into *t / *task_rc, or the
+ * CHUNKRESULT of batch b into its items.  CF_OK, or the status w dies with
+ * (*why: its words, or NULL for a plain death). */
+static int cf__pp_read_answer(cf__pworker *w, const cf__frame *fr,
+                              cf__batch *b, cf_task *t, int *task_rc,
+                              const char **why) {
+  static const char malformed[] = "malformed message from worker";
+  *why = malformed;
+  cf__result_view v = {0};
+  unsigned char head[8];
+  if (!b && (fr->len < 8 || cf__ipc_read(w->fd, head, 8) != CF_OK ||
+             cf__ipc_decode_result(head, 8, &v) != CF_OK))
+    return CF_EPROTO;
+  /* The payload is read straight into the buffer the future keeps. */
+  size_t len = b ? (size_t)fr->len : (size_t)fr->len - 8;
+  unsigned char *buf;
+  int rc = cf__ipc_read_payload(w->fd, len, &buf);
+  if (rc != CF_OK) {
+    *why = rc == CF_ENOMEM ? "out of memory for a worker's result" : NULL;
+    return rc == CF_ENOMEM ? CF_ENOMEM : CF_EWORKERDIED;
+  }
+  if (b) {
+    rc = cf__ipc_decode_chunk_result(buf, len, b->n, b->items);
+    free(buf);
+    if (rc != CF_OK && rc != CF_EPROTO)
+      *why = "out of memory";
+    return rc;
+  }
+  if (v.rc == 0) {
+    if (len <= CF__INLINE) {
+      cf__buf_copy(&t->out, buf, len); /* inline: cannot fail */
+      free(buf);
+    } else {
+      cf__buf_adopt(&t->out, buf, len, free);
+    }
+    return CF_OK;
+  }
+  *task_rc = v.rc;
+  if (v.has_msg && (t->errmsg = cf__malloc(len + 1))) {
+    if (len)
+      memcpy(t->errmsg, buf, len);
+    t->errmsg[len] = '\0';
+  }
+  free(buf);
+  return CF_OK;
+}
+
+/* RESULT or CHUNKRESULT: completes w's task (its callbacks run here) and
+ * makes w idle, or retires it after max_tasks_per_child tasks. */
+static void cf__pp_on_answer(cf__ppool *p, cf__pworker *w,
+                             const cf__frame *fr) {
+  cf_future *f = w->task;
+  cf__batch *b = f ? cf__future_batch(f) : NULL;
+  if (w->state != CF__W_BUSY ||
+      fr->type != (b ? CF__MSG_CHUNKRESULT : CF__MSG_RESULT) ||
+      fr->id != w->task_id) {
+    cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
     return;
   }
   cf_task t = {0};
   int task_rc = 0;
-  if (c) {
-    rc = cf__ipc_decode_chunk_result(buf, len, c->n, c->items);
-    free(buf);
-    if (rc != CF_OK) {
-      cf__pp_death(p, w, rc, rc == CF_EPROTO ? "malformed message from worker"
-                                             : "out of memory");
-      return;
-    }
-  } else if (v.rc == 0) {
-    if (len <= CF__INLINE) {
-      cf__buf_copy(&t.out, buf, len); /* inline: cannot fail */
-      free(buf);
-    } else {
-      cf__buf_adopt(&t.out, buf, len, free);
-    }
-  } else {
-    task_rc = v.rc;
-    if (v.has_msg && (t.errmsg = cf__malloc(len + 1))) {
-      if (len)
-        memcpy(t.errmsg, buf, len);
-      t.errmsg[len] = '\0';
-    }
-    free(buf);
+  const char *why;
+  int rc = cf__pp_read_answer(w, fr, b, &t, &task_rc, &why);
+  if (rc != CF_OK) {
+    cf__pp_death(p, w, rc, why);
+    return;
   }
   w->task = NULL;
   w->ntasks++;
-  bool retire = p->o.max_tasks_per_child > 0 &&
-                w->ntasks >= p->o.max_tasks_per_child;
-  if (retire) {
+  if (p->o.max_tasks_per_child > 0 &&
+      w->ntasks >= p->o.max_tasks_per_child) {
     cf__ipc_send(w->fd, CF__MSG_EXIT, 0, NULL, 0);
     cf__pp_set_state(p, w, CF__W_EXITING);
   } else {
@@ -757,6 +765,24 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
   cf__pp_count(p, task_rc == 0 ? &p->completed : &p->failed);
   cf__future_finish(f, task_rc, &t); /* callbacks run here */
   cf_future_release(f);
+}
+
+/* One message from w. */
+static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
+  cf__frame fr;
+  int rc = cf__ipc_read_frame(w->fd, &fr);
+  if (rc == CF_EOF || rc == CF_ESYS)
+    cf__pp_death(p, w, CF_EWORKERDIED, NULL);
+  else if (rc != CF_OK)
+    cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
+  else if (fr.type == CF__MSG_READY && w->state == CF__W_STARTING &&
+           fr.len <= 4 * p->mods.n)
+    cf__pp_on_ready(p, w, &fr);
+  else if (fr.type == CF__MSG_INITFAIL && w->state == CF__W_STARTING &&
+           (fr.len == 4 || fr.len == 8))
+    cf__pp_on_initfail(p, w, &fr);
+  else
+    cf__pp_on_answer(p, w, &fr);
 }
 
 /* ---- the manager --------------------------------------------------------- */
