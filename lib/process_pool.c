@@ -892,90 +892,98 @@ static bool cf__pp_done(cf__ppool *p) {
   return done;
 }
 
-static void *cf__pp_manager(void *arg) {
-  cf__ppool *p = arg;
-  pthread_setname_np(pthread_self(), "cf-procpool");
-  /* Callbacks run here: a wait on a pending future of this pool from one of
-   * them could never end (only this thread completes them): CF_EDEADLK. */
-  cf__worker_ctx io = {.pool = &p->base, .io_thread = true};
-  cf__tls_worker = &io;
-  int n = p->base.max_workers;
-  struct pollfd *pf = p->pf;
-  int *who = p->who;
-  for (;;) {
-    pthread_mutex_lock(&p->mu);
-    int sig = p->term_sig;
-    pthread_mutex_unlock(&p->mu);
-    if (sig && !p->term_sent) {
-      p->term_sent = true;
-      for (int i = 0; i < n; i++)
-        if (p->w[i].state != CF__W_FREE)
-          kill(p->w[i].pid, sig);
-    }
-    int64_t wake = cf__pp_dispatch(p);
-    cf__pp_send_stops(p);
-    if (cf__pp_done(p) && !sig)
-      break;
-    int k = 0;
-    pf[k] = (struct pollfd){p->evfd, POLLIN, 0};
-    who[k++] = -1;
-    bool any = false;
-    for (int i = 0; i < n; i++) {
-      if (p->w[i].state == CF__W_FREE)
-        continue;
-      any = true;
-      pf[k] = (struct pollfd){p->w[i].fd, POLLIN, 0};
-      who[k++] = i;
-      if (p->w[i].pidfd >= 0) {
-        pf[k] = (struct pollfd){p->w[i].pidfd, POLLIN, 0};
-        who[k++] = i;
-      }
-    }
-    if (sig && !any)
-      break; /* terminated: every worker is gone */
-    int ready = 0;
-    for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
-         (ready = poll(pf, (nfds_t)k, 0)) == 0 && cf__now_ns() < end;)
-      sched_yield();
-    if (ready == 0) {
-      int ms = -1; /* no timer but the start-up back-off */
-      if (wake) {
-        int64_t left = wake - cf__now_ns();
-        ms = left <= 0 ? 0
-             : left >= (int64_t)INT_MAX * 1000000 ? INT_MAX
-                                                   : (int)((left + 999999) /
-                                                           1000000);
-      }
-      ready = poll(pf, (nfds_t)k, ms);
-    }
-    if (ready < 0)
-      continue; /* EINTR */
-    if (pf[0].revents) {
-      uint64_t v;
-      while (read(p->evfd, &v, sizeof v) < 0 && errno == EINTR)
-        ;
-    }
-    for (int j = 1; j < k; j++) {
-      cf__pworker *w = &p->w[who[j]];
-      if (!pf[j].revents || w->state == CF__W_FREE || pf[j].fd != w->fd)
-        continue;
-      cf__pp_receive(p, w);
-    }
-    /* A pidfd that fired with its socket quiet: the worker is gone (its
-     * socket may also live on in a child it forked). */
-    for (int j = 1; j < k; j++) {
-      cf__pworker *w = &p->w[who[j]];
-      if (pf[j].revents && w->state != CF__W_FREE && pf[j].fd == w->pidfd) {
-        struct pollfd q = {w->fd, POLLIN, 0};
-        if (poll(&q, 1, 0) == 1)
-          cf__pp_receive(p, w); /* drain what it said last */
-        else
-          cf__pp_death(p, w, CF_EWORKERDIED, NULL);
-      }
+/* terminate(): signals every worker once, the first round after it was
+ * asked.  Returns the signal (0: not terminating). */
+static int cf__pp_pass_terminate(cf__ppool *p) {
+  pthread_mutex_lock(&p->mu);
+  int sig = p->term_sig;
+  pthread_mutex_unlock(&p->mu);
+  if (sig && !p->term_sent) {
+    p->term_sent = true;
+    for (int i = 0; i < p->base.max_workers; i++)
+      if (p->w[i].state != CF__W_FREE)
+        kill(p->w[i].pid, sig);
+  }
+  return sig;
+}
+
+/* Fills p->pf with what to watch: the eventfd, then each live worker's
+ * socket and pidfd (p->who: the worker of each entry).  Returns the count;
+ * *any tells whether a worker is alive. */
+static int cf__pp_watch_list(cf__ppool *p, bool *any) {
+  int k = 0;
+  p->pf[k] = (struct pollfd){p->evfd, POLLIN, 0};
+  p->who[k++] = -1;
+  *any = false;
+  for (int i = 0; i < p->base.max_workers; i++) {
+    if (p->w[i].state == CF__W_FREE)
+      continue;
+    *any = true;
+    p->pf[k] = (struct pollfd){p->w[i].fd, POLLIN, 0};
+    p->who[k++] = i;
+    if (p->w[i].pidfd >= 0) {
+      p->pf[k] = (struct pollfd){p->w[i].pidfd, POLLIN, 0};
+      p->who[k++] = i;
     }
   }
-  /* Retire every worker: EXIT, then reap. */
-  for (int i = 0; i < n; i++) {
+  return k;
+}
+
+/* Waits for one of the k descriptors: spins briefly (a worker's answer
+ * often comes within microseconds), then sleeps until `wake` (0: no timer
+ * but the start-up back-off).  Returns poll()'s count. */
+static int cf__pp_poll(cf__ppool *p, int k, int64_t wake) {
+  int ready = 0;
+  for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
+       (ready = poll(p->pf, (nfds_t)k, 0)) == 0 && cf__now_ns() < end;)
+    sched_yield();
+  if (ready != 0)
+    return ready;
+  int ms = -1;
+  if (wake) {
+    int64_t left = wake - cf__now_ns();
+    if (left <= 0)
+      ms = 0;
+    else if (left >= (int64_t)INT_MAX * 1000000)
+      ms = INT_MAX;
+    else
+      ms = (int)((left + 999999) / 1000000); /* rounded up: never early */
+  }
+  return poll(p->pf, (nfds_t)k, ms);
+}
+
+/* Handles what poll() reported among the k entries. */
+static void cf__pp_handle_events(cf__ppool *p, int k) {
+  struct pollfd *pf = p->pf;
+  if (pf[0].revents) {
+    uint64_t v;
+    while (read(p->evfd, &v, sizeof v) < 0 && errno == EINTR)
+      ;
+  }
+  for (int j = 1; j < k; j++) {
+    cf__pworker *w = &p->w[p->who[j]];
+    if (!pf[j].revents || w->state == CF__W_FREE || pf[j].fd != w->fd)
+      continue;
+    cf__pp_receive(p, w);
+  }
+  /* A pidfd that fired with its socket quiet: the worker is gone (its
+   * socket may also live on in a child it forked). */
+  for (int j = 1; j < k; j++) {
+    cf__pworker *w = &p->w[p->who[j]];
+    if (pf[j].revents && w->state != CF__W_FREE && pf[j].fd == w->pidfd) {
+      struct pollfd q = {w->fd, POLLIN, 0};
+      if (poll(&q, 1, 0) == 1)
+        cf__pp_receive(p, w); /* drain what it said last */
+      else
+        cf__pp_death(p, w, CF_EWORKERDIED, NULL);
+    }
+  }
+}
+
+/* The manager is done: retires every worker (EXIT, then reap) and fails
+ * what is left in the queue. */
+static void cf__pp_wind_down(cf__ppool *p) {
+  for (int i = 0; i < p->base.max_workers; i++) {
     cf__pworker *w = &p->w[i];
     if (w->state == CF__W_FREE)
       continue;
@@ -993,6 +1001,30 @@ static void *cf__pp_manager(void *arg) {
   cf_future *left = cf__pp_steal_locked(p);
   pthread_mutex_unlock(&p->mu);
   cf__pp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
+}
+
+static void *cf__pp_manager(void *arg) {
+  cf__ppool *p = arg;
+  pthread_setname_np(pthread_self(), "cf-procpool");
+  /* Callbacks run here: a wait on a pending future of this pool from one of
+   * them could never end (only this thread completes them): CF_EDEADLK. */
+  cf__worker_ctx io = {.pool = &p->base, .io_thread = true};
+  cf__tls_worker = &io;
+  for (;;) {
+    int sig = cf__pp_pass_terminate(p);
+    int64_t wake = cf__pp_dispatch(p);
+    cf__pp_send_stops(p);
+    if (cf__pp_done(p) && !sig)
+      break;
+    bool any;
+    int k = cf__pp_watch_list(p, &any);
+    if (sig && !any)
+      break; /* terminated: every worker is gone */
+    if (cf__pp_poll(p, k, wake) < 0)
+      continue; /* EINTR */
+    cf__pp_handle_events(p, k);
+  }
+  cf__pp_wind_down(p);
   /* Read after the last callbacks: one of them may drop the last
    * reference, and then this thread frees the pool. */
   pthread_mutex_lock(&p->mu);
