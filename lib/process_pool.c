@@ -359,17 +359,10 @@ static int cf__pp_errno_status(int e) {
                                                      : CF_ESYS;
 }
 
-/* Starts w: a socket pair, HELLO written into it, then vfork + execveat of
- * the program's descriptor.  Returns CF_OK, or a status with p->why. */
-static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
-  int sv[2], ep[2];
-  p->why[0] = '\0';
-  if (getuid() != geteuid() || getgid() != getegid()) {
-    snprintf(p->why, sizeof p->why,
-             "the program's effective user or group id differs from the real "
-             "one: a worker would refuse to serve");
-    return CF_ENOTSUP;
-  }
+/* The worker's socket pair (sv[1], its end, moved above the low descriptor
+ * numbers) and a close-on-exec pipe on which a failed exec reports its
+ * errno.  Returns CF_OK, or a status with p->why set and nothing open. */
+static int cf__pp_spawn_fds(cf__ppool *p, int sv[2], int ep[2]) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     int e = errno;
     snprintf(p->why, sizeof p->why, "socketpair: %s", strerror(e));
@@ -393,6 +386,13 @@ static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
     snprintf(p->why, sizeof p->why, "descriptors: %s", strerror(e));
     return cf__pp_errno_status(e);
   }
+  return CF_OK;
+}
+
+/* Puts HELLO in the socket, then vfork()s and execs the worker on sv[1].
+ * Closes the child's ends and the pipe.  Returns the pid, or -1 with
+ * p->why set and *err the errno (sv[0] closed too then). */
+static pid_t cf__pp_launch(cf__ppool *p, int sv[2], int ep[2], int *err) {
   /* The HELLO waits in the socket before the worker exists: its
    * constructor only peeks, it never blocks on a descriptor. */
   unsigned char hello[CF__HELLO_SIZE];
@@ -427,17 +427,39 @@ static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
   bool failed = pid > 0 && read(ep[0], &child_errno, sizeof child_errno) ==
                                (ssize_t)sizeof child_errno;
   close(ep[0]);
-  if (pid < 0 || failed) {
-    if (failed) {
-      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-      e = child_errno;
-    }
-    close(sv[0]);
-    snprintf(p->why, sizeof p->why, "%s of %.200s failed: %s",
-             failed ? "execveat" : "vfork", p->exe, strerror(e));
-    return cf__pp_errno_status(e);
+  if (pid > 0 && !failed)
+    return pid;
+  if (failed) {
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    e = child_errno;
   }
+  close(sv[0]);
+  snprintf(p->why, sizeof p->why, "%s of %.200s failed: %s",
+           failed ? "execveat" : "vfork", p->exe, strerror(e));
+  *err = e;
+  return -1;
+}
+
+/* Starts w: a socket pair, HELLO written into it, then vfork + execveat of
+ * the program's descriptor, and INIT sent.  Returns CF_OK, or a status with
+ * p->why. */
+static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
+  int sv[2], ep[2];
+  p->why[0] = '\0';
+  if (getuid() != geteuid() || getgid() != getegid()) {
+    snprintf(p->why, sizeof p->why,
+             "the program's effective user or group id differs from the real "
+             "one: a worker would refuse to serve");
+    return CF_ENOTSUP;
+  }
+  int rc = cf__pp_spawn_fds(p, sv, ep);
+  if (rc != CF_OK)
+    return rc;
+  int e = 0;
+  pid_t pid = cf__pp_launch(p, sv, ep, &e);
+  if (pid < 0)
+    return cf__pp_errno_status(e);
   w->pid = pid;
   w->fd = sv[0];
   w->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
