@@ -103,6 +103,47 @@ static int copy_data(int in, int out, const struct stat *st) {
   return ftruncate(out, size);
 }
 
+/* Opens src and reads its size, mode and times into *st; -1 with errno
+ * set. */
+static int open_source(const char *src, struct stat *st) {
+  int fd = open(src, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 && fstat(fd, st) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+/* A temporary name in the destination folder, so that the rename is atomic:
+ * the file is made and its name left in tmp.  -1 with errno set. */
+static int open_temp(const char *dst, char *tmp, size_t cap) {
+  const char *slash = strrchr(dst, '/');
+  int dirlen = slash ? (int)(slash - dst) : 1;
+  if (snprintf(tmp, cap, "%.*s/.pcopy-XXXXXX", dirlen, slash ? dst : ".") >=
+      (int)cap)
+    return errno = ENAMETOOLONG, -1;
+  return mkostemp(tmp, O_CLOEXEC);
+}
+
+/* Fills the temporary file and closes it: the data, then the source's mode
+ * and times.  -1 with the reason in *err (close() may change errno). */
+static int fill_temp(int fin, int fout, const struct stat *st, int *err) {
+  struct timespec times[2] = {st->st_atim, st->st_mtim};
+  int rc = copy_data(fin, fout, st);
+  if (rc == 0)
+    rc = fchmod(fout, st->st_mode & 07777);
+  if (rc == 0)
+    rc = futimens(fout, times);
+  *err = errno;
+  if (close(fout) != 0 && rc == 0) {
+    rc = -1;
+    *err = errno;
+  }
+  return rc;
+}
+
 static int task_copy(cf_task *t, const void *in, size_t len) {
   uint32_t flags;
   if (len < sizeof flags + 4 || ((const char *)in)[len - 1] != '\0')
@@ -111,42 +152,19 @@ static int task_copy(cf_task *t, const void *in, size_t len) {
   const char *src = (const char *)in + sizeof flags;
   const char *dst = src + strlen(src) + 1;
 
-  int fin = open(src, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  int fin = open_source(src, &st);
   if (fin < 0)
     return cf_task_fail(t, errno, "%s: %s", src, strerror(errno));
-  struct stat st;
-  if (fstat(fin, &st) != 0) {
-    int e = errno;
-    close(fin);
-    return cf_task_fail(t, e, "%s: %s", src, strerror(e));
-  }
-
-  /* A temporary name in the destination folder: the rename is atomic. */
-  const char *slash = strrchr(dst, '/');
-  int dirlen = slash ? (int)(slash - dst) : 1;
   char tmp[4096 + 32];
-  if (snprintf(tmp, sizeof tmp, "%.*s/.pcopy-XXXXXX", dirlen,
-               slash ? dst : ".") >= (int)sizeof tmp) {
-    close(fin);
-    return cf_task_fail(t, ENAMETOOLONG, "%s: %s", dst, strerror(ENAMETOOLONG));
-  }
-  int fout = mkostemp(tmp, O_CLOEXEC);
+  int fout = open_temp(dst, tmp, sizeof tmp);
   if (fout < 0) {
     int e = errno;
     close(fin);
     return cf_task_fail(t, e, "%s: %s", dst, strerror(e));
   }
-  struct timespec times[2] = {st.st_atim, st.st_mtim};
-  int rc = copy_data(fin, fout, &st);
-  if (rc == 0)
-    rc = fchmod(fout, st.st_mode & 07777);
-  if (rc == 0)
-    rc = futimens(fout, times);
-  int e = errno;
-  if (close(fout) != 0 && rc == 0) {
-    rc = -1;
-    e = errno;
-  }
+  int e;
+  int rc = fill_temp(fin, fout, &st, &e);
   close(fin);
   if (rc == 0) {
     /* Without --force an existing file is never replaced, even one that
@@ -393,13 +411,26 @@ static void on_copied(cf_future *f, void *arg) {
     print_progress(pr, false);
 }
 
-/* ---- main ---------------------------------------------------------------- */
+/* ---- options and folders ------------------------------------------------- */
 
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-  (void)sig;
-  interrupted = 1;
-}
+/* What a step of main returns when the run goes on; anything else is the
+ * exit status to end it with. */
+#define RUN_ON (-1)
+
+typedef struct run {
+  const char *src, *dst;
+  long jobs;
+  bool force, processes;
+  plan pl;
+  double t0;
+  cf_executor *ex;
+  progress pr;
+  /* The copies in flight: a ring of `window` futures, the oldest at head;
+   * next is the first job not yet submitted. */
+  cf_future **fl;
+  size_t window, head, inflight, next;
+  uint64_t copied;
+} run;
 
 static void usage(FILE *to) {
   fprintf(to,
@@ -417,7 +448,20 @@ static void usage(FILE *to) {
           "interrupted.\n");
 }
 
-int main(int argc, char **argv) {
+static bool parse_jobs(const char *arg, long *jobs) {
+  char *end;
+  errno = 0;
+  *jobs = strtol(arg, &end, 10);
+  if (errno || *end || end == arg || *jobs < 1 || *jobs > 1024) {
+    warn("-j '%s': expected a number of workers from 1 to 1024", arg);
+    return false;
+  }
+  return true;
+}
+
+/* The options and SRC DST into r; RUN_ON, or the exit status at once (-h
+ * and -V end the run there, before the options after them are read). */
+static int parse_options(run *r, int argc, char **argv) {
   static const struct option longopts[] = {
       {"jobs", required_argument, NULL, 'j'},
       {"recursive", no_argument, NULL, 'r'},
@@ -427,26 +471,17 @@ int main(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
-  plan pl = {0};
-  bool force = false, processes = false;
-  long jobs = 4;
   int c;
   while ((c = getopt_long(argc, argv, "j:rfqhV", longopts, NULL)) != -1) {
     switch (c) {
-    case 'j': {
-      char *end;
-      errno = 0;
-      jobs = strtol(optarg, &end, 10);
-      if (errno || *end || end == optarg || jobs < 1 || jobs > 1024) {
-        warn("-j '%s': expected a number of workers from 1 to 1024", optarg);
+    case 'j':
+      if (!parse_jobs(optarg, &r->jobs))
         return EXIT_USAGE;
-      }
       break;
-    }
-    case 'r': pl.recursive = true; break;
-    case 'f': force = true; break;
-    case 'q': pl.quiet = true; break;
-    case 'P': processes = true; break;
+    case 'r': r->pl.recursive = true; break;
+    case 'f': r->force = true; break;
+    case 'q': r->pl.quiet = true; break;
+    case 'P': r->processes = true; break;
     case 'h': usage(stdout); return 0;
     case 'V': printf("pcopy (cfutures) %s\n", cf_version()); return 0;
     default: usage(stderr); return EXIT_USAGE;
@@ -458,143 +493,203 @@ int main(int argc, char **argv) {
     usage(stderr);
     return EXIT_USAGE;
   }
-  const char *src = argv[optind], *dst = argv[optind + 1];
+  r->src = argv[optind];
+  r->dst = argv[optind + 1];
+  return RUN_ON;
+}
+
+/* SRC must be a folder, DST a folder or nothing (then it is made here);
+ * RUN_ON, or the exit status. */
+static int check_folders(const run *r) {
   struct stat sst, dst_st;
-  if (stat(src, &sst) != 0) {
-    warn("SRC '%s': %s", src, strerror(errno));
+  if (stat(r->src, &sst) != 0) {
+    warn("SRC '%s': %s", r->src, strerror(errno));
     return EXIT_USAGE;
   }
   if (!S_ISDIR(sst.st_mode)) {
-    warn("SRC '%s': not a folder", src);
+    warn("SRC '%s': not a folder", r->src);
     return EXIT_USAGE;
   }
-  if (stat(dst, &dst_st) == 0 && !S_ISDIR(dst_st.st_mode)) {
-    warn("DST '%s': exists and is not a folder", dst);
+  if (stat(r->dst, &dst_st) == 0 && !S_ISDIR(dst_st.st_mode)) {
+    warn("DST '%s': exists and is not a folder", r->dst);
     return EXIT_USAGE;
   }
-  if (mkdir(dst, 0777) != 0 && errno != EEXIST) {
-    warn("DST '%s': %s", dst, strerror(errno));
+  if (mkdir(r->dst, 0777) != 0 && errno != EEXIST) {
+    warn("DST '%s': %s", r->dst, strerror(errno));
     return EXIT_SOME_FAILED;
   }
+  return RUN_ON;
+}
 
+/* ---- the run ------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+static void catch_sigint(void) {
   struct sigaction sa = {0};
   sa.sa_handler = on_sigint;
   sigaction(SIGINT, &sa, NULL);
+}
 
-  double t0 = now();
-  walk(&pl, src, dst, force);
-
-  cf_executor *ex;
+static bool start_workers(run *r) {
   int rc;
-  if (processes) {
+  if (r->processes) {
     cf_process_pool_options o;
     cf_process_pool_options_init(&o);
-    o.max_workers = (int)jobs;
+    o.max_workers = (int)r->jobs;
     o.initializer = ignore_sigint;
     o.on_worker_death = CF_ON_DEATH_RESTART;
-    rc = cf_process_pool_create(&o, &ex);
+    rc = cf_process_pool_create(&o, &r->ex);
   } else {
     cf_thread_pool_options o;
     cf_thread_pool_options_init(&o);
-    o.max_workers = (int)jobs;
+    o.max_workers = (int)r->jobs;
     o.thread_name_prefix = "pcopy";
-    rc = cf_thread_pool_create(&o, &ex);
+    rc = cf_thread_pool_create(&o, &r->ex);
   }
   if (rc != CF_OK) {
     warn("cannot start workers: %s", cf_strerror(rc));
-    return EXIT_SOME_FAILED;
+    return false;
   }
+  return true;
+}
 
-  progress pr = {.total_files = pl.njobs, .total_bytes = pl.total_bytes,
-                 .start = t0, .show = !pl.quiet && isatty(STDERR_FILENO)};
-  pthread_mutex_init(&pr.mu, NULL);
+/* Sends job j to the workers, into the window's next free slot. */
+static void submit_copy(run *r, const job *j) {
+  size_t ls = strlen(j->src) + 1, ld = strlen(j->dst) + 1;
+  char *req = malloc(4 + ls + ld);
+  uint32_t flags = r->force ? COPY_FORCE : 0;
+  memcpy(req, &flags, 4);
+  memcpy(req + 4, j->src, ls);
+  memcpy(req + 4 + ls, j->dst, ld);
+  size_t slot = (r->head + r->inflight) % r->window;
+  int rc = cf_submit_owned(r->ex, task_copy, req, 4 + ls + ld, free,
+                           &r->fl[slot]);
+  if (rc != CF_OK) {
+    free(req);
+    warn("%s: %s", j->src, cf_strerror(rc));
+    r->pl.failed++;
+  } else {
+    cf_future_add_done_callback(r->fl[slot], on_copied, &r->pr);
+    r->inflight++;
+  }
+}
 
-  /* At most `window` copies in flight: a million files never means a
-   * million futures.  Results are collected oldest first. */
-  size_t window = (size_t)jobs * 16, head = 0, inflight = 0, next = 0;
-  cf_future **fl = calloc(window, sizeof *fl);
-  uint64_t copied = 0;
-  while (fl && (next < pl.njobs || inflight)) {
-    while (!interrupted && next < pl.njobs && inflight < window) {
-      job *j = &pl.jobs[next];
-      size_t ls = strlen(j->src) + 1, ld = strlen(j->dst) + 1;
-      char *req = malloc(4 + ls + ld);
-      uint32_t flags = force ? COPY_FORCE : 0;
-      memcpy(req, &flags, 4);
-      memcpy(req + 4, j->src, ls);
-      memcpy(req + 4 + ls, j->dst, ld);
-      size_t slot = (head + inflight) % window;
-      rc = cf_submit_owned(ex, task_copy, req, 4 + ls + ld, free, &fl[slot]);
-      if (rc != CF_OK) {
-        free(req);
-        warn("%s: %s", j->src, cf_strerror(rc));
-        pl.failed++;
-      } else {
-        cf_future_add_done_callback(fl[slot], on_copied, &pr);
-        inflight++;
-      }
-      next++;
-    }
-    if (interrupted && next < pl.njobs) {
+/* Waits for the oldest copy in flight and counts it in.  Ctrl-C ends the
+ * wait with the copy still in the window: the rest is cancelled first. */
+static void collect_oldest(run *r) {
+  cf_future *f = r->fl[r->head];
+  int rc;
+  while ((rc = cf_future_wait(f, CF_MSEC(100))) == CF_ETIMEDOUT &&
+         !interrupted)
+    ;
+  if (rc == CF_ETIMEDOUT)
+    return; /* interrupted: cancel the rest first */
+  int code;
+  const char *msg;
+  rc = cf_future_error(f, CF_FOREVER, &code, &msg);
+  if (rc == CF_OK) {
+    r->copied++;
+  } else if (rc != CF_ECANCELLED) {
+    warn("%s", msg ? msg : cf_strerror(rc));
+    r->pl.failed++;
+  }
+  cf_future_release(f);
+  r->head = (r->head + 1) % r->window;
+  r->inflight--;
+}
+
+/* At most `window` copies in flight: a million files never means a
+ * million futures.  Results are collected oldest first. */
+static void copy_files(run *r) {
+  plan *pl = &r->pl;
+  r->pr.total_files = pl->njobs;
+  r->pr.total_bytes = pl->total_bytes;
+  r->pr.start = r->t0;
+  r->pr.show = !pl->quiet && isatty(STDERR_FILENO);
+  pthread_mutex_init(&r->pr.mu, NULL);
+  r->window = (size_t)r->jobs * 16;
+  r->fl = calloc(r->window, sizeof *r->fl);
+  while (r->fl && (r->next < pl->njobs || r->inflight)) {
+    while (!interrupted && r->next < pl->njobs && r->inflight < r->window)
+      submit_copy(r, &pl->jobs[r->next++]);
+    if (interrupted && r->next < pl->njobs) {
       /* Ctrl-C: what has not started is cancelled; running copies finish
        * and are renamed into place, so nothing partial is left. */
-      cf_shutdown(ex, false, true);
-      next = pl.njobs;
+      cf_shutdown(r->ex, false, true);
+      r->next = pl->njobs;
     }
-    if (!inflight)
+    if (!r->inflight)
       break;
-    cf_future *f = fl[head];
-    while ((rc = cf_future_wait(f, CF_MSEC(100))) == CF_ETIMEDOUT &&
-           !interrupted)
-      ;
-    if (rc == CF_ETIMEDOUT)
-      continue; /* interrupted: cancel the rest first */
-    int code;
-    const char *msg;
-    rc = cf_future_error(f, CF_FOREVER, &code, &msg);
-    if (rc == CF_OK) {
-      copied++;
-    } else if (rc != CF_ECANCELLED) {
-      warn("%s", msg ? msg : cf_strerror(rc));
-      pl.failed++;
-    }
-    cf_future_release(f);
-    head = (head + 1) % window;
-    inflight--;
+    collect_oldest(r);
   }
-  cf_executor_release(ex);
+  cf_executor_release(r->ex);
+}
 
-  /* Folders last: adding files changed their times. */
-  for (size_t i = pl.ndirs; i-- > 0;) {
-    struct timespec times[2] = {pl.dirs[i].st.st_atim, pl.dirs[i].st.st_mtim};
-    if (chmod(pl.dirs[i].path, pl.dirs[i].st.st_mode & 07777) != 0 ||
-        utimensat(AT_FDCWD, pl.dirs[i].path, times, AT_SYMLINK_NOFOLLOW) != 0) {
-      warn("%s: %s", pl.dirs[i].path, strerror(errno));
-      pl.failed++;
+/* Folders last: adding files changed their times. */
+static void set_folder_times(plan *pl) {
+  for (size_t i = pl->ndirs; i-- > 0;) {
+    dirfix *d = &pl->dirs[i];
+    struct timespec times[2] = {d->st.st_atim, d->st.st_mtim};
+    if (chmod(d->path, d->st.st_mode & 07777) != 0 ||
+        utimensat(AT_FDCWD, d->path, times, AT_SYMLINK_NOFOLLOW) != 0) {
+      warn("%s: %s", d->path, strerror(errno));
+      pl->failed++;
     }
-    free(pl.dirs[i].path);
+    free(d->path);
   }
-  if (pr.show && pl.njobs)
-    print_progress(&pr, true);
-  double el = now() - t0;
-  if (!pl.quiet) {
+}
+
+static void report(run *r) {
+  if (r->pr.show && r->pl.njobs)
+    print_progress(&r->pr, true);
+  double el = now() - r->t0;
+  if (!r->pl.quiet) {
     char hb[32], hr[32];
-    human(hb, sizeof hb, (double)atomic_load(&pr.bytes));
-    human(hr, sizeof hr, el > 0 ? (double)atomic_load(&pr.bytes) / el : 0);
+    human(hb, sizeof hb, (double)atomic_load(&r->pr.bytes));
+    human(hr, sizeof hr, el > 0 ? (double)atomic_load(&r->pr.bytes) / el : 0);
     printf("pcopy: %" PRIu64 " of %zu files copied (%s in %.2f s, %s/s)%s%zu "
            "failed, %zu skipped\n",
-           copied, pl.njobs, hb, el, hr, interrupted ? ", interrupted, " : ", ",
-           pl.failed, pl.skipped);
+           r->copied, r->pl.njobs, hb, el, hr,
+           interrupted ? ", interrupted, " : ", ", r->pl.failed,
+           r->pl.skipped);
   }
-  for (size_t i = 0; i < pl.njobs; i++) {
-    free(pl.jobs[i].src);
-    free(pl.jobs[i].dst);
+}
+
+static void clean_up(run *r) {
+  for (size_t i = 0; i < r->pl.njobs; i++) {
+    free(r->pl.jobs[i].src);
+    free(r->pl.jobs[i].dst);
   }
-  free(pl.jobs);
-  free(pl.dirs);
-  free(fl);
-  pthread_mutex_destroy(&pr.mu);
+  free(r->pl.jobs);
+  free(r->pl.dirs);
+  free(r->fl);
+  pthread_mutex_destroy(&r->pr.mu);
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+  run r = {.jobs = 4};
+  int status = parse_options(&r, argc, argv);
+  if (status == RUN_ON)
+    status = check_folders(&r);
+  if (status != RUN_ON)
+    return status;
+  catch_sigint();
+  r.t0 = now();
+  walk(&r.pl, r.src, r.dst, r.force);
+  if (!start_workers(&r))
+    return EXIT_SOME_FAILED;
+  copy_files(&r);
+  set_folder_times(&r.pl);
+  report(&r);
+  clean_up(&r);
   if (interrupted)
     return EXIT_INTERRUPTED;
-  return pl.failed ? EXIT_SOME_FAILED : 0;
+  return r.pl.failed ? EXIT_SOME_FAILED : 0;
 }

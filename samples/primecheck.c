@@ -124,7 +124,19 @@ static int next_in_range(void *arg, size_t i, const void **in, size_t *len) {
   return CF_OK;
 }
 
-/* ---- main ---------------------------------------------------------------- */
+/* ---- options ------------------------------------------------------------- */
+
+/* What a step of main returns when the run goes on; anything else is the
+ * exit status to end it with. */
+#define RUN_ON (-1)
+
+typedef struct run {
+  bool threads, trial, have_range;
+  uint64_t jobs, chunksize; /* 0: the library's default */
+  uint64_t lo, hi;          /* with have_range */
+  numparse_list ns;         /* the numbers, when not a range */
+  cf_executor *ex;
+} run;
 
 static void usage(FILE *to) {
   fprintf(to,
@@ -145,7 +157,49 @@ static void usage(FILE *to) {
           "input.\n");
 }
 
-int main(int argc, char **argv) {
+/* --range A B: getopt gives A, B is the word after it. */
+static bool parse_range(run *r, int argc, char **argv) {
+  if (optind >= argc) {
+    fprintf(stderr, "primecheck: --range needs two numbers, A and B\n");
+    return false;
+  }
+  if (!parse_u64(optarg, &r->lo) || !parse_u64(argv[optind++], &r->hi))
+    return false;
+  if (r->lo > r->hi) {
+    fprintf(stderr, "primecheck: --range %" PRIu64 " %" PRIu64
+                    ": A is larger than B\n", r->lo, r->hi);
+    return false;
+  }
+  r->have_range = true;
+  return true;
+}
+
+static bool parse_method(run *r, const char *arg) {
+  if (strcmp(arg, "trial") && strcmp(arg, "mr")) {
+    fprintf(stderr, "primecheck: unknown method '%s' (mr or trial)\n", arg);
+    return false;
+  }
+  r->trial = strcmp(arg, "trial") == 0;
+  return true;
+}
+
+/* -j N (1 to 1024) or -c K (1 or more), by the option's letter c. */
+static bool parse_count(run *r, int c, const char *arg) {
+  uint64_t *dst = c == 'j' ? &r->jobs : &r->chunksize;
+  if (!parse_u64(arg, dst))
+    return false;
+  if (*dst == 0 || (c == 'j' && *dst > 1024)) {
+    fprintf(stderr, "primecheck: %s '%s' must be from 1 to %s\n",
+            c == 'j' ? "--jobs" : "--chunksize", arg,
+            c == 'j' ? "1024" : "18446744073709551615");
+    return false;
+  }
+  return true;
+}
+
+/* The options into r; RUN_ON, or the exit status at once (-h and -V end
+ * the run there, before the options after them are read). */
+static int parse_options(run *r, int argc, char **argv) {
   static const struct option longopts[] = {
       {"range", required_argument, NULL, 'r'},
       {"method", required_argument, NULL, 'm'},
@@ -155,64 +209,29 @@ int main(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
-  bool threads = false, trial = false, have_range = false;
-  uint64_t jobs = 0, chunksize = 0, lo = 0, hi = 0;
   int c;
   while ((c = getopt_long(argc, argv, "r:m:j:c:thV", longopts, NULL)) != -1) {
+    bool ok = true;
     switch (c) {
-    case 'r':
-      if (optind >= argc) {
-        fprintf(stderr, "primecheck: --range needs two numbers, A and B\n");
-        return EXIT_USAGE;
-      }
-      if (!parse_u64(optarg, &lo) || !parse_u64(argv[optind++], &hi))
-        return EXIT_USAGE;
-      if (lo > hi) {
-        fprintf(stderr, "primecheck: --range %" PRIu64 " %" PRIu64
-                        ": A is larger than B\n", lo, hi);
-        return EXIT_USAGE;
-      }
-      have_range = true;
-      break;
-    case 'm':
-      if (strcmp(optarg, "trial") && strcmp(optarg, "mr")) {
-        fprintf(stderr, "primecheck: unknown method '%s' (mr or trial)\n",
-                optarg);
-        return EXIT_USAGE;
-      }
-      trial = strcmp(optarg, "trial") == 0;
-      break;
+    case 'r': ok = parse_range(r, argc, argv); break;
+    case 'm': ok = parse_method(r, optarg); break;
     case 'j':
-    case 'c': {
-      uint64_t *dst = c == 'j' ? &jobs : &chunksize;
-      if (!parse_u64(optarg, dst))
-        return EXIT_USAGE;
-      if (*dst == 0 || (c == 'j' && *dst > 1024)) {
-        fprintf(stderr, "primecheck: %s '%s' must be from 1 to %s\n",
-                c == 'j' ? "--jobs" : "--chunksize", optarg,
-                c == 'j' ? "1024" : "18446744073709551615");
-        return EXIT_USAGE;
-      }
-      break;
+    case 'c': ok = parse_count(r, c, optarg); break;
+    case 't': r->threads = true; break;
+    case 'h': usage(stdout); return 0;
+    case 'V': printf("primecheck (cfutures) %s\n", cf_version()); return 0;
+    default: usage(stderr); return EXIT_USAGE;
     }
-    case 't':
-      threads = true;
-      break;
-    case 'h':
-      usage(stdout);
-      return 0;
-    case 'V':
-      printf("primecheck (cfutures) %s\n", cf_version());
-      return 0;
-    default:
-      usage(stderr);
+    if (!ok)
       return EXIT_USAGE;
-    }
   }
+  return RUN_ON;
+}
 
-  /* Every input is checked before the first line goes out. */
-  numparse_list ns = {0};
-  if (have_range && optind < argc) {
+/* Every input is checked before the first line goes out.  RUN_ON, or the
+ * exit status. */
+static int read_numbers(run *r, int argc, char **argv) {
+  if (r->have_range && optind < argc) {
     fprintf(stderr, "primecheck: give numbers or --range, not both\n");
     return EXIT_USAGE;
   }
@@ -220,57 +239,68 @@ int main(int argc, char **argv) {
     uint64_t v;
     bool ok;
     if (strcmp(argv[i], "-") == 0) {
-      ok = numparse_read(stdin, "standard input", stderr, &ns);
-    } else if ((ok = parse_u64(argv[i], &v)) && !(ok = numparse_push(&ns, v))) {
+      ok = numparse_read(stdin, "standard input", stderr, &r->ns);
+    } else if ((ok = parse_u64(argv[i], &v)) &&
+               !(ok = numparse_push(&r->ns, v))) {
       fprintf(stderr, "primecheck: out of memory\n");
     }
     if (!ok) {
-      free(ns.v);
+      free(r->ns.v);
       return EXIT_USAGE;
     }
   }
-  if (!have_range && optind == argc)
+  if (!r->have_range && optind == argc)
     for (size_t i = 0; i < sizeof SEED_PRIMES / sizeof *SEED_PRIMES; i++)
-      if (!numparse_push(&ns, SEED_PRIMES[i])) {
+      if (!numparse_push(&r->ns, SEED_PRIMES[i])) {
         fprintf(stderr, "primecheck: out of memory\n");
         return 1;
       }
+  return RUN_ON;
+}
 
-  cf_executor *ex;
+/* ---- the check ----------------------------------------------------------- */
+
+static bool start_workers(run *r) {
   int rc;
-  if (threads) {
+  if (r->threads) {
     cf_thread_pool_options o;
     cf_thread_pool_options_init(&o);
-    o.max_workers = (int)jobs;
-    rc = cf_thread_pool_create(&o, &ex);
+    o.max_workers = (int)r->jobs;
+    rc = cf_thread_pool_create(&o, &r->ex);
   } else {
     cf_process_pool_options o;
     cf_process_pool_options_init(&o);
-    o.max_workers = (int)jobs;
-    rc = cf_process_pool_create(&o, &ex);
+    o.max_workers = (int)r->jobs;
+    rc = cf_process_pool_create(&o, &r->ex);
   }
   if (rc != CF_OK) {
     fprintf(stderr, "primecheck: cannot start workers: %s\n", cf_strerror(rc));
-    free(ns.v);
-    return 1;
+    return false;
   }
+  return true;
+}
 
+/* Maps the check over the numbers and prints each answer, in input order,
+ * as it comes.  Returns CF_EOF when every number was checked, else the error
+ * (already reported). */
+static int check_and_print(run *r) {
   cf_map_options mo;
   cf_map_options_init(&mo);
-  mo.chunksize = (size_t)chunksize;
+  mo.chunksize = (size_t)r->chunksize;
   cf_map_iter *m;
-  cf_task_fn fn = trial ? task_trial : task_mr;
-  range r = {lo, hi - lo, 0};
-  if (have_range) {
+  cf_task_fn fn = r->trial ? task_trial : task_mr;
+  range rg = {r->lo, r->hi - r->lo, 0};
+  int rc;
+  if (r->have_range) {
     if (!mo.chunksize) /* a range is long: amortise the messages */
       mo.chunksize = 256;
-    rc = cf_map(ex, fn, next_in_range, &r, &mo, &m);
+    rc = cf_map(r->ex, fn, next_in_range, &rg, &mo, &m);
   } else {
-    rc = cf_map_array(ex, fn, ns.v, sizeof *ns.v, ns.n, &mo, &m);
+    rc = cf_map_array(r->ex, fn, r->ns.v, sizeof *r->ns.v, r->ns.n, &mo, &m);
   }
   cf_map_item item = CF_MAP_ITEM_INIT;
   while (rc == CF_OK && (rc = cf_map_next(m, &item)) == CF_OK) {
-    uint64_t n = have_range ? lo + item.index : ns.v[item.index];
+    uint64_t n = r->have_range ? r->lo + item.index : r->ns.v[item.index];
     printf("%" PRIu64 " is prime: %s\n", n,
            *(const unsigned char *)item.data ? "True" : "False");
   }
@@ -279,8 +309,25 @@ int main(int argc, char **argv) {
             item.error_message ? ": " : "",
             item.error_message ? item.error_message : "");
   cf_map_destroy(m);
-  cf_executor_release(ex);
-  free(ns.v);
+  return rc;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+  run r = {0};
+  int status = parse_options(&r, argc, argv);
+  if (status == RUN_ON)
+    status = read_numbers(&r, argc, argv);
+  if (status != RUN_ON)
+    return status;
+  if (!start_workers(&r)) {
+    free(r.ns.v);
+    return 1;
+  }
+  int rc = check_and_print(&r);
+  cf_executor_release(r.ex);
+  free(r.ns.v);
   if (fflush(stdout) != 0 || ferror(stdout)) {
     fprintf(stderr, "primecheck: writing the output: %s\n", strerror(errno));
     return 1;
