@@ -331,8 +331,13 @@ static void walk(plan *pl, const char *src, const char *dst, bool force) {
         warn("%s: %s", t, strerror(errno));
         pl->failed++;
       } else {
+        char *tc = strdup(t);
+        if (!tc) {
+          warn("out of memory");
+          exit(EXIT_SOME_FAILED); /* as grow(): nothing half-written */
+        }
         pl->dirs = grow(pl->dirs, &pl->dcap, pl->ndirs, sizeof *pl->dirs);
-        pl->dirs[pl->ndirs++] = (dirfix){strdup(t), st};
+        pl->dirs[pl->ndirs++] = (dirfix){tc, st};
         walk(pl, s, t, force);
       }
     } else if (!S_ISDIR(st.st_mode)) {
@@ -500,6 +505,48 @@ static int parse_options(run *r, int argc, char **argv) {
 
 /* SRC must be a folder, DST a folder or nothing (then it is made here);
  * RUN_ON, or the exit status. */
+/* DST as an absolute path without links, even when it does not exist yet
+ * (its parent's real path, then its name); NULL when that cannot be told. */
+static char *real_dst(const char *dst) {
+  char *full = realpath(dst, NULL);
+  if (full || errno != ENOENT)
+    return full;
+  const char *slash = strrchr(dst, '/');
+  const char *name = slash ? slash + 1 : dst;
+  char *parent = slash ? strndup(dst, (size_t)(slash - dst + 1)) : NULL;
+  char *rp = realpath(slash ? parent : ".", NULL);
+  free(parent);
+  if (!rp)
+    return NULL;
+  size_t n = strlen(rp) + strlen(name) + 2;
+  full = malloc(n);
+  if (full)
+    snprintf(full, n, "%s/%s", rp, name);
+  free(rp);
+  return full;
+}
+
+/* Is DST SRC itself, or (with -r) somewhere inside it?  Says which, or
+ * NULL.  Then the copy would
+ * overwrite its own source, or walk into what it is writing and copy the
+ * copy again, one level deeper each time (as cp, refused). */
+static const char *dst_in_src(const run *r) {
+  char *s = realpath(r->src, NULL);
+  char *d = s ? real_dst(r->dst) : NULL;
+  const char *in = NULL;
+  if (d) {
+    size_t n = strlen(s);
+    if (strcmp(s, d) == 0)
+      in = "the same folder as";
+    else if (r->pl.recursive && strncmp(s, d, n) == 0 &&
+             (d[n] == '/' || strcmp(s, "/") == 0))
+      in = "inside";
+  }
+  free(s);
+  free(d);
+  return in;
+}
+
 static int check_folders(const run *r) {
   struct stat sst, dst_st;
   if (stat(r->src, &sst) != 0) {
@@ -512,6 +559,12 @@ static int check_folders(const run *r) {
   }
   if (stat(r->dst, &dst_st) == 0 && !S_ISDIR(dst_st.st_mode)) {
     warn("DST '%s': exists and is not a folder", r->dst);
+    return EXIT_USAGE;
+  }
+  const char *in = dst_in_src(r);
+  if (in) {
+    warn("DST '%s' is %s SRC '%s': the copy would copy itself", r->dst, in,
+         r->src);
     return EXIT_USAGE;
   }
   if (mkdir(r->dst, 0777) != 0 && errno != EEXIST) {
@@ -562,6 +615,11 @@ static bool start_workers(run *r) {
 static void submit_copy(run *r, const job *j) {
   size_t ls = strlen(j->src) + 1, ld = strlen(j->dst) + 1;
   char *req = malloc(4 + ls + ld);
+  if (!req) {
+    warn("%s: out of memory", j->src);
+    r->pl.failed++;
+    return;
+  }
   uint32_t flags = r->force ? COPY_FORCE : 0;
   memcpy(req, &flags, 4);
   memcpy(req + 4, j->src, ls);
