@@ -1313,15 +1313,11 @@ static int cf__pp_hosting(cf__ppool *p) {
   return CF_OK;
 }
 
-int cf_process_pool_create(const cf_process_pool_options *opts,
-                           cf_executor **out) {
-  cf__worker_link(); /* the worker's constructor comes with this function */
-  cf__clear_last_error();
-  if (!out)
-    return CF__REFUSE(CF_EINVAL, "out is NULL");
-  *out = NULL;
-  cf_process_pool_options o = CF_PROCESS_POOL_OPTIONS_INIT;
-  if (opts && cf__opts_in(&o, sizeof o, opts,
+/* The caller's options, checked, in o (max_workers 0 resolved). */
+static int cf__pp_options(const cf_process_pool_options *opts,
+                          cf_process_pool_options *o) {
+  *o = (cf_process_pool_options)CF_PROCESS_POOL_OPTIONS_INIT;
+  if (opts && cf__opts_in(o, sizeof *o, opts,
                           CF__V1_SIZE(cf_process_pool_options,
                                       on_worker_death)) != CF_OK)
     return CF__REFUSE(CF_EINVAL,
@@ -1330,32 +1326,30 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
                       "cf_process_pool_options_init(), or fields this "
                       "library does not know are set",
                       opts->size);
-  if (o.max_workers < 0 || o.max_workers > CF_PROCESS_POOL_MAX_WORKERS ||
-      o.max_tasks_per_child < 0 ||
-      (o.initarg_len && !o.initarg) ||
-      (o.on_worker_death != CF_ON_DEATH_BREAK &&
-       o.on_worker_death != CF_ON_DEATH_RESTART))
+  if (o->max_workers < 0 || o->max_workers > CF_PROCESS_POOL_MAX_WORKERS ||
+      o->max_tasks_per_child < 0 || (o->initarg_len && !o->initarg) ||
+      (o->on_worker_death != CF_ON_DEATH_BREAK &&
+       o->on_worker_death != CF_ON_DEATH_RESTART))
     return CF__REFUSE(CF_EINVAL,
                       "invalid options: max_workers must be 0 to %d, "
                       "max_tasks_per_child >= 0, initarg set when "
                       "initarg_len is, on_worker_death a cf_death_policy",
                       CF_PROCESS_POOL_MAX_WORKERS);
-  if (!o.max_workers) {
+  if (!o->max_workers) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    o.max_workers = n < 1                             ? 1
-                    : n > CF_PROCESS_POOL_MAX_WORKERS ? CF_PROCESS_POOL_MAX_WORKERS
-                                                      : (int)n;
+    if (n < 1)
+      n = 1;
+    o->max_workers = n > CF_PROCESS_POOL_MAX_WORKERS
+                         ? CF_PROCESS_POOL_MAX_WORKERS
+                         : (int)n;
   }
-  cf__ppool *p = cf__calloc(1, sizeof *p);
-  if (!p)
-    return CF__REFUSE(CF_ENOMEM, "out of memory");
-  p->evfd = p->exefd = p->nullfd = -1;
-  p->o = o;
-  int rc = cf__pp_hosting(p);
-  if (rc != CF_OK) {
-    cf__pp_free_memory(p);
-    return rc;
-  }
+  return CF_OK;
+}
+
+/* What every worker start needs: the pool's secret, /dev/null for their
+ * standard input, the captured environment.  p->why is not used here: the
+ * words go to cf_last_error_message(). */
+static int cf__pp_start_kit(cf__ppool *p) {
   size_t got = 0;
   while (got < sizeof p->secret) {
     ssize_t r = getrandom(p->secret + got, sizeof p->secret - got, 0);
@@ -1363,39 +1357,65 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
       break;
     got += r > 0 ? (size_t)r : 0;
   }
-  if (got < sizeof p->secret) {
-    int e = errno;
-    cf__pp_free_memory(p);
-    return CF__REFUSE(CF_ESYS, "getrandom: %s", strerror(e));
-  }
+  if (got < sizeof p->secret)
+    return CF__REFUSE(CF_ESYS, "getrandom: %s", strerror(errno));
   p->nullfd = cf__fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (p->nullfd < 0) {
-    int e = errno;
-    cf__pp_free_memory(p);
+  if (p->nullfd < 0)
     return CF__REFUSE(CF_ESYS, "cannot open /dev/null for the workers' "
-                               "standard input: %s", strerror(e));
-  }
+                               "standard input: %s", strerror(errno));
   p->envp = cf__pp_env_capture(p->secret);
+  return p->envp ? CF_OK : CF__REFUSE(CF_ENOMEM, "out of memory");
+}
+
+/* The manager's tables, the INIT module list and initarg, the eventfd. */
+static int cf__pp_tables(cf__ppool *p) {
+  size_t n = (size_t)p->o.max_workers;
   p->modwire_len = cf__modules_size(&p->mods);
   p->modwire = cf__malloc(p->modwire_len);
   if (p->modwire)
     cf__modules_put(&p->mods, p->modwire);
-  p->w = cf__calloc((size_t)o.max_workers, sizeof *p->w);
-  p->pf = cf__malloc(((size_t)o.max_workers * 2 + 1) * sizeof *p->pf);
-  p->who = cf__malloc(((size_t)o.max_workers * 2 + 1) * sizeof *p->who);
-  p->initarg = o.initarg_len ? cf__malloc(o.initarg_len) : NULL;
+  p->w = cf__calloc(n, sizeof *p->w);
+  p->pf = cf__malloc((n * 2 + 1) * sizeof *p->pf);
+  p->who = cf__malloc((n * 2 + 1) * sizeof *p->who);
+  p->initarg = p->o.initarg_len ? cf__malloc(p->o.initarg_len) : NULL;
+  if (!p->modwire || !p->w || !p->pf || !p->who ||
+      (p->o.initarg_len && !p->initarg))
+    return CF__REFUSE(CF_ENOMEM, "out of memory");
   p->evfd = eventfd(0, EFD_CLOEXEC);
-  if (!p->envp || !p->modwire || !p->w || !p->pf || !p->who ||
-      (o.initarg_len && !p->initarg) || p->evfd < 0) {
-    rc = p->evfd < 0 ? CF_ESYS : CF_ENOMEM;
-    cf__pp_free_memory(p);
-    return CF__REFUSE(rc, "%s", rc == CF_ESYS ? "eventfd failed"
-                                              : "out of memory");
-  }
-  if (o.initarg_len)
-    memcpy(p->initarg, o.initarg, o.initarg_len);
-  for (int i = 0; i < o.max_workers; i++)
+  if (p->evfd < 0)
+    return CF__REFUSE(CF_ESYS, "eventfd failed");
+  if (p->o.initarg_len)
+    memcpy(p->initarg, p->o.initarg, p->o.initarg_len);
+  for (size_t i = 0; i < n; i++)
     p->w[i].fd = p->w[i].pidfd = -1;
+  return CF_OK;
+}
+
+int cf_process_pool_create(const cf_process_pool_options *opts,
+                           cf_executor **out) {
+  cf__worker_link(); /* the worker's constructor comes with this function */
+  cf__clear_last_error();
+  if (!out)
+    return CF__REFUSE(CF_EINVAL, "out is NULL");
+  *out = NULL;
+  cf_process_pool_options o;
+  int rc = cf__pp_options(opts, &o);
+  if (rc != CF_OK)
+    return rc;
+  cf__ppool *p = cf__calloc(1, sizeof *p);
+  if (!p)
+    return CF__REFUSE(CF_ENOMEM, "out of memory");
+  p->evfd = p->exefd = p->nullfd = -1;
+  p->o = o;
+  rc = cf__pp_hosting(p);
+  if (rc == CF_OK)
+    rc = cf__pp_start_kit(p);
+  if (rc == CF_OK)
+    rc = cf__pp_tables(p);
+  if (rc != CF_OK) {
+    cf__pp_free_memory(p);
+    return rc;
+  }
   pthread_mutex_init(&p->mu, NULL);
   pthread_mutex_init(&p->join_mu, NULL);
   cf__executor_init(&p->base, &cf__pp_backend, o.max_workers);
