@@ -287,6 +287,49 @@ static bool cf__tp_retire_locked(cf__tpool *p, cf__tp_worker *w) {
   return p->self_destroy && p->nthreads == 0;
 }
 
+/* Spins a short while, without the lock, for work to arrive; one worker
+ * at a time.  Called and returns with the lock held. */
+static void cf__tp_spin_locked(cf__tpool *p) {
+  atomic_fetch_add(&p->nspinning, 1);
+  cf__lock_release(&p->lock);
+  int64_t end = cf__now_ns() + CF__TP_SPIN_NS;
+  do {
+    for (int i = 0; i < 64; i++) {
+      if (cf__tp_has_work(p))
+        goto done;
+      cf__cpu_relax();
+    }
+    /* Let a runnable submitter on this CPU have it: it is the one who will
+     * give us work. */
+    sched_yield();
+  } while (cf__now_ns() < end);
+done:
+  cf__lock_acquire(&p->lock);
+  atomic_fetch_sub(&p->nspinning, 1);
+}
+
+/* Sleeps until a submit wakes this worker or the idle timeout passes.
+ * Called and returns with the lock held.  True when the worker was idle too
+ * long and no work came: it exits (a later submit starts a new thread). */
+static bool cf__tp_sleep_locked(cf__tpool *p) {
+  /* Announce the sleep, then look once more (see the top comment). */
+  atomic_fetch_add(&p->nsleeping, 1);
+  if (cf__tp_has_work(p)) {
+    atomic_fetch_sub(&p->nsleeping, 1);
+    return false;
+  }
+  uint32_t seq = atomic_load(&p->wake_seq);
+  cf__lock_release(&p->lock);
+  int r = cf__futex_wait(&p->wake_seq, seq,
+                         p->idle_ns > 0 ? cf__deadline(p->idle_ns)
+                                        : CF__NEVER);
+  cf__lock_acquire(&p->lock);
+  atomic_fetch_sub(&p->nsleeping, 1);
+  if (atomic_load(&p->nwaking))
+    atomic_fetch_sub(&p->nwaking, 1);
+  return r == ETIMEDOUT && !cf__tp_has_work(p);
+}
+
 /* Takes the next task, or returns NULL when this worker must exit (and has
  * been retired; *free_pool tells whether it must also free the pool). */
 static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
@@ -317,41 +360,10 @@ static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
       break;
     if (!spun && atomic_load(&p->nspinning) == 0) {
       spun = true;
-      atomic_fetch_add(&p->nspinning, 1);
-      cf__lock_release(&p->lock);
-      int64_t end = cf__now_ns() + CF__TP_SPIN_NS;
-      do {
-        for (int i = 0; i < 64; i++) {
-          if (cf__tp_has_work(p))
-            goto spun;
-          cf__cpu_relax();
-        }
-        /* Let a runnable submitter on this CPU have it: it is the one who
-         * will give us work. */
-        sched_yield();
-      } while (cf__now_ns() < end);
-    spun:
-      cf__lock_acquire(&p->lock);
-      atomic_fetch_sub(&p->nspinning, 1);
-      continue;
+      cf__tp_spin_locked(p);
+    } else if (cf__tp_sleep_locked(p)) {
+      break;
     }
-    /* Announce the sleep, then look once more (see the top comment). */
-    atomic_fetch_add(&p->nsleeping, 1);
-    if (cf__tp_has_work(p)) {
-      atomic_fetch_sub(&p->nsleeping, 1);
-      continue;
-    }
-    uint32_t seq = atomic_load(&p->wake_seq);
-    cf__lock_release(&p->lock);
-    int r = cf__futex_wait(&p->wake_seq, seq,
-                           p->idle_ns > 0 ? cf__deadline(p->idle_ns)
-                                          : CF__NEVER);
-    cf__lock_acquire(&p->lock);
-    atomic_fetch_sub(&p->nsleeping, 1);
-    if (atomic_load(&p->nwaking))
-      atomic_fetch_sub(&p->nwaking, 1);
-    if (r == ETIMEDOUT && !cf__tp_has_work(p))
-      break; /* idle too long: exit, a later submit starts a new thread */
   }
   *free_pool = cf__tp_retire_locked(p, w);
   cf__lock_release(&p->lock);
@@ -684,16 +696,11 @@ static int cf__default_thread_workers(void) {
   return n + 4 > 32 ? 32 : (int)n + 4;
 }
 
-int cf_thread_pool_create(const cf_thread_pool_options *opts,
-                          cf_executor **out) {
-  cf__clear_last_error();
-  if (!out) {
-    cf__set_last_error("cf_thread_pool_create: out is NULL");
-    return CF_EINVAL;
-  }
-  *out = NULL;
-  cf_thread_pool_options o = CF_THREAD_POOL_OPTIONS_INIT;
-  if (opts && cf__opts_in(&o, sizeof o, opts,
+/* The caller's options, checked, in o; words for every refusal. */
+static int cf__tp_options(const cf_thread_pool_options *opts,
+                          cf_thread_pool_options *o) {
+  *o = (cf_thread_pool_options)CF_THREAD_POOL_OPTIONS_INIT;
+  if (opts && cf__opts_in(o, sizeof *o, opts,
                           CF__V1_SIZE(cf_thread_pool_options,
                                       idle_timeout_ns)) != CF_OK) {
     cf__set_last_error("options: size %zu is not that of a "
@@ -703,37 +710,38 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
                        opts->size);
     return CF_EINVAL;
   }
-  if (o.max_workers < 0 || o.max_workers > CF_THREAD_POOL_MAX_WORKERS) {
+  if (o->max_workers < 0 || o->max_workers > CF_THREAD_POOL_MAX_WORKERS) {
     cf__set_last_error("max_workers %d is out of range (0 to %d)",
-                       o.max_workers, CF_THREAD_POOL_MAX_WORKERS);
+                       o->max_workers, CF_THREAD_POOL_MAX_WORKERS);
     return CF_EINVAL;
   }
-  if (o.initarg_len && !o.initarg) {
+  if (o->initarg_len && !o->initarg) {
     cf__set_last_error("initarg is NULL but initarg_len is %zu",
-                       o.initarg_len);
+                       o->initarg_len);
     return CF_EINVAL;
   }
-  int max = o.max_workers ? o.max_workers : cf__default_thread_workers();
+  return CF_OK;
+}
 
+/* A pool for max unblocked workers, its slots ready (no thread yet); NULL
+ * when memory is short. */
+static cf__tpool *cf__tp_alloc(int max, size_t initarg_len) {
   /* aligned_alloc: the struct keeps hot fields on separate cache lines. */
   cf__tpool *p = cf__aligned_alloc(64, sizeof *p);
-  if (!p) {
-    cf__set_last_error("out of memory for the thread pool");
-    return CF_ENOMEM;
-  }
+  if (!p)
+    return NULL;
   memset(p, 0, sizeof *p);
   p->nslots = max + CF_THREAD_POOL_MAX_EXTRA;
   p->workers =
       cf__aligned_alloc(64, (size_t)p->nslots * sizeof *p->workers);
-  if (o.initarg_len)
-    p->initarg = cf__malloc(o.initarg_len);
-  if (!p->workers || (o.initarg_len && !p->initarg) ||
+  if (initarg_len)
+    p->initarg = cf__malloc(initarg_len);
+  if (!p->workers || (initarg_len && !p->initarg) ||
       pthread_mutex_init(&p->join_mu, NULL) != 0) {
-    cf__set_last_error("out of memory for %d worker slots", p->nslots);
     free(p->workers);
     free(p->initarg);
     free(p);
-    return CF_ENOMEM;
+    return NULL;
   }
   memset(p->workers, 0, (size_t)p->nslots * sizeof *p->workers);
   for (int i = 0; i < p->nslots; i++) {
@@ -741,6 +749,28 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
     p->workers[i].ctx.pool = &p->base;
     p->workers[i].ctx.run_inline = cf__tp_run_inline;
     p->workers[i].ctx.block = cf__tp_block;
+  }
+  return p;
+}
+
+int cf_thread_pool_create(const cf_thread_pool_options *opts,
+                          cf_executor **out) {
+  cf__clear_last_error();
+  if (!out) {
+    cf__set_last_error("cf_thread_pool_create: out is NULL");
+    return CF_EINVAL;
+  }
+  *out = NULL;
+  cf_thread_pool_options o;
+  int rc = cf__tp_options(opts, &o);
+  if (rc != CF_OK)
+    return rc;
+  int max = o.max_workers ? o.max_workers : cf__default_thread_workers();
+  cf__tpool *p = cf__tp_alloc(max, o.initarg_len);
+  if (!p) {
+    cf__set_last_error("out of memory for %d worker slots",
+                       max + CF_THREAD_POOL_MAX_EXTRA);
+    return CF_ENOMEM;
   }
   if (o.initarg_len)
     memcpy(p->initarg, o.initarg, o.initarg_len);
