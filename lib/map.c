@@ -71,43 +71,55 @@ static void cf__map_drop_scratch(cf_map_iter *m, size_t n) {
     cf__buf_free(&m->scratch[i]);
 }
 
+/* The next chunk of an array map: a view of the caller's array, no copy. */
+static cf__batch *cf__map_read_array_chunk(cf_map_iter *m) {
+  size_t n = m->count - m->next_index;
+  if (n > m->chunksize)
+    n = m->chunksize;
+  if (n == 0) {
+    m->inputs_done = true;
+    return NULL;
+  }
+  cf__batch *c = cf__batch_new(m->fn, n, false);
+  if (!c) {
+    m->pending_err = CF_ENOMEM;
+    return NULL;
+  }
+  c->base = m->base + m->next_index * m->size;
+  c->stride = m->size;
+  m->next_index += n;
+  return c;
+}
+
+/* Makes room for one more input in the scratch array (doubling, up to
+ * chunksize).  Returns CF_OK or CF_ENOMEM. */
+static int cf__map_grow_scratch(cf_map_iter *m, size_t n) {
+  if (n < m->scratch_cap)
+    return CF_OK;
+  size_t cap = m->scratch_cap ? m->scratch_cap * 2 : 16;
+  if (cap > m->chunksize)
+    cap = m->chunksize;
+  cf__buf *nb = cap <= SIZE_MAX / sizeof *nb
+                    ? cf__realloc(m->scratch, cap * sizeof *nb)
+                    : NULL;
+  if (!nb)
+    return CF_ENOMEM;
+  m->scratch = nb;
+  m->scratch_cap = cap;
+  return CF_OK;
+}
+
 /* Reads the next chunk's inputs; NULL at the end or on error (pending_err).
  * A chunk is allocated for the inputs it holds, never for chunksize: a huge
  * chunksize over three inputs costs three items. */
 static cf__batch *cf__map_read_chunk(cf_map_iter *m) {
-  if (m->base) {
-    size_t n = m->count - m->next_index;
-    if (n > m->chunksize)
-      n = m->chunksize;
-    if (n == 0) {
-      m->inputs_done = true;
-      return NULL;
-    }
-    cf__batch *c = cf__batch_new(m->fn, n, false);
-    if (!c) {
-      m->pending_err = CF_ENOMEM;
-      return NULL;
-    }
-    c->base = m->base + m->next_index * m->size;
-    c->stride = m->size;
-    m->next_index += n;
-    return c;
-  }
+  if (m->base)
+    return cf__map_read_array_chunk(m);
   size_t n = 0;
   while (n < m->chunksize) {
-    if (n == m->scratch_cap) {
-      size_t cap = m->scratch_cap ? m->scratch_cap * 2 : 16;
-      if (cap > m->chunksize)
-        cap = m->chunksize;
-      cf__buf *nb = cap <= SIZE_MAX / sizeof *nb
-                        ? cf__realloc(m->scratch, cap * sizeof *nb)
-                        : NULL;
-      if (!nb) {
-        m->pending_err = CF_ENOMEM;
-        break;
-      }
-      m->scratch = nb;
-      m->scratch_cap = cap;
+    if (cf__map_grow_scratch(m, n) != CF_OK) {
+      m->pending_err = CF_ENOMEM;
+      break;
     }
     const void *in = NULL;
     size_t len = 0;

@@ -245,6 +245,46 @@ static int cf__cmp_pos(const void *a, const void *b) {
   return (x->i > y->i) - (x->i < y->i);
 }
 
+/* Retains fs[0..n) into it->fs without duplicates, keeping input order: a
+ * future yielded twice would be a surprise, and Python's as_completed works
+ * on a set.  pos: scratch for n entries.  Returns CF_OK or CF_ENOMEM. */
+static int cf__ac_unique(cf_as_completed_iter *it, cf_future *const *fs,
+                         size_t n, cf__pos *pos) {
+  for (size_t i = 0; i < n; i++)
+    pos[i] = (cf__pos){(uintptr_t)fs[i], i};
+  qsort(pos, n, sizeof *pos, cf__cmp_pos);
+  bool *keep = cf__calloc(n ? n : 1, sizeof *keep);
+  if (!keep)
+    return CF_ENOMEM;
+  for (size_t k = 0; k < n; k++)
+    if (k == 0 || pos[k].f != pos[k - 1].f)
+      keep[pos[k].i] = true;
+  for (size_t i = 0; i < n; i++)
+    if (keep[i])
+      it->fs[it->n++] = cf_future_retain(fs[i]);
+  free(keep);
+  return CF_OK;
+}
+
+/* Puts the futures already done first, in input order (a stable
+ * partition), and watches the rest.  tmp: scratch for it->n entries. */
+static void cf__ac_watch(cf_as_completed_iter *it, cf_future **tmp) {
+  size_t front = 0, back = 0;
+  for (size_t i = 0; i < it->n; i++)
+    if (cf_future_done(it->fs[i]))
+      it->fs[front++] = it->fs[i];
+    else
+      tmp[back++] = it->fs[i];
+  memcpy(&it->fs[front], tmp, back * sizeof *tmp);
+  it->nready = front;
+  for (size_t i = front; i < it->n; i++) {
+    it->links[i].waiter = &it->w;
+    it->links[i].arg = NULL;
+    if (!cf__future_add_link(it->fs[i], &it->links[i]))
+      cf__waiter_notify(&it->links[i]); /* finished just now */
+  }
+}
+
 int cf_as_completed_create(cf_future *const *fs, size_t n, int64_t timeout_ns,
                            cf_as_completed_iter **out) {
   if (!out)
@@ -256,61 +296,32 @@ int cf_as_completed_create(cf_future *const *fs, size_t n, int64_t timeout_ns,
     if (!fs[i])
       return CF_EINVAL;
   cf_as_completed_iter *it = cf__calloc(1, sizeof *it);
-  void *sorted = cf__malloc((n ? n : 1) * sizeof(cf__pos));
+  /* Scratch for the sort, then for the partition: the larger of the two. */
+  size_t per = sizeof(cf__pos) > sizeof(cf_future *) ? sizeof(cf__pos)
+                                                     : sizeof(cf_future *);
+  void *scratch = cf__malloc((n ? n : 1) * per);
   if (it) {
     it->fs = cf__malloc((n ? n : 1) * sizeof *it->fs);
     it->links = cf__malloc((n ? n : 1) * sizeof *it->links);
   }
-  if (!it || !sorted || !it->fs || !it->links ||
+  if (!it || !scratch || !it->fs || !it->links ||
       cf__waiter_init(&it->w, n) != CF_OK) {
     if (it) {
       free(it->fs);
       free(it->links);
     }
     free(it);
-    free(sorted);
+    free(scratch);
     return CF_ENOMEM;
   }
   it->deadline = cf__deadline(timeout_ns);
-
-  /* Drop duplicates, keeping input order: a future yielded twice would be a
-   * surprise, and Python's as_completed works on a set. */
-  cf__pos *pos = (cf__pos *)sorted;
-  for (size_t i = 0; i < n; i++)
-    pos[i] = (cf__pos){(uintptr_t)fs[i], i};
-  qsort(pos, n, sizeof *pos, cf__cmp_pos);
-  bool *keep = cf__calloc(n ? n : 1, sizeof *keep);
-  if (!keep) {
+  if (cf__ac_unique(it, fs, n, scratch) != CF_OK) {
     cf_as_completed_destroy(it);
-    free(sorted);
+    free(scratch);
     return CF_ENOMEM;
   }
-  for (size_t k = 0; k < n; k++)
-    if (k == 0 || pos[k].f != pos[k - 1].f)
-      keep[pos[k].i] = true;
-  for (size_t i = 0; i < n; i++)
-    if (keep[i])
-      it->fs[it->n++] = cf_future_retain(fs[i]);
-  free(keep);
-
-  /* Already done ones first, in input order (a stable partition); watch the
-   * rest. */
-  cf_future **tmp = sorted;
-  size_t front = 0, back = 0;
-  for (size_t i = 0; i < it->n; i++)
-    if (cf_future_done(it->fs[i]))
-      it->fs[front++] = it->fs[i];
-    else
-      tmp[back++] = it->fs[i];
-  memcpy(&it->fs[front], tmp, back * sizeof *tmp);
-  free(sorted);
-  it->nready = front;
-  for (size_t i = front; i < it->n; i++) {
-    it->links[i].waiter = &it->w;
-    it->links[i].arg = NULL;
-    if (!cf__future_add_link(it->fs[i], &it->links[i]))
-      cf__waiter_notify(&it->links[i]); /* finished just now */
-  }
+  cf__ac_watch(it, scratch);
+  free(scratch);
   *out = it;
   return CF_OK;
 }
