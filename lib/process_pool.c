@@ -530,18 +530,11 @@ static void cf__pp_break(cf__ppool *p, int code, const char *why) {
   }
 }
 
-/* w's process is gone (or must go). */
-static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
-                         const char *proto_error) {
-  int prev = w->state;
-  cf_future *f = w->task;
-  w->task = NULL;
-  int st = cf__pp_reap(p, w, true);
-  if (prev == CF__W_EXITING)
-    return; /* retired on purpose */
-  char *msg = proto_error ? cf__strdup(proto_error) : cf__pp_describe(st);
-  if (prev == CF__W_STARTING &&
-      p->o.on_worker_death == CF_ON_DEATH_RESTART) {
+/* A worker died before READY (st: its wait status, msg: how; freed here).
+ * RESTART tries again after a back-off, up to CF__PP_START_TRIES starts in
+ * a row; otherwise the pool breaks. */
+static void cf__pp_start_died(cf__ppool *p, int st, char *msg) {
+  if (p->o.on_worker_death == CF_ON_DEATH_RESTART) {
     pthread_mutex_lock(&p->mu);
     bool terminated = p->term_sig != 0;
     pthread_mutex_unlock(&p->mu);
@@ -561,21 +554,34 @@ static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
       free(msg);
       return;
     }
-    char why[240];
+  }
+  char why[240];
+  if (p->o.on_worker_death == CF_ON_DEATH_RESTART)
     snprintf(why, sizeof why,
              "the pool is broken: %d worker starts in a row failed (each "
              "died before it was ready); the last: %s",
              p->start_failures, msg ? msg : "died");
-    free(msg);
-    cf__pp_break(p, st, why);
-    return;
-  }
-  if (prev == CF__W_STARTING) {
-    char why[160];
+  else
     snprintf(why, sizeof why, "a worker failed to start: %s",
              msg ? msg : "died");
-    free(msg);
-    cf__pp_break(p, st, why);
+  free(msg);
+  cf__pp_break(p, st, why);
+}
+
+/* w's process is gone, or must go: its socket closed or failed, its pidfd
+ * fired, or it broke the protocol (proto_error: the words; status: what its
+ * task fails with). */
+static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
+                         const char *proto_error) {
+  int prev = w->state;
+  cf_future *f = w->task;
+  w->task = NULL;
+  int st = cf__pp_reap(p, w, true);
+  if (prev == CF__W_EXITING)
+    return; /* retired on purpose */
+  char *msg = proto_error ? cf__strdup(proto_error) : cf__pp_describe(st);
+  if (prev == CF__W_STARTING) {
+    cf__pp_start_died(p, st, msg);
     return;
   }
   if (f) {
@@ -1249,6 +1255,42 @@ static int cf__first_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 /* A refused create: the status, with words for cf_last_error_message(). */
 #define CF__REFUSE(rc, ...) (cf__set_last_error(__VA_ARGS__), (rc))
 
+/* Where workers find the initializer: a module loaded at start-up. */
+static int cf__pp_locate_init(cf__ppool *p) {
+  if (!p->o.initializer) {
+    p->initref.none = true;
+    return CF_OK;
+  }
+  long k = cf__modules_find(&p->mods, (uintptr_t)p->o.initializer);
+  if (k < 0 ||
+      cf__fnref_locate((uintptr_t)p->o.initializer, &p->initref) != CF_OK)
+    return CF__REFUSE(CF_EINVAL,
+                      "the initializer is not in the code of any loaded "
+                      "module, so a worker cannot find it");
+  if (!p->mods.m[k].startup)
+    return CF__REFUSE(CF_EINVAL,
+                      "the initializer lives in %s, a module loaded with "
+                      "dlopen(): a worker does not load it",
+                      p->mods.m[k].name);
+  return CF_OK;
+}
+
+/* The very image this process runs, for every worker: a file replaced or
+ * deleted on disk later does not change what workers run. */
+static int cf__pp_open_exe(cf__ppool *p) {
+  p->exefd = cf__fd_high(open("/proc/self/exe", O_PATH | O_CLOEXEC));
+  if (p->exefd < 0)
+    return CF__REFUSE(CF_ENOTSUP,
+                      "cannot open /proc/self/exe (%s): process pools need "
+                      "/proc, to start workers from the program's own image",
+                      strerror(errno));
+  ssize_t n = readlink("/proc/self/exe", p->exe, sizeof p->exe - 1);
+  if (n <= 0)
+    n = (ssize_t)strlen(strcpy(p->exe, "cf-worker"));
+  p->exe[n] = '\0';
+  return CF_OK;
+}
+
 /* Whether this process can host a process pool at all; the words say why
  * not.  Cheap (a walk of the loaded modules), run at every create. */
 static int cf__pp_hosting(cf__ppool *p) {
@@ -1283,34 +1325,8 @@ static int cf__pp_hosting(cf__ppool *p) {
         "the program loaded at start-up): a worker would run the host "
         "program's main(); link the program with -lcfutures",
         self < 0 ? "the library" : p->mods.m[self].name);
-  if (p->o.initializer) {
-    long k = cf__modules_find(&p->mods, (uintptr_t)p->o.initializer);
-    if (k < 0 ||
-        cf__fnref_locate((uintptr_t)p->o.initializer, &p->initref) != CF_OK)
-      return CF__REFUSE(CF_EINVAL,
-                        "the initializer is not in the code of any loaded "
-                        "module, so a worker cannot find it");
-    if (!p->mods.m[k].startup)
-      return CF__REFUSE(CF_EINVAL,
-                        "the initializer lives in %s, a module loaded with "
-                        "dlopen(): a worker does not load it",
-                        p->mods.m[k].name);
-  } else {
-    p->initref.none = true;
-  }
-  /* The very image this process runs, for every worker: a file replaced
-   * or deleted on disk later does not change what workers run. */
-  p->exefd = cf__fd_high(open("/proc/self/exe", O_PATH | O_CLOEXEC));
-  if (p->exefd < 0)
-    return CF__REFUSE(CF_ENOTSUP,
-                      "cannot open /proc/self/exe (%s): process pools need "
-                      "/proc, to start workers from the program's own image",
-                      strerror(errno));
-  ssize_t n = readlink("/proc/self/exe", p->exe, sizeof p->exe - 1);
-  if (n <= 0)
-    n = (ssize_t)strlen(strcpy(p->exe, "cf-worker"));
-  p->exe[n] = '\0';
-  return CF_OK;
+  rc = cf__pp_locate_init(p);
+  return rc == CF_OK ? cf__pp_open_exe(p) : rc;
 }
 
 /* The caller's options, checked, in o (max_workers 0 resolved). */
