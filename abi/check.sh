@@ -94,6 +94,11 @@ describe() {
   { [ "$nfn" -gt 0 ] && [ "$nfn" -eq "$nsym" ]; } ||
     fail "abidw found the types of $nfn of the $nsym functions $1
 exports (incomplete debug information?)"
+  # -g1 describes functions without their parameters or return types.
+  grep -q '<parameter ' "$2" ||
+    fail "$1's debug information has no types (built with -g1?).
+Configure with -g in CFLAGS (the default is -g -O2), rebuild and run this
+again."
 }
 
 # compare OLD NEW: abidiff of two abidw files (written with the same
