@@ -53,27 +53,17 @@ static int cf__worker_chunk_missing(int fd, uint64_t id, uint64_t count) {
                                            NULL, 0);
   if (rc != CF_OK)
     return rc; /* out was freed */
-  struct iovec iov = {out.p, out.len};
-  rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
-  free(out.p);
-  return rc;
+  return cf__ipc_send_chunk_result(fd, id, &out);
 }
 
+/* A TASK's RESULT: out on success, else the message if there is one. */
 static int cf__worker_reply(int fd, uint64_t id, int32_t rc, const char *msg,
                             const cf__buf *out) {
-  unsigned char head[8];
-  uint32_t has_msg = rc != 0 && msg;
-  memcpy(head, &rc, 4);
-  memcpy(head + 4, &has_msg, 4);
-  struct iovec iov[2] = {{head, 8}, {NULL, 0}};
-  if (rc == 0) {
-    iov[1].iov_base = (void *)cf__buf_data(out);
-    iov[1].iov_len = cf__buf_len(out);
-  } else if (msg) {
-    iov[1].iov_base = (void *)msg;
-    iov[1].iov_len = strlen(msg);
-  }
-  return cf__ipc_send(fd, CF__MSG_RESULT, id, iov, 2);
+  if (rc == 0)
+    return cf__ipc_send_result(fd, id, 0, false, cf__buf_data(out),
+                               cf__buf_len(out));
+  return cf__ipc_send_result(fd, id, rc, msg != NULL, msg,
+                             msg ? strlen(msg) : 0);
 }
 
 /* Between two inputs of the chunk `id`: has a STOP for it come?  Looks
@@ -154,10 +144,7 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
     if (rc != CF_OK)
       return rc; /* out was freed */
   }
-  struct iovec iov = {out.p, out.len};
-  rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
-  free(out.p);
-  return rc;
+  return cf__ipc_send_chunk_result(fd, id, &out);
 }
 
 /* INIT: compares the parent's modules with ours, then runs the
@@ -165,50 +152,40 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
  * the indexes of the modules that differ), CF_EOF (INITFAIL sent: the
  * worker ends) or another status (malformed: the worker ends). */
 static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
-  cf__module_view *views = NULL;
-  uint32_t count = 0;
-  size_t mused = 0;
-  int rc = cf__modules_decode(buf, len, &mused, &views, &count);
+  cf__init_view iv;
+  int rc = cf__ipc_decode_init(buf, len, &iv);
   if (rc != CF_OK)
     return rc;
   cf__modules mine;
-  uint32_t *bad = cf__malloc(((size_t)count + 1) * sizeof *bad);
+  uint32_t *bad = cf__malloc(((size_t)iv.nmods + 1) * sizeof *bad);
   if (!bad || cf__modules_collect(&mine) != CF_OK) {
-    free(views);
+    free(iv.mods);
     free(bad);
     return CF_ENOMEM;
   }
-  uint32_t nbad = cf__modules_compare(views, count, &mine, bad);
+  uint32_t nbad = cf__modules_compare(iv.mods, iv.nmods, &mine, bad);
   cf__modules_free(&mine);
-  const unsigned char *p = buf + mused;
-  size_t n = len - mused;
-  cf__fnref_view fv;
-  size_t used = cf__ipc_decode_fnref(p, n, &fv);
   uint32_t init_bad = UINT32_MAX;
-  for (uint32_t i = 0; used && !fv.none && i < nbad; i++)
-    if (views[bad[i]].name_len == fv.name_len &&
-        memcmp(views[bad[i]].name, fv.name, fv.name_len) == 0)
+  for (uint32_t i = 0; !iv.fn.none && i < nbad; i++)
+    if (iv.mods[bad[i]].name_len == iv.fn.name_len &&
+        memcmp(iv.mods[bad[i]].name, iv.fn.name, iv.fn.name_len) == 0)
       init_bad = bad[i];
-  free(views);
+  free(iv.mods);
   int32_t code = 0;
   if (init_bad != UINT32_MAX) {
     code = CF_ETASK; /* another build: its code is not the parent's */
   } else {
-    cf_initializer_fn init =
-        used ? (cf_initializer_fn)cf__fnref_view_resolve(&fv) : NULL;
-    code = !used || (!fv.none && !init) ? CF_EINVAL : 0;
+    cf_initializer_fn init = (cf_initializer_fn)cf__fnref_view_resolve(&iv.fn);
+    code = !iv.fn.none && !init ? CF_EINVAL : 0;
     if (init)
-      code = init(n > used ? p + used : NULL, n - used);
+      code = init(iv.arg, iv.arg_len);
   }
   if (code) {
     free(bad);
-    struct iovec iov[2] = {{&code, 4}, {&init_bad, 4}};
-    cf__ipc_send(fd, CF__MSG_INITFAIL, 0, iov,
-                 init_bad != UINT32_MAX ? 2 : 1);
+    cf__ipc_send_initfail(fd, code, init_bad);
     return CF_EOF;
   }
-  struct iovec iov = {bad, (size_t)nbad * 4};
-  rc = cf__ipc_send(fd, CF__MSG_READY, 0, &iov, 1);
+  rc = cf__ipc_send_ready(fd, bad, nbad);
   free(bad);
   return rc;
 }
