@@ -190,74 +190,98 @@ static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
   return rc;
 }
 
+/* TASK: runs it and answers with its RESULT.  A function missing here
+ * fails the task, and the worker goes on (the parent refuses such functions
+ * before sending them). */
+static int cf__worker_on_task(int fd, uint64_t id, const unsigned char *buf,
+                              size_t len) {
+  cf__task_view tv;
+  if (cf__ipc_decode_task(buf, len, &tv) != CF_OK)
+    return CF_EPROTO;
+  cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&tv.fn);
+  if (!fn)
+    return cf__worker_reply(fd, id, CF_EINVAL,
+                            "task function not found in the worker", NULL);
+  cf_task t;
+  int32_t code = cf__task_invoke(fn, tv.in, tv.len, &t);
+  int rc = cf__worker_reply(fd, id, code, t.errmsg, &t.out);
+  cf__buf_free(&t.out);
+  free(t.errmsg);
+  return rc;
+}
+
+/* CHUNK: runs its inputs and answers with one CHUNKRESULT. */
+static int cf__worker_on_chunk(int fd, uint64_t id, const unsigned char *buf,
+                               size_t len) {
+  cf__chunk_view cv;
+  if (cf__ipc_decode_chunk(buf, len, &cv) != CF_OK)
+    return CF_EPROTO;
+  cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&cv.fn);
+  /* As for a TASK: a function missing here fails its input, and the
+   * worker goes on (the parent refuses such functions first). */
+  return fn ? cf__worker_chunk(fd, id, fn, &cv)
+            : cf__worker_chunk_missing(fd, id, cv.count);
+}
+
+/* Serves one frame (its payload in buf).  Returns -1 to go on with the
+ * next, or the worker's exit status: 0 when it is done (EXIT, or INITFAIL
+ * sent), 4 when it cannot go on (a malformed message, memory, or the parent
+ * gone in the middle). */
+static int cf__worker_serve(int fd, const cf__frame *fr,
+                            const unsigned char *buf) {
+  size_t len = (size_t)fr->len;
+  int rc;
+  switch (fr->type) {
+  case CF__MSG_INIT:
+    rc = cf__worker_init(fd, buf, len);
+    if (rc == CF_EOF)
+      return 0; /* INITFAIL sent */
+    break;
+  case CF__MSG_TASK:
+    rc = cf__worker_on_task(fd, fr->id, buf, len);
+    break;
+  case CF__MSG_CHUNK:
+    rc = cf__worker_on_chunk(fd, fr->id, buf, len);
+    break;
+  case CF__MSG_STOP: /* crossed the result of the chunk it named */
+    rc = cf__ipc_decode_stop(fr, false, 0) < 0 ? CF_EPROTO : CF_OK;
+    break;
+  case CF__MSG_EXIT:
+    return 0;
+  default:
+    rc = CF_EPROTO;
+  }
+  return rc == CF_OK ? -1 : 4;
+}
+
+/* Until a frame comes, polls without sleeping for CF__PP_SPIN_NS: the next
+ * task usually follows soon after the last result, sooner than a wakeup
+ * from a blocking read. */
+static void cf__worker_spin(int fd) {
+  struct pollfd q = {fd, POLLIN, 0};
+  for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
+       poll(&q, 1, 0) == 0 && cf__now_ns() < end;)
+    sched_yield();
+}
+
+/* Serves frames until the parent is done with this worker.  Returns the
+ * worker's exit status (3: no memory for a payload, or the parent gone in
+ * the middle of one). */
 static int cf__worker_main(int fd) {
   /* Die with the parent rather than live on as an orphan. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   for (;;) {
-    struct pollfd q = {fd, POLLIN, 0};
-    for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
-         poll(&q, 1, 0) == 0 && cf__now_ns() < end;)
-      sched_yield();
+    cf__worker_spin(fd);
     cf__frame fr;
     if (cf__ipc_read_frame(fd, &fr) != CF_OK)
       return 0; /* the parent is gone or closed the socket */
-    unsigned char *buf = fr.len ? cf__malloc((size_t)fr.len) : NULL;
-    if ((fr.len && !buf) || cf__ipc_read(fd, buf, (size_t)fr.len) != CF_OK)
+    unsigned char *buf;
+    if (cf__ipc_read_payload(fd, (size_t)fr.len, &buf) != CF_OK)
       return 3;
-    int rc = CF_OK;
-    switch (fr.type) {
-    case CF__MSG_INIT: {
-      rc = cf__worker_init(fd, buf, (size_t)fr.len);
-      if (rc == CF_EOF) {
-        free(buf);
-        return 0; /* INITFAIL sent */
-      }
-      break;
-    }
-    case CF__MSG_TASK: {
-      cf__task_view tv;
-      if (cf__ipc_decode_task(buf, (size_t)fr.len, &tv) != CF_OK) {
-        rc = CF_EPROTO;
-        break;
-      }
-      cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&tv.fn);
-      if (!fn) {
-        rc = cf__worker_reply(fd, fr.id, CF_EINVAL,
-                              "task function not found in the worker", NULL);
-        break;
-      }
-      cf_task t;
-      int32_t code = cf__task_invoke(fn, tv.in, tv.len, &t);
-      rc = cf__worker_reply(fd, fr.id, code, t.errmsg, &t.out);
-      cf__buf_free(&t.out);
-      free(t.errmsg);
-      break;
-    }
-    case CF__MSG_CHUNK: {
-      cf__chunk_view cv;
-      if (cf__ipc_decode_chunk(buf, (size_t)fr.len, &cv) != CF_OK) {
-        rc = CF_EPROTO;
-        break;
-      }
-      cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&cv.fn);
-      /* As for a TASK: a function missing here fails its input, and the
-       * worker goes on (the parent refuses such functions first). */
-      rc = fn ? cf__worker_chunk(fd, fr.id, fn, &cv)
-              : cf__worker_chunk_missing(fd, fr.id, cv.count);
-      break;
-    }
-    case CF__MSG_STOP: /* crossed the result of the chunk it named */
-      rc = cf__ipc_decode_stop(&fr, false, 0) < 0 ? CF_EPROTO : CF_OK;
-      break;
-    case CF__MSG_EXIT:
-      free(buf);
-      return 0;
-    default:
-      rc = CF_EPROTO;
-    }
+    int status = cf__worker_serve(fd, &fr, buf);
     free(buf);
-    if (rc != CF_OK)
-      return 4;
+    if (status >= 0)
+      return status;
   }
 }
 
