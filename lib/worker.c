@@ -246,8 +246,8 @@ static int cf__worker_serve(int fd, const cf__frame *fr,
   case CF__MSG_STOP: /* crossed the result of the chunk it named */
     rc = cf__ipc_decode_stop(fr, false, 0) < 0 ? CF_EPROTO : CF_OK;
     break;
-  case CF__MSG_EXIT:
-    return 0;
+  case CF__MSG_EXIT: /* as STOP: nothing but the frame */
+    return cf__ipc_decode_exit(fr) == CF_OK ? 0 : 4;
   default:
     rc = CF_EPROTO;
   }
