@@ -1,6 +1,7 @@
 /*
- * The process pool's wire protocol (see ipc.h).  Both ends run on the same
- * machine and binary, so integers travel in host byte order.
+ * The process pool's wire protocol (see ipc.h): one section per message,
+ * its encoder beside its decoder, in the order of ipc.h.  Both ends run on
+ * the same machine and binary, so integers travel in host byte order.
  */
 #include "ipc.h"
 #include "alloc.h"
@@ -12,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024 /* what Linux takes in one sendmsg() */
+#endif
 
 /* ---- function references ------------------------------------------------- */
 
@@ -121,22 +126,13 @@ uintptr_t cf__fnref_view_resolve(const cf__fnref_view *v) {
 
 /* ---- framing ------------------------------------------------------------- */
 
-int cf__ipc_send(int fd, uint32_t type, uint64_t id, const struct iovec *iov,
-                 int niov) {
-  struct iovec v[8];
-  cf__frame fr = {CF__IPC_MAGIC, type, id, 0};
-  if (niov > 7)
-    return CF_EINVAL;
-  v[0].iov_base = &fr;
-  v[0].iov_len = sizeof fr;
-  for (int i = 0; i < niov; i++) {
-    v[i + 1] = iov[i];
-    fr.len += iov[i].iov_len;
-  }
-  struct msghdr m = {0};
-  m.msg_iov = v;
-  m.msg_iovlen = (size_t)niov + 1;
-  while (m.msg_iovlen) {
+/* Writes v[0..nv) whole, IOV_MAX iovecs at a time (a CHUNK of many large
+ * inputs has more).  Consumes the iovecs.  Returns CF_OK or CF_ESYS. */
+static int cf__ipc_writev(int fd, struct iovec *v, size_t nv) {
+  while (nv) {
+    struct msghdr m = {0};
+    m.msg_iov = v;
+    m.msg_iovlen = nv < IOV_MAX ? nv : IOV_MAX;
     ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR)
@@ -145,17 +141,35 @@ int cf__ipc_send(int fd, uint32_t type, uint64_t id, const struct iovec *iov,
     }
     /* Partial write: skip what went out. */
     size_t done = (size_t)w;
-    while (m.msg_iovlen && done >= m.msg_iov[0].iov_len) {
-      done -= m.msg_iov[0].iov_len;
-      m.msg_iov++;
-      m.msg_iovlen--;
+    while (nv && done >= v->iov_len) {
+      done -= v->iov_len;
+      v++;
+      nv--;
     }
-    if (m.msg_iovlen) {
-      m.msg_iov[0].iov_base = (char *)m.msg_iov[0].iov_base + done;
-      m.msg_iov[0].iov_len -= done;
+    if (nv) {
+      v->iov_base = (char *)v->iov_base + done;
+      v->iov_len -= done;
     }
   }
   return CF_OK;
+}
+
+int cf__ipc_send(int fd, uint32_t type, uint64_t id, const struct iovec *iov,
+                 int niov) {
+  struct iovec v[8];
+  cf__frame fr = {CF__IPC_MAGIC, type, id, 0};
+  if (niov < 0 || niov > 7)
+    return CF_EINVAL;
+  v[0].iov_base = &fr;
+  v[0].iov_len = sizeof fr;
+  for (int i = 0; i < niov; i++) {
+    /* The peer's cf__ipc_read_frame() would refuse more. */
+    if (iov[i].iov_len > CF__IPC_MAX_PAYLOAD - fr.len)
+      return CF_ENOMEM;
+    v[i + 1] = iov[i];
+    fr.len += iov[i].iov_len;
+  }
+  return cf__ipc_writev(fd, v, (size_t)niov + 1);
 }
 
 int cf__ipc_read(int fd, void *buf, size_t n) {
@@ -200,272 +214,7 @@ int cf__ipc_read_payload(int fd, size_t len, unsigned char **out) {
   return CF_OK;
 }
 
-/* ---- decoding ------------------------------------------------------------ */
-
-int cf__ipc_decode_result(const unsigned char *p, size_t n,
-                          cf__result_view *out) {
-  uint32_t has_msg;
-  if (n < 8)
-    return CF_EPROTO;
-  memcpy(&out->rc, p, 4);
-  memcpy(&has_msg, p + 4, 4);
-  if (has_msg > 1 || (has_msg && out->rc == 0))
-    return CF_EPROTO;
-  out->has_msg = has_msg;
-  out->data = p + 8;
-  out->len = n - 8;
-  return CF_OK;
-}
-
-static void cf__items_clear(cf__batch_item *items, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    cf__buf_free(&items[i].out);
-    free(items[i].msg);
-    items[i] = (cf__batch_item){.status = CF_ECANCELLED};
-  }
-}
-
-int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
-                                size_t expect, cf__batch_item *items) {
-  uint64_t count;
-  if (n < 8)
-    return CF_EPROTO;
-  memcpy(&count, p, 8);
-  if (count != expect)
-    return CF_EPROTO;
-  size_t off = 8;
-  for (size_t i = 0; i < expect; i++) {
-    int32_t status, code;
-    uint32_t has_msg, pad;
-    uint64_t len;
-    int rc = CF_EPROTO;
-    if (n - off < 24)
-      goto fail;
-    memcpy(&status, p + off, 4);
-    memcpy(&code, p + off + 4, 4);
-    memcpy(&has_msg, p + off + 8, 4);
-    memcpy(&pad, p + off + 12, 4);
-    memcpy(&len, p + off + 16, 8);
-    off += 24;
-    if (pad != 0 || has_msg > 1 || len > n - off)
-      goto fail;
-    cf__batch_item *it = &items[i];
-    if (status == CF__ITEM_OK && !has_msg) {
-      if (cf__buf_copy(&it->out, p + off, (size_t)len) != CF_OK) {
-        rc = CF_ENOMEM;
-        goto fail;
-      }
-      it->status = CF_OK;
-    } else if (status == CF__ITEM_FAILED && code != 0) {
-      it->status = CF_ETASK;
-      it->code = code;
-      if (has_msg) {
-        if (!(it->msg = cf__malloc((size_t)len + 1))) {
-          rc = CF_ENOMEM;
-          goto fail;
-        }
-        memcpy(it->msg, p + off, (size_t)len);
-        it->msg[len] = '\0';
-      }
-    } else if (status == CF__ITEM_NOT_RUN && len == 0 && !has_msg) {
-      it->status = CF_ECANCELLED;
-    } else {
-      goto fail;
-    }
-    off += (size_t)len;
-    continue;
-  fail:
-    cf__items_clear(items, i + 1);
-    return rc;
-  }
-  if (off != n) {
-    cf__items_clear(items, expect);
-    return CF_EPROTO;
-  }
-  return CF_OK;
-}
-
-/* ---- encoding chunks and chunk results ----------------------------------- */
-
-int cf__ipc_encode_chunk(const cf__fnref *ref, const cf__batch *c,
-                         unsigned char **out, size_t *len) {
-  size_t total = cf__fnref_size(ref) + 8;
-  for (size_t i = 0; i < c->n; i++) {
-    size_t l;
-    cf__batch_input(c, i, &l);
-    /* More than a frame carries (which a worker would refuse) cannot be
-     * sent; nor can a sum that would wrap. */
-    if (l > CF__IPC_MAX_PAYLOAD - 8 || total > CF__IPC_MAX_PAYLOAD - 8 - l)
-      return CF_ENOMEM;
-    total += 8 + l;
-  }
-  unsigned char *buf = cf__malloc(total);
-  if (!buf)
-    return CF_ENOMEM;
-  cf__fnref_put(ref, buf);
-  size_t off = cf__fnref_size(ref);
-  uint64_t n = c->n;
-  memcpy(buf + off, &n, 8);
-  off += 8;
-  for (size_t i = 0; i < c->n; i++) {
-    size_t l;
-    const void *in = cf__batch_input(c, i, &l);
-    uint64_t l64 = l;
-    memcpy(buf + off, &l64, 8);
-    if (l)
-      memcpy(buf + off + 8, in, l);
-    off += 8 + l;
-  }
-  *out = buf;
-  *len = total;
-  return CF_OK;
-}
-
-/* Makes room for `more` bytes. */
-static int cf__obuf_reserve(cf__obuf *b, size_t more) {
-  if (more > SIZE_MAX - b->len)
-    goto fail;
-  size_t need = b->len + more;
-  if (need <= b->cap)
-    return CF_OK;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap < need)
-    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  unsigned char *np = cf__realloc(b->p, cap);
-  if (!np)
-    goto fail;
-  b->p = np;
-  b->cap = cap;
-  return CF_OK;
-fail:
-  free(b->p);
-  *b = (cf__obuf){0};
-  return CF_ENOMEM;
-}
-
-int cf__ipc_chunk_result_begin(cf__obuf *b, uint64_t count) {
-  *b = (cf__obuf){0};
-  if (cf__obuf_reserve(b, 8) != CF_OK)
-    return CF_ENOMEM;
-  memcpy(b->p, &count, 8);
-  b->len = 8;
-  return CF_OK;
-}
-
-int cf__ipc_chunk_result_add(cf__obuf *b, int32_t status, int32_t code,
-                             bool has_msg, const void *data, size_t len) {
-  if (cf__obuf_reserve(b, 24 + len) != CF_OK)
-    return CF_ENOMEM;
-  unsigned char *o = b->p + b->len;
-  uint32_t m = has_msg, pad = 0;
-  uint64_t l = len;
-  memcpy(o, &status, 4);
-  memcpy(o + 4, &code, 4);
-  memcpy(o + 8, &m, 4);
-  memcpy(o + 12, &pad, 4);
-  memcpy(o + 16, &l, 8);
-  if (len)
-    memcpy(o + 24, data, len);
-  b->len += 24 + len;
-  return CF_OK;
-}
-
-/* ---- decoding what the parent sends -------------------------------------- */
-
-int cf__ipc_decode_task(const unsigned char *p, size_t n, cf__task_view *out) {
-  size_t used = cf__ipc_decode_fnref(p, n, &out->fn);
-  if (!used)
-    return CF_EPROTO;
-  out->len = n - used;
-  out->in = out->len ? p + used : NULL;
-  return CF_OK;
-}
-
-/* One input at v's position: its bytes, without moving. */
-static int cf__chunk_peek(const cf__chunk_view *v, size_t *ilen) {
-  uint64_t l;
-  if (v->n - v->off < 8)
-    return CF_EPROTO;
-  memcpy(&l, v->p + v->off, 8);
-  if (l > v->n - v->off - 8)
-    return CF_EPROTO;
-  *ilen = (size_t)l;
-  return CF_OK;
-}
-
-int cf__ipc_decode_chunk(const unsigned char *p, size_t n,
-                         cf__chunk_view *out) {
-  *out = (cf__chunk_view){0};
-  size_t used = cf__ipc_decode_fnref(p, n, &out->fn);
-  if (!used || n - used < 8)
-    return CF_EPROTO;
-  memcpy(&out->count, p + used, 8);
-  out->p = p;
-  out->n = n;
-  out->off = used + 8;
-  /* Each input takes at least its 8-byte length: a count the bytes cannot
-   * hold is refused before walking it. */
-  if (out->count > (n - out->off) / 8)
-    return CF_EPROTO;
-  cf__chunk_view walk = *out;
-  for (uint64_t i = 0; i < out->count; i++) {
-    size_t l;
-    if (cf__chunk_peek(&walk, &l) != CF_OK)
-      return CF_EPROTO;
-    walk.off += 8 + l;
-  }
-  return walk.off == n ? CF_OK : CF_EPROTO;
-}
-
-int cf__ipc_chunk_next(cf__chunk_view *v, const unsigned char **in,
-                       size_t *len) {
-  *in = NULL;
-  *len = 0;
-  if (v->next >= v->count)
-    return v->off == v->n ? CF_EOF : CF_EPROTO;
-  size_t l;
-  if (cf__chunk_peek(v, &l) != CF_OK)
-    return CF_EPROTO;
-  *in = l ? v->p + v->off + 8 : NULL;
-  *len = l;
-  v->off += 8 + l;
-  v->next++;
-  return CF_OK;
-}
-
-int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
-                        uint64_t running_id) {
-  if (fr->type != CF__MSG_STOP || fr->len != 0)
-    return CF_EPROTO;
-  if (!chunk_running)
-    return CF__STOP_IGNORE;
-  return fr->id == running_id ? CF__STOP_NOW : CF_EPROTO;
-}
-
-/* ---- the handshake ------------------------------------------------------- */
-
-void cf__hello_put(const unsigned char *secret, unsigned char *out) {
-  cf__frame fr = {CF__IPC_MAGIC, CF__MSG_HELLO, 0, CF__SECRET_LEN};
-  memcpy(out, &fr, sizeof fr);
-  memcpy(out + sizeof fr, secret, CF__SECRET_LEN);
-}
-
-bool cf__hello_check(const unsigned char *p, size_t n,
-                     const unsigned char *secret) {
-  if (n != CF__HELLO_SIZE)
-    return false;
-  cf__frame fr;
-  memcpy(&fr, p, sizeof fr);
-  if (fr.magic != CF__IPC_MAGIC || fr.type != CF__MSG_HELLO || fr.id != 0 ||
-      fr.len != CF__SECRET_LEN)
-    return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < CF__SECRET_LEN; i++)
-    diff |= p[sizeof fr + i] ^ secret[i];
-  return diff == 0;
-}
-
-/* ---- module identities --------------------------------------------------- */
+/* ---- module identities (what INIT and READY speak of) -------------------- */
 
 /* One module as dl_iterate_phdr shows it, while collecting. */
 typedef struct cf__modinfo {
@@ -725,6 +474,48 @@ long cf__modules_find(const cf__modules *ms, uintptr_t addr) {
   return -1;
 }
 
+uint32_t cf__modules_compare(const cf__module_view *views, uint32_t count,
+                             const cf__modules *mine, uint32_t *bad) {
+  uint32_t nbad = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    const cf__module_view *v = &views[i];
+    const cf__module *m = NULL;
+    for (size_t k = 0; k < mine->n && !m; k++)
+      if (strlen(mine->m[k].name) == v->name_len &&
+          memcmp(mine->m[k].name, v->name, v->name_len) == 0)
+        m = &mine->m[k];
+    if (!m || m->kind != v->kind || m->idlen != v->idlen ||
+        memcmp(m->id, v->id, v->idlen) != 0)
+      bad[nbad++] = i;
+  }
+  return nbad;
+}
+
+/* ---- HELLO: the handshake ------------------------------------------------ */
+
+void cf__hello_put(const unsigned char *secret, unsigned char *out) {
+  cf__frame fr = {CF__IPC_MAGIC, CF__MSG_HELLO, 0, CF__SECRET_LEN};
+  memcpy(out, &fr, sizeof fr);
+  memcpy(out + sizeof fr, secret, CF__SECRET_LEN);
+}
+
+bool cf__hello_check(const unsigned char *p, size_t n,
+                     const unsigned char *secret) {
+  if (n != CF__HELLO_SIZE)
+    return false;
+  cf__frame fr;
+  memcpy(&fr, p, sizeof fr);
+  if (fr.magic != CF__IPC_MAGIC || fr.type != CF__MSG_HELLO || fr.id != 0 ||
+      fr.len != CF__SECRET_LEN)
+    return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < CF__SECRET_LEN; i++)
+    diff |= p[sizeof fr + i] ^ secret[i];
+  return diff == 0;
+}
+
+/* ---- INIT: the parent's modules, the initializer ------------------------- */
+
 size_t cf__modules_size(const cf__modules *ms) {
   size_t n = 4;
   for (size_t k = 0; k < ms->n; k++)
@@ -747,6 +538,17 @@ void cf__modules_put(const cf__modules *ms, unsigned char *out) {
     memcpy(out + off + 2, m->id, m->idlen);
     off += 2 + m->idlen;
   }
+}
+
+int cf__ipc_send_init(int fd, const unsigned char *mods, size_t mods_len,
+                      const cf__fnref *init, const void *arg,
+                      size_t arg_len) {
+  unsigned char ref[CF__FNREF_MAX];
+  cf__fnref_put(init, ref);
+  struct iovec iov[3] = {{(void *)mods, mods_len},
+                         {ref, cf__fnref_size(init)},
+                         {(void *)arg, arg_len}};
+  return cf__ipc_send(fd, CF__MSG_INIT, 0, iov, 3);
 }
 
 int cf__modules_decode(const unsigned char *p, size_t n, size_t *used,
@@ -793,21 +595,30 @@ bad:
   return CF_EPROTO;
 }
 
-uint32_t cf__modules_compare(const cf__module_view *views, uint32_t count,
-                             const cf__modules *mine, uint32_t *bad) {
-  uint32_t nbad = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    const cf__module_view *v = &views[i];
-    const cf__module *m = NULL;
-    for (size_t k = 0; k < mine->n && !m; k++)
-      if (strlen(mine->m[k].name) == v->name_len &&
-          memcmp(mine->m[k].name, v->name, v->name_len) == 0)
-        m = &mine->m[k];
-    if (!m || m->kind != v->kind || m->idlen != v->idlen ||
-        memcmp(m->id, v->id, v->idlen) != 0)
-      bad[nbad++] = i;
+int cf__ipc_decode_init(const unsigned char *p, size_t n,
+                        cf__init_view *out) {
+  size_t used;
+  *out = (cf__init_view){0};
+  int rc = cf__modules_decode(p, n, &used, &out->mods, &out->nmods);
+  if (rc != CF_OK)
+    return rc;
+  size_t fl = cf__ipc_decode_fnref(p + used, n - used, &out->fn);
+  if (!fl) {
+    free(out->mods);
+    *out = (cf__init_view){0};
+    return CF_EPROTO;
   }
-  return nbad;
+  used += fl;
+  out->arg_len = n - used;
+  out->arg = out->arg_len ? p + used : NULL;
+  return CF_OK;
+}
+
+/* ---- READY: the worker serves -------------------------------------------- */
+
+int cf__ipc_send_ready(int fd, const uint32_t *bad, uint32_t nbad) {
+  struct iovec iov = {(void *)bad, (size_t)nbad * 4};
+  return cf__ipc_send(fd, CF__MSG_READY, 0, &iov, 1);
 }
 
 int cf__ipc_decode_ready(const unsigned char *p, size_t n, size_t nmods) {
@@ -822,4 +633,383 @@ int cf__ipc_decode_ready(const unsigned char *p, size_t n, size_t nmods) {
     prev = idx;
   }
   return CF_OK;
+}
+
+/* ---- INITFAIL: the worker will not serve --------------------------------- */
+
+int cf__ipc_send_initfail(int fd, int32_t code, uint32_t module) {
+  if (code == 0)
+    return CF_EINVAL;
+  unsigned char p[CF__INITFAIL_MAX];
+  memcpy(p, &code, 4);
+  memcpy(p + 4, &module, 4);
+  struct iovec iov = {p, module != UINT32_MAX ? 8 : 4};
+  return cf__ipc_send(fd, CF__MSG_INITFAIL, 0, &iov, 1);
+}
+
+int cf__ipc_decode_initfail(const unsigned char *p, size_t n, size_t nmods,
+                            int32_t *code, uint32_t *module) {
+  *code = 0;
+  *module = UINT32_MAX;
+  if (n != 4 && n != 8)
+    return CF_EPROTO;
+  int32_t c;
+  uint32_t m = UINT32_MAX;
+  memcpy(&c, p, 4);
+  if (n == 8)
+    memcpy(&m, p + 4, 4);
+  if (c == 0 || (n == 8 && m >= nmods))
+    return CF_EPROTO;
+  *code = c;
+  *module = m;
+  return CF_OK;
+}
+
+/* ---- TASK: one input ----------------------------------------------------- */
+
+int cf__ipc_send_task(int fd, uint64_t id, const cf__fnref *fn,
+                      const void *in, size_t len) {
+  unsigned char ref[CF__FNREF_MAX];
+  cf__fnref_put(fn, ref);
+  struct iovec iov[2] = {{ref, cf__fnref_size(fn)}, {(void *)in, len}};
+  return cf__ipc_send(fd, CF__MSG_TASK, id, iov, 2);
+}
+
+int cf__ipc_decode_task(const unsigned char *p, size_t n, cf__task_view *out) {
+  size_t used = cf__ipc_decode_fnref(p, n, &out->fn);
+  if (!used)
+    return CF_EPROTO;
+  out->len = n - used;
+  out->in = out->len ? p + used : NULL;
+  return CF_OK;
+}
+
+/* ---- RESULT: a TASK's answer --------------------------------------------- */
+
+int cf__ipc_send_result(int fd, uint64_t id, int32_t rc, bool has_msg,
+                        const void *data, size_t len) {
+  if (has_msg && rc == 0)
+    return CF_EINVAL;
+  unsigned char head[CF__RESULT_HEAD];
+  uint32_t m = has_msg;
+  memcpy(head, &rc, 4);
+  memcpy(head + 4, &m, 4);
+  struct iovec iov[2] = {{head, sizeof head}, {(void *)data, len}};
+  return cf__ipc_send(fd, CF__MSG_RESULT, id, iov, 2);
+}
+
+int cf__ipc_decode_result(const unsigned char *p, size_t n,
+                          cf__result_view *out) {
+  uint32_t has_msg;
+  if (n < 8)
+    return CF_EPROTO;
+  memcpy(&out->rc, p, 4);
+  memcpy(&has_msg, p + 4, 4);
+  if (has_msg > 1 || (has_msg && out->rc == 0))
+    return CF_EPROTO;
+  out->has_msg = has_msg;
+  out->data = p + 8;
+  out->len = n - 8;
+  return CF_OK;
+}
+
+/* ---- CHUNK: a batch of inputs -------------------------------------------- */
+
+/* Inputs up to a page travel copied into the chunk's own buffer (with the
+ * fnref and every length): an iovec each would cost more than the copy.
+ * Larger ones go to the socket from where they are. */
+#define CF__CHUNK_COPY_MAX 4096
+
+/* The chunk's size on the wire, and what of it is copied (*copied) and how
+ * many inputs are not (*big).  CF_ENOMEM when a frame cannot carry it. */
+static int cf__chunk_size(const cf__fnref *fn, const cf__batch *c,
+                          size_t *total, size_t *copied, size_t *big) {
+  *total = *copied = cf__fnref_size(fn) + 8;
+  *big = 0;
+  for (size_t i = 0; i < c->n; i++) {
+    size_t l;
+    cf__batch_input(c, i, &l);
+    /* More than a frame carries (which a worker would refuse) cannot be
+     * sent; nor can a sum that would wrap. */
+    if (l > CF__IPC_MAX_PAYLOAD - 8 || *total > CF__IPC_MAX_PAYLOAD - 8 - l)
+      return CF_ENOMEM;
+    *total += 8 + l;
+    *copied += 8 + (l > CF__CHUNK_COPY_MAX ? 0 : l);
+    *big += l > CF__CHUNK_COPY_MAX;
+  }
+  return CF_OK;
+}
+
+int cf__ipc_send_chunk(int fd, uint64_t id, const cf__fnref *fn,
+                       const cf__batch *c) {
+  size_t total, copied, big;
+  if (cf__chunk_size(fn, c, &total, &copied, &big) != CF_OK)
+    return CF_ENOMEM;
+  /* The header, then runs of copied bytes, each (but the last) followed by
+   * a large input: at most 2 * big + 2 iovecs (big < total / 4096). */
+  unsigned char *buf = cf__malloc(copied);
+  struct iovec *v = cf__calloc(2 * big + 2, sizeof *v);
+  if (!buf || !v) {
+    free(buf);
+    free(v);
+    return CF_ENOMEM;
+  }
+  cf__frame fr = {CF__IPC_MAGIC, CF__MSG_CHUNK, id, total};
+  v[0] = (struct iovec){&fr, sizeof fr};
+  size_t nv = 1, off = cf__fnref_size(fn), run = 0;
+  uint64_t n = c->n;
+  cf__fnref_put(fn, buf);
+  memcpy(buf + off, &n, 8);
+  off += 8;
+  for (size_t i = 0; i < c->n; i++) {
+    size_t l;
+    const void *in = cf__batch_input(c, i, &l);
+    uint64_t l64 = l;
+    memcpy(buf + off, &l64, 8);
+    off += 8;
+    if (l <= CF__CHUNK_COPY_MAX) {
+      if (l)
+        memcpy(buf + off, in, l);
+      off += l;
+      continue;
+    }
+    v[nv++] = (struct iovec){buf + run, off - run};
+    v[nv++] = (struct iovec){(void *)in, l};
+    run = off;
+  }
+  if (off > run)
+    v[nv++] = (struct iovec){buf + run, off - run};
+  int rc = cf__ipc_writev(fd, v, nv);
+  free(v);
+  free(buf);
+  return rc;
+}
+
+/* One input at v's position: its bytes, without moving. */
+static int cf__chunk_peek(const cf__chunk_view *v, size_t *ilen) {
+  uint64_t l;
+  if (v->n - v->off < 8)
+    return CF_EPROTO;
+  memcpy(&l, v->p + v->off, 8);
+  if (l > v->n - v->off - 8)
+    return CF_EPROTO;
+  *ilen = (size_t)l;
+  return CF_OK;
+}
+
+int cf__ipc_decode_chunk(const unsigned char *p, size_t n,
+                         cf__chunk_view *out) {
+  *out = (cf__chunk_view){0};
+  size_t used = cf__ipc_decode_fnref(p, n, &out->fn);
+  if (!used || n - used < 8)
+    return CF_EPROTO;
+  memcpy(&out->count, p + used, 8);
+  out->p = p;
+  out->n = n;
+  out->off = used + 8;
+  /* Each input takes at least its 8-byte length: a count the bytes cannot
+   * hold is refused before walking it. */
+  if (out->count > (n - out->off) / 8)
+    return CF_EPROTO;
+  cf__chunk_view walk = *out;
+  for (uint64_t i = 0; i < out->count; i++) {
+    size_t l;
+    if (cf__chunk_peek(&walk, &l) != CF_OK)
+      return CF_EPROTO;
+    walk.off += 8 + l;
+  }
+  return walk.off == n ? CF_OK : CF_EPROTO;
+}
+
+int cf__ipc_chunk_next(cf__chunk_view *v, const unsigned char **in,
+                       size_t *len) {
+  *in = NULL;
+  *len = 0;
+  if (v->next >= v->count)
+    return v->off == v->n ? CF_EOF : CF_EPROTO;
+  size_t l;
+  if (cf__chunk_peek(v, &l) != CF_OK)
+    return CF_EPROTO;
+  *in = l ? v->p + v->off + 8 : NULL;
+  *len = l;
+  v->off += 8 + l;
+  v->next++;
+  return CF_OK;
+}
+
+/* ---- CHUNKRESULT: a CHUNK's answer --------------------------------------- */
+
+/* Makes room for `more` bytes. */
+static int cf__obuf_reserve(cf__obuf *b, size_t more) {
+  if (more > SIZE_MAX - b->len)
+    goto fail;
+  size_t need = b->len + more;
+  if (need <= b->cap)
+    return CF_OK;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < need)
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  unsigned char *np = cf__realloc(b->p, cap);
+  if (!np)
+    goto fail;
+  b->p = np;
+  b->cap = cap;
+  return CF_OK;
+fail:
+  free(b->p);
+  *b = (cf__obuf){0};
+  return CF_ENOMEM;
+}
+
+int cf__ipc_chunk_result_begin(cf__obuf *b, uint64_t count) {
+  *b = (cf__obuf){0};
+  if (cf__obuf_reserve(b, 8) != CF_OK)
+    return CF_ENOMEM;
+  memcpy(b->p, &count, 8);
+  b->len = 8;
+  return CF_OK;
+}
+/* Would cf__ipc_decode_chunk_result() take this item? */
+static bool cf__item_valid(int32_t status, int32_t code, bool has_msg,
+                           size_t len) {
+  switch (status) {
+  case CF__ITEM_OK:
+    return !has_msg;
+  case CF__ITEM_FAILED:
+    return code != 0;
+  case CF__ITEM_NOT_RUN:
+    return !has_msg && len == 0;
+  default:
+    return false;
+  }
+}
+
+int cf__ipc_chunk_result_add(cf__obuf *b, int32_t status, int32_t code,
+                             bool has_msg, const void *data, size_t len) {
+  int rc = CF_EINVAL;
+  if (!cf__item_valid(status, code, has_msg, len))
+    goto fail;
+  /* Beyond a frame's payload the parent would refuse it: never build it. */
+  rc = CF_ENOMEM;
+  if (len > CF__IPC_MAX_PAYLOAD - 24 ||
+      b->len > CF__IPC_MAX_PAYLOAD - 24 - len ||
+      cf__obuf_reserve(b, 24 + len) != CF_OK)
+    goto fail;
+  unsigned char *o = b->p + b->len;
+  uint32_t m = has_msg, pad = 0;
+  uint64_t l = len;
+  memcpy(o, &status, 4);
+  memcpy(o + 4, &code, 4);
+  memcpy(o + 8, &m, 4);
+  memcpy(o + 12, &pad, 4);
+  memcpy(o + 16, &l, 8);
+  if (len)
+    memcpy(o + 24, data, len);
+  b->len += 24 + len;
+  return CF_OK;
+fail:
+  free(b->p); /* every error frees it: the worker has nothing to undo */
+  *b = (cf__obuf){0};
+  return rc;
+}
+
+int cf__ipc_send_chunk_result(int fd, uint64_t id, cf__obuf *b) {
+  struct iovec iov = {b->p, b->len};
+  int rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
+  free(b->p);
+  *b = (cf__obuf){0};
+  return rc;
+}
+
+static void cf__items_clear(cf__batch_item *items, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    cf__buf_free(&items[i].out);
+    free(items[i].msg);
+    items[i] = (cf__batch_item){.status = CF_ECANCELLED};
+  }
+}
+
+int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
+                                size_t expect, cf__batch_item *items) {
+  uint64_t count;
+  if (n < 8)
+    return CF_EPROTO;
+  memcpy(&count, p, 8);
+  if (count != expect)
+    return CF_EPROTO;
+  size_t off = 8;
+  for (size_t i = 0; i < expect; i++) {
+    int32_t status, code;
+    uint32_t has_msg, pad;
+    uint64_t len;
+    int rc = CF_EPROTO;
+    if (n - off < 24)
+      goto fail;
+    memcpy(&status, p + off, 4);
+    memcpy(&code, p + off + 4, 4);
+    memcpy(&has_msg, p + off + 8, 4);
+    memcpy(&pad, p + off + 12, 4);
+    memcpy(&len, p + off + 16, 8);
+    off += 24;
+    if (pad != 0 || has_msg > 1 || len > n - off)
+      goto fail;
+    cf__batch_item *it = &items[i];
+    if (status == CF__ITEM_OK && !has_msg) {
+      if (cf__buf_copy(&it->out, p + off, (size_t)len) != CF_OK) {
+        rc = CF_ENOMEM;
+        goto fail;
+      }
+      it->status = CF_OK;
+    } else if (status == CF__ITEM_FAILED && code != 0) {
+      it->status = CF_ETASK;
+      it->code = code;
+      if (has_msg) {
+        if (!(it->msg = cf__malloc((size_t)len + 1))) {
+          rc = CF_ENOMEM;
+          goto fail;
+        }
+        memcpy(it->msg, p + off, (size_t)len);
+        it->msg[len] = '\0';
+      }
+    } else if (status == CF__ITEM_NOT_RUN && len == 0 && !has_msg) {
+      it->status = CF_ECANCELLED;
+    } else {
+      goto fail;
+    }
+    off += (size_t)len;
+    continue;
+  fail:
+    cf__items_clear(items, i + 1);
+    return rc;
+  }
+  if (off != n) {
+    cf__items_clear(items, expect);
+    return CF_EPROTO;
+  }
+  return CF_OK;
+}
+
+/* ---- STOP: skip the rest of a chunk -------------------------------------- */
+
+int cf__ipc_send_stop(int fd, uint64_t id) {
+  return cf__ipc_send(fd, CF__MSG_STOP, id, NULL, 0);
+}
+
+int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
+                        uint64_t running_id) {
+  if (fr->type != CF__MSG_STOP || fr->len != 0)
+    return CF_EPROTO;
+  if (!chunk_running)
+    return CF__STOP_IGNORE;
+  return fr->id == running_id ? CF__STOP_NOW : CF_EPROTO;
+}
+
+/* ---- EXIT: the worker's end ---------------------------------------------- */
+
+int cf__ipc_send_exit(int fd) {
+  return cf__ipc_send(fd, CF__MSG_EXIT, 0, NULL, 0);
+}
+
+int cf__ipc_decode_exit(const cf__frame *fr) {
+  return fr->type == CF__MSG_EXIT && fr->len == 0 ? CF_OK : CF_EPROTO;
 }

@@ -468,12 +468,8 @@ static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
   cf__pp_set_state(p, w, CF__W_STARTING);
   /* INIT goes first; its answer (READY / INITFAIL) comes back through the
    * manager's poll.  A failed send shows up there as the worker's death. */
-  unsigned char ref[sizeof(cf__fnref) + 16];
-  cf__fnref_put(&p->initref, ref);
-  struct iovec iov[3] = {{p->modwire, p->modwire_len},
-                         {ref, cf__fnref_size(&p->initref)},
-                         {p->initarg, p->o.initarg_len}};
-  cf__ipc_send(w->fd, CF__MSG_INIT, 0, iov, 3);
+  cf__ipc_send_init(w->fd, p->modwire, p->modwire_len, &p->initref,
+                    p->initarg, p->o.initarg_len);
   return CF_OK;
 }
 
@@ -604,21 +600,13 @@ static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
 
 /* ---- sending tasks ------------------------------------------------------- */
 
-/* A chunk goes as one message: fnref, n, then each input's length and
- * bytes. */
+/* A chunk goes as one message, CHUNK. */
 static int cf__pp_send_chunk(cf__ppool *p, cf__pworker *w, uint64_t id,
                              cf__batch *c) {
   cf__fnref ref;
   if (cf__pp_fnref(p, c->fn, &ref) != CF_OK)
     return CF_EINVAL;
-  unsigned char *buf;
-  size_t total;
-  if (cf__ipc_encode_chunk(&ref, c, &buf, &total) != CF_OK)
-    return CF_ENOMEM;
-  struct iovec iov = {buf, total};
-  int rc = cf__ipc_send(w->fd, CF__MSG_CHUNK, id, &iov, 1);
-  free(buf);
-  return rc;
+  return cf__ipc_send_chunk(w->fd, id, &ref, c);
 }
 
 /* Hands a started future to its worker (BUSY with it already). */
@@ -631,13 +619,9 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
   } else {
     cf__fnref ref;
     rc = cf__pp_fnref(p, f->fn, &ref);
-    if (rc == CF_OK) {
-      unsigned char rb[sizeof(cf__fnref) + 16];
-      cf__fnref_put(&ref, rb);
-      struct iovec iov[2] = {{rb, cf__fnref_size(&ref)},
-                             {(void *)cf__buf_data(&f->in), cf__buf_len(&f->in)}};
-      rc = cf__ipc_send(w->fd, CF__MSG_TASK, id, iov, 2);
-    }
+    if (rc == CF_OK)
+      rc = cf__ipc_send_task(w->fd, id, &ref, cf__buf_data(&f->in),
+                             cf__buf_len(&f->in));
   }
   if (rc == CF_EINVAL || rc == CF_ENOMEM) {
     /* Nothing was sent: fail the task, the worker stays idle. */
@@ -675,8 +659,7 @@ static void cf__pp_on_ready(cf__ppool *p, cf__pworker *w, const cf__frame *fr) {
     return;
   }
   for (size_t i = 0; i < fr->len / 4; i++) {
-    uint32_t m;
-    memcpy(&m, bad + 4 * i, 4);
+    uint32_t m = cf__ipc_ready_index(bad, i);
     if (!p->mods.m[m].changed) {
       p->mods.m[m].changed = true;
       p->nchanged++;
@@ -691,13 +674,18 @@ static void cf__pp_on_ready(cf__ppool *p, cf__pworker *w, const cf__frame *fr) {
  * changed on disk.  Either breaks the pool. */
 static void cf__pp_on_initfail(cf__ppool *p, cf__pworker *w,
                                const cf__frame *fr) {
-  int32_t code = 0;
-  uint32_t mod = UINT32_MAX;
-  if (cf__ipc_read(w->fd, &code, 4) != CF_OK ||
-      (fr->len == 8 && cf__ipc_read(w->fd, &mod, 4) != CF_OK)) {
+  unsigned char buf[CF__INITFAIL_MAX]; /* cf__pp_receive checked len */
+  int32_t code;
+  uint32_t mod;
+  if (cf__ipc_read(w->fd, buf, (size_t)fr->len) != CF_OK) {
     /* Gone in the middle of its answer: a death at start-up, not an
      * initializer that failed with a code it never finished sending. */
     cf__pp_death(p, w, CF_EWORKERDIED, NULL);
+    return;
+  }
+  if (cf__ipc_decode_initfail(buf, (size_t)fr->len, p->mods.n, &code,
+                              &mod) != CF_OK) {
+    cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
     return;
   }
   char why[480];
@@ -785,7 +773,7 @@ static void cf__pp_on_answer(cf__ppool *p, cf__pworker *w,
   w->ntasks++;
   if (p->o.max_tasks_per_child > 0 &&
       w->ntasks >= p->o.max_tasks_per_child) {
-    cf__ipc_send(w->fd, CF__MSG_EXIT, 0, NULL, 0);
+    cf__ipc_send_exit(w->fd);
     cf__pp_set_state(p, w, CF__W_EXITING);
   } else {
     cf__pp_set_state(p, w, CF__W_IDLE);
@@ -807,7 +795,7 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
            fr.len <= 4 * p->mods.n)
     cf__pp_on_ready(p, w, &fr);
   else if (fr.type == CF__MSG_INITFAIL && w->state == CF__W_STARTING &&
-           (fr.len == 4 || fr.len == 8))
+           fr.len <= CF__INITFAIL_MAX)
     cf__pp_on_initfail(p, w, &fr);
   else
     cf__pp_on_answer(p, w, &fr);
@@ -908,7 +896,7 @@ static void cf__pp_send_stops(cf__ppool *p) {
       continue;
     w->send_stop = false;
     /* A failed send: the worker is gone, which its poll shows next. */
-    cf__ipc_send(w->fd, CF__MSG_STOP, w->task_id, NULL, 0);
+    cf__ipc_send_stop(w->fd, w->task_id);
   }
 }
 
@@ -1015,7 +1003,7 @@ static void cf__pp_wind_down(cf__ppool *p) {
     cf__pworker *w = &p->w[i];
     if (w->state == CF__W_FREE)
       continue;
-    cf__ipc_send(w->fd, CF__MSG_EXIT, 0, NULL, 0);
+    cf__ipc_send_exit(w->fd);
     cf_future *f = w->task;
     w->task = NULL;
     int st = cf__pp_reap(p, w, false);

@@ -53,27 +53,17 @@ static int cf__worker_chunk_missing(int fd, uint64_t id, uint64_t count) {
                                            NULL, 0);
   if (rc != CF_OK)
     return rc; /* out was freed */
-  struct iovec iov = {out.p, out.len};
-  rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
-  free(out.p);
-  return rc;
+  return cf__ipc_send_chunk_result(fd, id, &out);
 }
 
+/* A TASK's RESULT: out on success, else the message if there is one. */
 static int cf__worker_reply(int fd, uint64_t id, int32_t rc, const char *msg,
                             const cf__buf *out) {
-  unsigned char head[8];
-  uint32_t has_msg = rc != 0 && msg;
-  memcpy(head, &rc, 4);
-  memcpy(head + 4, &has_msg, 4);
-  struct iovec iov[2] = {{head, 8}, {NULL, 0}};
-  if (rc == 0) {
-    iov[1].iov_base = (void *)cf__buf_data(out);
-    iov[1].iov_len = cf__buf_len(out);
-  } else if (msg) {
-    iov[1].iov_base = (void *)msg;
-    iov[1].iov_len = strlen(msg);
-  }
-  return cf__ipc_send(fd, CF__MSG_RESULT, id, iov, 2);
+  if (rc == 0)
+    return cf__ipc_send_result(fd, id, 0, false, cf__buf_data(out),
+                               cf__buf_len(out));
+  return cf__ipc_send_result(fd, id, rc, msg != NULL, msg,
+                             msg ? strlen(msg) : 0);
 }
 
 /* Between two inputs of the chunk `id`: has a STOP for it come?  Looks
@@ -154,10 +144,7 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
     if (rc != CF_OK)
       return rc; /* out was freed */
   }
-  struct iovec iov = {out.p, out.len};
-  rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
-  free(out.p);
-  return rc;
+  return cf__ipc_send_chunk_result(fd, id, &out);
 }
 
 /* INIT: compares the parent's modules with ours, then runs the
@@ -165,122 +152,136 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
  * the indexes of the modules that differ), CF_EOF (INITFAIL sent: the
  * worker ends) or another status (malformed: the worker ends). */
 static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
-  cf__module_view *views = NULL;
-  uint32_t count = 0;
-  size_t mused = 0;
-  int rc = cf__modules_decode(buf, len, &mused, &views, &count);
+  cf__init_view iv;
+  int rc = cf__ipc_decode_init(buf, len, &iv);
   if (rc != CF_OK)
     return rc;
   cf__modules mine;
-  uint32_t *bad = cf__malloc(((size_t)count + 1) * sizeof *bad);
+  uint32_t *bad = cf__malloc(((size_t)iv.nmods + 1) * sizeof *bad);
   if (!bad || cf__modules_collect(&mine) != CF_OK) {
-    free(views);
+    free(iv.mods);
     free(bad);
     return CF_ENOMEM;
   }
-  uint32_t nbad = cf__modules_compare(views, count, &mine, bad);
+  uint32_t nbad = cf__modules_compare(iv.mods, iv.nmods, &mine, bad);
   cf__modules_free(&mine);
-  const unsigned char *p = buf + mused;
-  size_t n = len - mused;
-  cf__fnref_view fv;
-  size_t used = cf__ipc_decode_fnref(p, n, &fv);
   uint32_t init_bad = UINT32_MAX;
-  for (uint32_t i = 0; used && !fv.none && i < nbad; i++)
-    if (views[bad[i]].name_len == fv.name_len &&
-        memcmp(views[bad[i]].name, fv.name, fv.name_len) == 0)
+  for (uint32_t i = 0; !iv.fn.none && i < nbad; i++)
+    if (iv.mods[bad[i]].name_len == iv.fn.name_len &&
+        memcmp(iv.mods[bad[i]].name, iv.fn.name, iv.fn.name_len) == 0)
       init_bad = bad[i];
-  free(views);
+  free(iv.mods);
   int32_t code = 0;
   if (init_bad != UINT32_MAX) {
     code = CF_ETASK; /* another build: its code is not the parent's */
   } else {
-    cf_initializer_fn init =
-        used ? (cf_initializer_fn)cf__fnref_view_resolve(&fv) : NULL;
-    code = !used || (!fv.none && !init) ? CF_EINVAL : 0;
+    cf_initializer_fn init = (cf_initializer_fn)cf__fnref_view_resolve(&iv.fn);
+    code = !iv.fn.none && !init ? CF_EINVAL : 0;
     if (init)
-      code = init(n > used ? p + used : NULL, n - used);
+      code = init(iv.arg, iv.arg_len);
   }
   if (code) {
     free(bad);
-    struct iovec iov[2] = {{&code, 4}, {&init_bad, 4}};
-    cf__ipc_send(fd, CF__MSG_INITFAIL, 0, iov,
-                 init_bad != UINT32_MAX ? 2 : 1);
+    cf__ipc_send_initfail(fd, code, init_bad);
     return CF_EOF;
   }
-  struct iovec iov = {bad, (size_t)nbad * 4};
-  rc = cf__ipc_send(fd, CF__MSG_READY, 0, &iov, 1);
+  rc = cf__ipc_send_ready(fd, bad, nbad);
   free(bad);
   return rc;
 }
 
+/* TASK: runs it and answers with its RESULT.  A function missing here
+ * fails the task, and the worker goes on (the parent refuses such functions
+ * before sending them). */
+static int cf__worker_on_task(int fd, uint64_t id, const unsigned char *buf,
+                              size_t len) {
+  cf__task_view tv;
+  if (cf__ipc_decode_task(buf, len, &tv) != CF_OK)
+    return CF_EPROTO;
+  cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&tv.fn);
+  if (!fn)
+    return cf__worker_reply(fd, id, CF_EINVAL,
+                            "task function not found in the worker", NULL);
+  cf_task t;
+  int32_t code = cf__task_invoke(fn, tv.in, tv.len, &t);
+  int rc = cf__worker_reply(fd, id, code, t.errmsg, &t.out);
+  cf__buf_free(&t.out);
+  free(t.errmsg);
+  return rc;
+}
+
+/* CHUNK: runs its inputs and answers with one CHUNKRESULT. */
+static int cf__worker_on_chunk(int fd, uint64_t id, const unsigned char *buf,
+                               size_t len) {
+  cf__chunk_view cv;
+  if (cf__ipc_decode_chunk(buf, len, &cv) != CF_OK)
+    return CF_EPROTO;
+  cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&cv.fn);
+  /* As for a TASK: a function missing here fails its input, and the
+   * worker goes on (the parent refuses such functions first). */
+  return fn ? cf__worker_chunk(fd, id, fn, &cv)
+            : cf__worker_chunk_missing(fd, id, cv.count);
+}
+
+/* Serves one frame (its payload in buf).  Returns -1 to go on with the
+ * next, or the worker's exit status: 0 when it is done (EXIT, or INITFAIL
+ * sent), 4 when it cannot go on (a malformed message, memory, or the parent
+ * gone in the middle). */
+static int cf__worker_serve(int fd, const cf__frame *fr,
+                            const unsigned char *buf) {
+  size_t len = (size_t)fr->len;
+  int rc;
+  switch (fr->type) {
+  case CF__MSG_INIT:
+    rc = cf__worker_init(fd, buf, len);
+    if (rc == CF_EOF)
+      return 0; /* INITFAIL sent */
+    break;
+  case CF__MSG_TASK:
+    rc = cf__worker_on_task(fd, fr->id, buf, len);
+    break;
+  case CF__MSG_CHUNK:
+    rc = cf__worker_on_chunk(fd, fr->id, buf, len);
+    break;
+  case CF__MSG_STOP: /* crossed the result of the chunk it named */
+    rc = cf__ipc_decode_stop(fr, false, 0) < 0 ? CF_EPROTO : CF_OK;
+    break;
+  case CF__MSG_EXIT: /* as STOP: nothing but the frame */
+    return cf__ipc_decode_exit(fr) == CF_OK ? 0 : 4;
+  default:
+    rc = CF_EPROTO;
+  }
+  return rc == CF_OK ? -1 : 4;
+}
+
+/* Until a frame comes, polls without sleeping for CF__PP_SPIN_NS: the next
+ * task usually follows soon after the last result, sooner than a wakeup
+ * from a blocking read. */
+static void cf__worker_spin(int fd) {
+  struct pollfd q = {fd, POLLIN, 0};
+  for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
+       poll(&q, 1, 0) == 0 && cf__now_ns() < end;)
+    sched_yield();
+}
+
+/* Serves frames until the parent is done with this worker.  Returns the
+ * worker's exit status (3: no memory for a payload, or the parent gone in
+ * the middle of one). */
 static int cf__worker_main(int fd) {
   /* Die with the parent rather than live on as an orphan. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   for (;;) {
-    struct pollfd q = {fd, POLLIN, 0};
-    for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
-         poll(&q, 1, 0) == 0 && cf__now_ns() < end;)
-      sched_yield();
+    cf__worker_spin(fd);
     cf__frame fr;
     if (cf__ipc_read_frame(fd, &fr) != CF_OK)
       return 0; /* the parent is gone or closed the socket */
-    unsigned char *buf = fr.len ? cf__malloc((size_t)fr.len) : NULL;
-    if ((fr.len && !buf) || cf__ipc_read(fd, buf, (size_t)fr.len) != CF_OK)
+    unsigned char *buf;
+    if (cf__ipc_read_payload(fd, (size_t)fr.len, &buf) != CF_OK)
       return 3;
-    int rc = CF_OK;
-    switch (fr.type) {
-    case CF__MSG_INIT: {
-      rc = cf__worker_init(fd, buf, (size_t)fr.len);
-      if (rc == CF_EOF) {
-        free(buf);
-        return 0; /* INITFAIL sent */
-      }
-      break;
-    }
-    case CF__MSG_TASK: {
-      cf__task_view tv;
-      if (cf__ipc_decode_task(buf, (size_t)fr.len, &tv) != CF_OK) {
-        rc = CF_EPROTO;
-        break;
-      }
-      cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&tv.fn);
-      if (!fn) {
-        rc = cf__worker_reply(fd, fr.id, CF_EINVAL,
-                              "task function not found in the worker", NULL);
-        break;
-      }
-      cf_task t;
-      int32_t code = cf__task_invoke(fn, tv.in, tv.len, &t);
-      rc = cf__worker_reply(fd, fr.id, code, t.errmsg, &t.out);
-      cf__buf_free(&t.out);
-      free(t.errmsg);
-      break;
-    }
-    case CF__MSG_CHUNK: {
-      cf__chunk_view cv;
-      if (cf__ipc_decode_chunk(buf, (size_t)fr.len, &cv) != CF_OK) {
-        rc = CF_EPROTO;
-        break;
-      }
-      cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&cv.fn);
-      /* As for a TASK: a function missing here fails its input, and the
-       * worker goes on (the parent refuses such functions first). */
-      rc = fn ? cf__worker_chunk(fd, fr.id, fn, &cv)
-              : cf__worker_chunk_missing(fd, fr.id, cv.count);
-      break;
-    }
-    case CF__MSG_STOP: /* crossed the result of the chunk it named */
-      rc = cf__ipc_decode_stop(&fr, false, 0) < 0 ? CF_EPROTO : CF_OK;
-      break;
-    case CF__MSG_EXIT:
-      free(buf);
-      return 0;
-    default:
-      rc = CF_EPROTO;
-    }
+    int status = cf__worker_serve(fd, &fr, buf);
     free(buf);
-    if (rc != CF_OK)
-      return 4;
+    if (status >= 0)
+      return status;
   }
 }
 
