@@ -711,12 +711,13 @@ static int cf__pp_read_answer(cf__pworker *w, const cf__frame *fr,
   static const char malformed[] = "malformed message from worker";
   *why = malformed;
   cf__result_view v = {0};
-  unsigned char head[8];
-  if (!b && (fr->len < 8 || cf__ipc_read(w->fd, head, 8) != CF_OK ||
-             cf__ipc_decode_result(head, 8, &v) != CF_OK))
+  unsigned char head[CF__RESULT_HEAD];
+  if (!b && (fr->len < CF__RESULT_HEAD ||
+             cf__ipc_read(w->fd, head, CF__RESULT_HEAD) != CF_OK ||
+             cf__ipc_decode_result(head, CF__RESULT_HEAD, &v) != CF_OK))
     return CF_EPROTO;
   /* The payload is read straight into the buffer the future keeps. */
-  size_t len = b ? (size_t)fr->len : (size_t)fr->len - 8;
+  size_t len = b ? (size_t)fr->len : (size_t)fr->len - CF__RESULT_HEAD;
   unsigned char *buf;
   int rc = cf__ipc_read_payload(w->fd, len, &buf);
   if (rc != CF_OK) {
