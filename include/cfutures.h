@@ -157,9 +157,9 @@ CF_API const char *cf_last_error_message(void);
  *                negative cannot hang the caller;
  *   huge         saturates (INT64_MAX is 292 years), never wraps around. */
 #define CF_FOREVER ((int64_t)-1)
-#define CF_USEC(us) ((int64_t)(us) * 1000)
-#define CF_MSEC(ms) ((int64_t)(ms) * 1000000)
-#define CF_SEC(s) ((int64_t)(s) * 1000000000)
+#define CF_USEC(us) (1000 * (int64_t)(us))
+#define CF_MSEC(ms) (1000000 * (int64_t)(ms))
+#define CF_SEC(s) (1000000000 * (int64_t)(s))
 
 /* ------------------------------------------------------------------------ */
 /* Tasks                                                                      */

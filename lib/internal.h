@@ -90,7 +90,7 @@ int cf__task_invoke(cf_task_fn fn, const void *in, size_t len, cf_task *t);
 #define CF__F_SLEEPERS 0x10u /* threads sleep on the word (futex) */
 #define CF__F_USER 0x20u     /* user-completable (cf_future_create) */
 #define CF__STATUS_SHIFT 8
-#define CF__ST_DONE(s) (((s) & CF__ST_MASK) >= CF_FINISHED)
+#define CF__ST_DONE(s) ((CF__ST_MASK & (s)) >= CF_FINISHED)
 #define CF__ST_STATUS(s) (-(int)(((s) >> CF__STATUS_SHIFT) & 0xffu))
 
 typedef struct cf__waiter cf__waiter;

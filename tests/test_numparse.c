@@ -30,7 +30,9 @@ static void test_tokens(void) {
    * reported as "larger than ...". */
   CU_ASSERT_PTR_NOT_NULL(strstr(why("18446744073709551616="), "not a decimal"));
   /* A NUL byte inside a token is not the end of it. */
+  /* clang-format off */
   CU_ASSERT_PTR_NOT_NULL(numparse_u64("12\0" "3", 4, &v));
+  /* clang-format on */
 }
 
 static char *quoted(const char *s, size_t len) {
@@ -43,7 +45,9 @@ static char *quoted(const char *s, size_t len) {
 
 static void test_quote(void) {
   CU_ASSERT_STRING_EQUAL(quoted("abc 12", 6), "abc 12");
+  /* clang-format off */
   CU_ASSERT_STRING_EQUAL(quoted("1\0" "2\r\\", 5), "1\\x002\\x0d\\x5c");
+  /* clang-format on */
   CU_ASSERT_STRING_EQUAL(quoted("\xc3\xa9", 2), "\\xc3\\xa9");
   char big[100];
   memset(big, '7', sizeof big);

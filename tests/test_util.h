@@ -49,7 +49,9 @@ typedef struct cf_test_case {
   void (*fn)(void);
 } cf_test_case;
 
+/* clang-format off */
 #define CF_TEST(fn) {#fn, fn}
+/* clang-format on */
 
 /* A test run never hangs CI: SIGALRM ends the program (and so fails it)
  * after CF_TEST_TIMEOUT seconds (default 900, generous for valgrind). */
