@@ -5,7 +5,6 @@
  */
 #include "bench_cf.h"
 
-
 static cf_executor *pool(void) {
   cf_process_pool_options o;
   cf_process_pool_options_init(&o);

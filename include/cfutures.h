@@ -60,7 +60,7 @@ extern "C" {
  * They give the version a program was compiled against; cf_version() gives
  * the one it runs with. */
 #include "cfutures_version.h"
-#define CF_VERSION_HEX                                                       \
+#define CF_VERSION_HEX                                                         \
   ((CF_VERSION_MAJOR << 16) | (CF_VERSION_MINOR << 8) | CF_VERSION_PATCH)
 
 /* ------------------------------------------------------------------------ */
@@ -78,22 +78,22 @@ extern "C" {
  *    values (CF_EINVAL is -1, not -EINVAL); a task's own failure code, from
  *    cf_future_error(), is the task's business and may be anything.
  * Programs may use CF_STATUS_MAP with their own XX, e.g. to build a table. */
-#define CF_STATUS_MAP(XX)                                                    \
-  XX(CF_OK, 0, "success")                                                    \
-  XX(CF_EINVAL, -1, "invalid argument")                                      \
-  XX(CF_ENOMEM, -2, "out of memory")                                         \
-  XX(CF_ETIMEDOUT, -3, "timed out")                                          \
-  XX(CF_ECANCELLED, -4, "cancelled")                                         \
-  XX(CF_ETASK, -5, "task failed")                                            \
-  XX(CF_EBROKEN, -6, "executor is broken")                                   \
-  XX(CF_ESHUTDOWN, -7, "executor is shut down")                              \
-  XX(CF_ESTATE, -8, "invalid state for this operation")                      \
-  XX(CF_EDEADLK, -9, "would deadlock")                                       \
-  XX(CF_EOF, -10, "no more items")                                           \
-  XX(CF_EAGAIN, -11, "resource temporarily unavailable")                     \
-  XX(CF_EWORKERDIED, -12, "worker died")                                     \
-  XX(CF_EPROTO, -13, "malformed message from worker")                        \
-  XX(CF_ESYS, -14, "system call failed")                                     \
+#define CF_STATUS_MAP(XX)                                                      \
+  XX(CF_OK, 0, "success")                                                      \
+  XX(CF_EINVAL, -1, "invalid argument")                                        \
+  XX(CF_ENOMEM, -2, "out of memory")                                           \
+  XX(CF_ETIMEDOUT, -3, "timed out")                                            \
+  XX(CF_ECANCELLED, -4, "cancelled")                                           \
+  XX(CF_ETASK, -5, "task failed")                                              \
+  XX(CF_EBROKEN, -6, "executor is broken")                                     \
+  XX(CF_ESHUTDOWN, -7, "executor is shut down")                                \
+  XX(CF_ESTATE, -8, "invalid state for this operation")                        \
+  XX(CF_EDEADLK, -9, "would deadlock")                                         \
+  XX(CF_EOF, -10, "no more items")                                             \
+  XX(CF_EAGAIN, -11, "resource temporarily unavailable")                       \
+  XX(CF_EWORKERDIED, -12, "worker died")                                       \
+  XX(CF_EPROTO, -13, "malformed message from worker")                          \
+  XX(CF_ESYS, -14, "system call failed")                                       \
   XX(CF_ENOTSUP, -15, "not supported by this executor")
 
 /* What each code means:
@@ -349,16 +349,16 @@ typedef int (*cf_initializer_fn)(const void *arg, size_t len);
  * Returns CF_OK, CF_EINVAL, CF_ENOMEM, CF_ESHUTDOWN (after cf_shutdown()),
  * CF_EBROKEN (broken executor) or CF_EAGAIN (no worker could be started).
  * On error nothing was queued and *out is NULL. */
-CF_API int cf_submit(cf_executor *ex, cf_task_fn fn, const void *in,
-                     size_t len, cf_future **out);
+CF_API int cf_submit(cf_executor *ex, cf_task_fn fn, const void *in, size_t len,
+                     cf_future **out);
 
 /* Like cf_submit(), but hands over `in` instead of copying it (no copy for
  * large inputs): on CF_OK the library owns it and calls free_fn(in) when the
  * task has run or will never run (free_fn NULL: the caller keeps `in` alive
  * and unchanged until the future is done).  On error the caller still owns it.
  */
-CF_API int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in,
-                           size_t len, cf_free_fn free_fn, cf_future **out);
+CF_API int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
+                           cf_free_fn free_fn, cf_future **out);
 
 /* Stops the executor accepting work; idempotent and safe from any thread.
  * cancel_futures: every still-pending future is cancelled (its waiters wake,
@@ -383,21 +383,22 @@ CF_API void cf_executor_release(cf_executor *ex);
  * knows, so a program built against a later header, with more fields, works
  * with this library (its newer fields are left as they were). */
 typedef struct cf_executor_stats {
-  size_t size;         /* sizeof(cf_executor_stats), set by the caller */
-  size_t workers;      /* worker threads or processes alive */
-  size_t idle_workers; /* of those, waiting for work */
-  size_t queued;       /* tasks submitted but not yet taken by a worker */
-  size_t running;      /* tasks running now */
-  uint64_t completed;  /* tasks that returned 0 */
-  uint64_t failed;     /* tasks that returned non-zero, or whose worker died */
-  uint64_t cancelled;  /* futures cancelled that this executor then dropped */
+  size_t size;          /* sizeof(cf_executor_stats), set by the caller */
+  size_t workers;       /* worker threads or processes alive */
+  size_t idle_workers;  /* of those, waiting for work */
+  size_t queued;        /* tasks submitted but not yet taken by a worker */
+  size_t running;       /* tasks running now */
+  uint64_t completed;   /* tasks that returned 0 */
+  uint64_t failed;      /* tasks that returned non-zero, or whose worker died */
+  uint64_t cancelled;   /* futures cancelled that this executor then dropped */
   size_t blocked;       /* thread pool: workers blocked in a wait inside a
                            task (they do not count against max_workers) */
   size_t extra_workers; /* thread pool: workers alive beyond max_workers,
                            started to compensate for blocked ones */
 } cf_executor_stats;
 
-#define CF_EXECUTOR_STATS_INIT {.size = sizeof(cf_executor_stats)}
+#define CF_EXECUTOR_STATS_INIT                                                 \
+  { .size = sizeof(cf_executor_stats) }
 
 /* Fills *out, whose size the caller set.  Returns CF_OK, CF_EINVAL (NULL, or
  * out->size smaller than the first released cf_executor_stats) or
@@ -464,7 +465,8 @@ typedef struct cf_thread_pool_options {
   int64_t idle_timeout_ns;
 } cf_thread_pool_options;
 
-#define CF_THREAD_POOL_OPTIONS_INIT {.size = sizeof(cf_thread_pool_options)}
+#define CF_THREAD_POOL_OPTIONS_INIT                                            \
+  { .size = sizeof(cf_thread_pool_options) }
 
 /* Fills *opts with the defaults (and its size).  Returns CF_OK or
  * CF_EINVAL. */
@@ -592,14 +594,15 @@ typedef struct cf_process_pool_options {
    * CF_EAGAIN and a later submit tries again. */
   int max_workers;
   cf_initializer_fn initializer; /* run in each worker; NULL = none */
-  const void *initarg;        /* copied to each worker */
+  const void *initarg;           /* copied to each worker */
   size_t initarg_len;
-  int max_tasks_per_child;    /* a worker is replaced after this many tasks;
-                                 0 = never */
+  int max_tasks_per_child; /* a worker is replaced after this many tasks;
+                              0 = never */
   cf_death_policy on_worker_death;
 } cf_process_pool_options;
 
-#define CF_PROCESS_POOL_OPTIONS_INIT {.size = sizeof(cf_process_pool_options)}
+#define CF_PROCESS_POOL_OPTIONS_INIT                                           \
+  { .size = sizeof(cf_process_pool_options) }
 
 /* Fills *opts with the defaults (and its size).  Returns CF_OK or
  * CF_EINVAL. */
@@ -700,8 +703,8 @@ typedef struct cf_map_options {
   bool unordered;
 } cf_map_options;
 
-#define CF_MAP_OPTIONS_INIT                                                  \
-  {.size = sizeof(cf_map_options), .timeout_ns = CF_FOREVER}
+#define CF_MAP_OPTIONS_INIT                                                    \
+  { .size = sizeof(cf_map_options), .timeout_ns = CF_FOREVER }
 
 /* Fills *opts with the defaults (and its size).  Returns CF_OK or
  * CF_EINVAL. */
@@ -720,10 +723,10 @@ typedef struct cf_map_iter cf_map_iter;
  * first call (CF_MAP_ITEM_INIT does); the library writes only the fields it
  * knows (see cf_executor_stats). */
 typedef struct cf_map_item {
-  size_t size;               /* sizeof(cf_map_item), set by the caller */
-  size_t index;              /* the input's position */
-  const void *data;          /* result bytes (CF_OK), valid until the next
-                                cf_map_next() or cf_map_destroy() */
+  size_t size;      /* sizeof(cf_map_item), set by the caller */
+  size_t index;     /* the input's position */
+  const void *data; /* result bytes (CF_OK), valid until the next
+                       cf_map_next() or cf_map_destroy() */
   size_t len;
   /* On an error: the code and words cf_future_error() gives for the input's
    * task (what it returned and its message for CF_ETASK; the wait status
@@ -733,7 +736,8 @@ typedef struct cf_map_item {
   const char *error_message;
 } cf_map_item;
 
-#define CF_MAP_ITEM_INIT {.size = sizeof(cf_map_item)}
+#define CF_MAP_ITEM_INIT                                                       \
+  { .size = sizeof(cf_map_item) }
 
 /* Maps fn over inputs produced by next(arg, i, ...).  opts NULL = defaults.
  * Work is submitted while the map is created and as results are consumed.

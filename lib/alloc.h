@@ -42,16 +42,16 @@ bool cf__fault_set(long nth_alloc, long nth_thread, bool sticky);
  * future's lock held: a hook there must not take it (a cancel is fine only
  * while the future has no listener and no sleeper: then it takes no lock). */
 enum cf__race_point {
-  CF__RACE_SET_BEFORE_LOCK, /* cf_future_set_*: seen not done, no lock yet */
-  CF__RACE_SET_BEFORE_CAS,  /* ... checked again under the lock, no CAS yet */
+  CF__RACE_SET_BEFORE_LOCK,   /* cf_future_set_*: seen not done, no lock yet */
+  CF__RACE_SET_BEFORE_CAS,    /* ... checked again under the lock, no CAS yet */
   CF__RACE_SUBMIT_BEFORE_PUSH /* thread pool: first worker started, task not
                                  pushed yet (obj: the executor) */
 };
 extern void (*cf__race_hook)(enum cf__race_point point, void *obj);
-#define CF__RACE_POINT(point, obj)                                            \
-  do {                                                                        \
-    if (cf__race_hook)                                                        \
-      cf__race_hook(point, obj);                                              \
+#define CF__RACE_POINT(point, obj)                                             \
+  do {                                                                         \
+    if (cf__race_hook)                                                         \
+      cf__race_hook(point, obj);                                               \
   } while (0)
 
 #else

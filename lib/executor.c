@@ -10,9 +10,7 @@
 
 _Atomic unsigned cf__fork_gen;
 
-static void cf__after_fork_child(void) {
-  atomic_fetch_add(&cf__fork_gen, 1);
-}
+static void cf__after_fork_child(void) { atomic_fetch_add(&cf__fork_gen, 1); }
 
 static void cf__register_atfork(void) {
   pthread_atfork(NULL, NULL, cf__after_fork_child);
@@ -96,7 +94,8 @@ cf_executor *cf_executor_retain(cf_executor *ex) {
 }
 
 void cf_executor_release(cf_executor *ex) {
-  if (ex && atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1) {
+  if (ex &&
+      atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1) {
     if (cf__inherited(ex))
       ex->backend->forget(ex);
     else

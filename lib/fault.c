@@ -16,8 +16,8 @@ static bool cf__fail(atomic_long *left) {
   long v = atomic_load(left);
   while (v > 0 && !atomic_compare_exchange_weak(left, &v, v - 1))
     ;
-  if (v == 1 || (v == 0 && atomic_load(&cf__sticky) &&
-                 atomic_load(&cf__injected))) {
+  if (v == 1 ||
+      (v == 0 && atomic_load(&cf__sticky) && atomic_load(&cf__injected))) {
     atomic_store(&cf__injected, true);
     return true;
   }

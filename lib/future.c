@@ -362,13 +362,11 @@ static int cf__future_wait_slow(cf_future *f, int64_t timeout_ns) {
   uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
   while (!CF__ST_DONE(s)) {
     if (!(s & CF__F_SLEEPERS) &&
-        !atomic_compare_exchange_weak_explicit(&f->state, &s,
-                                               s | CF__F_SLEEPERS,
-                                               memory_order_acq_rel,
-                                               memory_order_acquire))
+        !atomic_compare_exchange_weak_explicit(
+            &f->state, &s, s | CF__F_SLEEPERS, memory_order_acq_rel,
+            memory_order_acquire))
       continue;
-    if (cf__futex_wait(&f->state, s | CF__F_SLEEPERS, deadline) ==
-        ETIMEDOUT) {
+    if (cf__futex_wait(&f->state, s | CF__F_SLEEPERS, deadline) == ETIMEDOUT) {
       rc = cf_future_done(f) ? CF_OK : CF_ETIMEDOUT;
       break;
     }

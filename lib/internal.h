@@ -106,9 +106,9 @@ typedef struct cf__listener {
 struct cf_future {
   _Atomic uint32_t state;
   _Atomic uint32_t refs;
-  cf__lock lock;           /* guards listeners (and slow-path transitions) */
-  int32_t errcode;         /* task's code, or a worker's wait status */
-  struct cf_future *next;  /* free for the backend's own queues */
+  cf__lock lock;          /* guards listeners (and slow-path transitions) */
+  int32_t errcode;        /* task's code, or a worker's wait status */
+  struct cf_future *next; /* free for the backend's own queues */
   cf_task_fn fn;
   cf__buf in;
   cf__buf out;
@@ -150,8 +150,8 @@ void cf__future_remove_link(cf_future *f, cf__listener *link);
 
 /* Final status of a done future (CF_OK, CF_ETASK, CF_ECANCELLED, ...). */
 static inline int cf__future_status(const cf_future *f) {
-  uint32_t s = atomic_load_explicit(&((cf_future *)f)->state,
-                                    memory_order_acquire);
+  uint32_t s =
+      atomic_load_explicit(&((cf_future *)f)->state, memory_order_acquire);
   if ((s & CF__ST_MASK) == CF_CANCELLED)
     return CF_ECANCELLED;
   return CF__ST_STATUS(s);
@@ -168,7 +168,7 @@ struct cf__waiter {
   _Atomic uint32_t sleeping;
   cf__listener **ready; /* ring of the links whose future completed */
   size_t cap, head, count;
-  cf__listener *one;       /* storage when cap == 1 */
+  cf__listener *one; /* storage when cap == 1 */
 };
 
 /* cap: how many links will be registered at most at once. */
@@ -279,7 +279,7 @@ int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out);
  * header is a prefix of ours, and one of a newer header has ours as prefix.
  * v1 is the end of the struct's last field in the first released layout:
  * nothing smaller is accepted. */
-#define CF__V1_SIZE(type, last)                                              \
+#define CF__V1_SIZE(type, last)                                                \
   (offsetof(type, last) + sizeof(((type *)0)->last))
 
 /* Copies the caller's options src (src->size bytes) over dst (our layout,

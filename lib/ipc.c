@@ -8,8 +8,8 @@
 
 #include <elf.h>
 #include <limits.h>
-#include <stdio.h>
 #include <link.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -219,9 +219,9 @@ int cf__ipc_read_payload(int fd, size_t len, unsigned char **out) {
 /* One module as dl_iterate_phdr shows it, while collecting. */
 typedef struct cf__modinfo {
   const ElfW(Dyn) *dyn;
-  uintptr_t addr;      /* dlpi_addr */
-  uintptr_t first;     /* the lowest PT_LOAD address */
-  uintptr_t vlo, vhi;  /* all PT_LOAD segments */
+  uintptr_t addr;     /* dlpi_addr */
+  uintptr_t first;    /* the lowest PT_LOAD address */
+  uintptr_t vlo, vhi; /* all PT_LOAD segments */
 } cf__modinfo;
 
 typedef struct cf__collect {
@@ -427,12 +427,12 @@ static void cf__file_ids(cf__modules *ms, const cf__modinfo *info) {
   while (fgets(line, sizeof line, fp)) {
     unsigned long lo, hi, maj, min, ino;
     if (sscanf(line, "%lx-%lx %*s %*s %lx:%lx %lu", &lo, &hi, &maj, &min,
-               &ino) != 5 || ino == 0)
+               &ino) != 5 ||
+        ino == 0)
       continue;
     for (size_t k = 0; k < ms->n; k++) {
       cf__module *m = &ms->m[k];
-      if (m->kind != CF__ID_NONE || info[k].first < lo ||
-          info[k].first >= hi)
+      if (m->kind != CF__ID_NONE || info[k].first < lo || info[k].first >= hi)
         continue;
       uint64_t dev = ((uint64_t)maj << 32) | min, in = ino;
       m->kind = CF__ID_FILE;
@@ -541,8 +541,7 @@ void cf__modules_put(const cf__modules *ms, unsigned char *out) {
 }
 
 int cf__ipc_send_init(int fd, const unsigned char *mods, size_t mods_len,
-                      const cf__fnref *init, const void *arg,
-                      size_t arg_len) {
+                      const cf__fnref *init, const void *arg, size_t arg_len) {
   unsigned char ref[CF__FNREF_MAX];
   cf__fnref_put(init, ref);
   struct iovec iov[3] = {{(void *)mods, mods_len},
@@ -580,8 +579,7 @@ int cf__modules_decode(const unsigned char *p, size_t n, size_t *used,
     v[k].idlen = p[off + 1];
     off += 2;
     if (v[k].kind > CF__ID_FILE || v[k].idlen > CF__ID_MAX ||
-        (v[k].kind == CF__ID_NONE) != (v[k].idlen == 0) ||
-        n - off < v[k].idlen)
+        (v[k].kind == CF__ID_NONE) != (v[k].idlen == 0) || n - off < v[k].idlen)
       goto bad;
     v[k].id = p + off;
     off += v[k].idlen;
@@ -595,8 +593,7 @@ bad:
   return CF_EPROTO;
 }
 
-int cf__ipc_decode_init(const unsigned char *p, size_t n,
-                        cf__init_view *out) {
+int cf__ipc_decode_init(const unsigned char *p, size_t n, cf__init_view *out) {
   size_t used;
   *out = (cf__init_view){0};
   int rc = cf__modules_decode(p, n, &used, &out->mods, &out->nmods);
@@ -667,8 +664,8 @@ int cf__ipc_decode_initfail(const unsigned char *p, size_t n, size_t nmods,
 
 /* ---- TASK: one input ----------------------------------------------------- */
 
-int cf__ipc_send_task(int fd, uint64_t id, const cf__fnref *fn,
-                      const void *in, size_t len) {
+int cf__ipc_send_task(int fd, uint64_t id, const cf__fnref *fn, const void *in,
+                      size_t len) {
   unsigned char ref[CF__FNREF_MAX];
   cf__fnref_put(fn, ref);
   struct iovec iov[2] = {{ref, cf__fnref_size(fn)}, {(void *)in, len}};
@@ -929,8 +926,8 @@ static void cf__items_clear(cf__batch_item *items, size_t n) {
   }
 }
 
-int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
-                                size_t expect, cf__batch_item *items) {
+int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n, size_t expect,
+                                cf__batch_item *items) {
   uint64_t count;
   if (n < 8)
     return CF_EPROTO;

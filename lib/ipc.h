@@ -83,8 +83,7 @@ typedef struct cf__fnref {
 int cf__fnref_locate(uintptr_t addr, cf__fnref *ref);
 /* Finds it again (in a worker): the address, or 0 if no executable segment
  * of a module of that name holds it. */
-uintptr_t cf__fnref_resolve(const char *name, size_t name_len,
-                            uint64_t offset);
+uintptr_t cf__fnref_resolve(const char *name, size_t name_len, uint64_t offset);
 /* Bytes of the fnref's wire form (at most CF__FNREF_MAX), and the encoding
  * into `out`. */
 size_t cf__fnref_size(const cf__fnref *ref);
@@ -133,11 +132,11 @@ enum { CF__ID_NONE = 0, CF__ID_BUILD = 1, CF__ID_FILE = 2 };
 #define CF__ID_MAX 64
 #define CF__MODULES_MAX 4096
 typedef struct cf__module {
-  char *name;      /* dl_iterate_phdr's name; "" for the main program */
+  char *name; /* dl_iterate_phdr's name; "" for the main program */
   uint8_t kind, idlen;
   unsigned char id[CF__ID_MAX];
-  bool startup;    /* loaded with the program, not by dlopen() */
-  bool changed;    /* parent: a worker loaded another build (manager only) */
+  bool startup;     /* loaded with the program, not by dlopen() */
+  bool changed;     /* parent: a worker loaded another build (manager only) */
   uintptr_t lo, hi; /* its executable segments span [lo, hi) */
 } cf__module;
 typedef struct cf__modules {
@@ -206,8 +205,7 @@ void cf__modules_put(const cf__modules *ms, unsigned char *out);
 /* Sends INIT: mods[0..mods_len) from cf__modules_put(), then init's fnref
  * and arg.  Returns what cf__ipc_send() returns. */
 int cf__ipc_send_init(int fd, const unsigned char *mods, size_t mods_len,
-                      const cf__fnref *init, const void *arg,
-                      size_t arg_len);
+                      const cf__fnref *init, const void *arg, size_t arg_len);
 
 /* Parses the module list at the start of p[0..n).  On CF_OK, *used is its
  * size and *views (freed by the caller) holds *count entries.  Returns
@@ -267,8 +265,8 @@ int cf__ipc_decode_initfail(const unsigned char *p, size_t n, size_t nmods,
  * RESULT carries the same id):
  *   fnref          the function
  *   input...       the rest (possibly empty): its input */
-int cf__ipc_send_task(int fd, uint64_t id, const cf__fnref *fn,
-                      const void *in, size_t len);
+int cf__ipc_send_task(int fd, uint64_t id, const cf__fnref *fn, const void *in,
+                      size_t len);
 
 /* A TASK payload: the function and the input (a view into p).  Returns
  * CF_OK or CF_EPROTO. */
@@ -331,8 +329,7 @@ typedef struct cf__chunk_view {
   const unsigned char *p;
   size_t off, n; /* position in p[0..n) */
 } cf__chunk_view;
-int cf__ipc_decode_chunk(const unsigned char *p, size_t n,
-                         cf__chunk_view *out);
+int cf__ipc_decode_chunk(const unsigned char *p, size_t n, cf__chunk_view *out);
 /* The next input (in: NULL when len is 0).  Returns CF_OK, CF_EOF after the
  * last one, or CF_EPROTO (bounds are checked again on every call). */
 int cf__ipc_chunk_next(cf__chunk_view *v, const unsigned char **in,
@@ -371,8 +368,8 @@ int cf__ipc_send_chunk_result(int fd, uint64_t id, cf__obuf *b);
 /* A CHUNKRESULT payload for a chunk of `expect` items: fills items[] (their
  * buffers and messages are copied, so they outlive p).  Returns CF_OK,
  * CF_EPROTO (items[] then left empty) or CF_ENOMEM. */
-int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n,
-                                size_t expect, cf__batch_item *items);
+int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n, size_t expect,
+                                cf__batch_item *items);
 
 /* ---- STOP: skip the rest of a chunk -------------------------------------- */
 

@@ -20,8 +20,8 @@
 
 typedef struct cf__slot {
   cf_future *f;
-  cf__batch *c;  /* the chunk */
-  size_t first;  /* the index of its first input */
+  cf__batch *c;      /* the chunk */
+  size_t first;      /* the index of its first input */
   cf__listener link; /* unordered mode: watches f */
   bool linked;
 } cf__slot;
@@ -388,9 +388,8 @@ int cf_map(cf_executor *ex, cf_task_fn fn, cf_map_input_fn next, void *arg,
   return cf__map_start(m, out);
 }
 
-int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base,
-                 size_t size, size_t count, const cf_map_options *opts,
-                 cf_map_iter **out) {
+int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base, size_t size,
+                 size_t count, const cf_map_options *opts, cf_map_iter **out) {
   /* The array must be addressable: count * size bytes from base. */
   if (count &&
       (!base || !size || count > (SIZE_MAX - (uintptr_t)base) / size)) {
@@ -409,7 +408,7 @@ int cf_map_array(cf_executor *ex, cf_task_fn fn, const void *base,
     /* A few chunks per worker balance the load; more would only add
      * overhead. */
     size_t per = count / (4 * (size_t)ex->max_workers);
-    m->chunksize = per < 1 ? 1
+    m->chunksize = per < 1                        ? 1
                    : per > CF__MAP_MAX_AUTO_CHUNK ? CF__MAP_MAX_AUTO_CHUNK
                                                   : per;
   }

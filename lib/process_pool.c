@@ -117,14 +117,14 @@ typedef struct cf__ppool {
   char exe[PATH_MAX]; /* the program's path, as the workers' argv[0] */
   /* captured at create, on the calling thread (the manager never reads
    * environ nor opens the program by path) */
-  int exefd, nullfd;  /* /proc/self/exe and /dev/null, both >= 4 */
-  char **envp;        /* the workers' environment, one allocation */
+  int exefd, nullfd; /* /proc/self/exe and /dev/null, both >= 4 */
+  char **envp;       /* the workers' environment, one allocation */
   unsigned char secret[CF__SECRET_LEN];
-  cf__modules mods;   /* the modules loaded at create; .changed: manager */
+  cf__modules mods;       /* the modules loaded at create; .changed: manager */
   unsigned char *modwire; /* their wire form, INIT's prefix */
   size_t modwire_len;
-  size_t nchanged;    /* manager only: modules some worker saw differ */
-  char why[400];      /* manager only: why the last task or start failed */
+  size_t nchanged; /* manager only: modules some worker saw differ */
+  char why[400];   /* manager only: why the last task or start failed */
 } cf__ppool;
 
 static void cf__pp_free(cf__ppool *p);
@@ -297,7 +297,7 @@ typedef struct cf__spawn_args {
 } cf__spawn_args;
 
 #if defined(__clang__) || __GNUC__ >= 8
-#define CF__NO_SANITIZE                                                       \
+#define CF__NO_SANITIZE                                                        \
   __attribute__((no_sanitize("address", "thread", "undefined")))
 #else
 #define CF__NO_SANITIZE
@@ -354,7 +354,7 @@ fail:
 }
 
 static int cf__pp_errno_status(int e) {
-  return e == ENOMEM ? CF_ENOMEM
+  return e == ENOMEM                                 ? CF_ENOMEM
          : e == EAGAIN || e == EMFILE || e == ENFILE ? CF_EAGAIN
                                                      : CF_ESYS;
 }
@@ -468,8 +468,8 @@ static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
   cf__pp_set_state(p, w, CF__W_STARTING);
   /* INIT goes first; its answer (READY / INITFAIL) comes back through the
    * manager's poll.  A failed send shows up there as the worker's death. */
-  cf__ipc_send_init(w->fd, p->modwire, p->modwire_len, &p->initref,
-                    p->initarg, p->o.initarg_len);
+  cf__ipc_send_init(w->fd, p->modwire, p->modwire_len, &p->initref, p->initarg,
+                    p->o.initarg_len);
   return CF_OK;
 }
 
@@ -493,7 +493,7 @@ static char *cf__pp_describe(int st) {
   int r;
   if (st != -1 && WIFSIGNALED(st))
     r = cf__asprintf(&msg, "worker killed by signal %d (%s)", WTERMSIG(st),
-                 strsignal(WTERMSIG(st)));
+                     strsignal(WTERMSIG(st)));
   else if (st != -1 && WIFEXITED(st))
     r = cf__asprintf(&msg, "worker exited with status %d", WEXITSTATUS(st));
   else
@@ -630,10 +630,10 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
     cf__pp_count(p, &p->failed);
     cf__future_fail(f, rc == CF_EINVAL ? CF_ETASK : CF_ENOMEM, rc,
                     cf__strdup(rc != CF_EINVAL ? "out of memory"
-                               : p->why[0]   ? p->why
-                                             : "the task function is not in "
-                                               "a module a worker process "
-                                               "can load"));
+                               : p->why[0]     ? p->why
+                                               : "the task function is not in "
+                                                 "a module a worker process "
+                                                 "can load"));
     cf_future_release(f);
   } else if (rc != CF_OK) {
     cf__pp_death(p, w, CF_EWORKERDIED, NULL); /* the worker is gone */
@@ -683,8 +683,8 @@ static void cf__pp_on_initfail(cf__ppool *p, cf__pworker *w,
     cf__pp_death(p, w, CF_EWORKERDIED, NULL);
     return;
   }
-  if (cf__ipc_decode_initfail(buf, (size_t)fr->len, p->mods.n, &code,
-                              &mod) != CF_OK) {
+  if (cf__ipc_decode_initfail(buf, (size_t)fr->len, p->mods.n, &code, &mod) !=
+      CF_OK) {
     cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
     return;
   }
@@ -705,9 +705,8 @@ static void cf__pp_on_initfail(cf__ppool *p, cf__pworker *w,
 /* Reads the answer for w's task: a RESULT into *t / *task_rc, or the
  * CHUNKRESULT of batch b into its items.  CF_OK, or the status w dies with
  * (*why: its words, or NULL for a plain death). */
-static int cf__pp_read_answer(cf__pworker *w, const cf__frame *fr,
-                              cf__batch *b, cf_task *t, int *task_rc,
-                              const char **why) {
+static int cf__pp_read_answer(cf__pworker *w, const cf__frame *fr, cf__batch *b,
+                              cf_task *t, int *task_rc, const char **why) {
   static const char malformed[] = "malformed message from worker";
   *why = malformed;
   cf__result_view v = {0};
@@ -772,8 +771,7 @@ static void cf__pp_on_answer(cf__ppool *p, cf__pworker *w,
   }
   w->task = NULL;
   w->ntasks++;
-  if (p->o.max_tasks_per_child > 0 &&
-      w->ntasks >= p->o.max_tasks_per_child) {
+  if (p->o.max_tasks_per_child > 0 && w->ntasks >= p->o.max_tasks_per_child) {
     cf__ipc_send_exit(w->fd);
     cf__pp_set_state(p, w, CF__W_EXITING);
   } else {
@@ -879,8 +877,7 @@ static int64_t cf__pp_dispatch(cf__ppool *p) {
 /* Sends the STOPs that cf__pp_stop_batch asked for. */
 static void cf__pp_send_stops(cf__ppool *p) {
   if (!atomic_load_explicit(&p->stop_pending, memory_order_relaxed) ||
-      !atomic_exchange_explicit(&p->stop_pending, false,
-                                memory_order_acquire))
+      !atomic_exchange_explicit(&p->stop_pending, false, memory_order_acquire))
     return; /* the common case: one plain load per manager round */
   int n = p->base.max_workers;
   pthread_mutex_lock(&p->mu);
@@ -1061,7 +1058,7 @@ static int cf__pp_submit(cf_executor *ex, cf_future *f) {
   cf__ppool *p = (cf__ppool *)ex;
   pthread_mutex_lock(&p->mu);
   /* stopped without a shutdown: the manager could not go on */
-  int rc = p->shutdown              ? CF_ESHUTDOWN
+  int rc = p->shutdown               ? CF_ESHUTDOWN
            : p->broken || p->stopped ? CF_EBROKEN
                                      : CF_OK;
   if (rc == CF_OK) {
@@ -1283,8 +1280,7 @@ static int cf__pp_open_exe(cf__ppool *p) {
 /* Whether this process can host a process pool at all; the words say why
  * not.  Cheap (a walk of the loaded modules), run at every create. */
 static int cf__pp_hosting(cf__ppool *p) {
-  if (getauxval(AT_SECURE) || getuid() != geteuid() ||
-      getgid() != getegid())
+  if (getauxval(AT_SECURE) || getuid() != geteuid() || getgid() != getegid())
     return CF__REFUSE(
         CF_ENOTSUP,
         "process pools are not supported in a setuid, setgid or "
@@ -1344,9 +1340,8 @@ static int cf__pp_options(const cf_process_pool_options *opts,
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1)
       n = 1;
-    o->max_workers = n > CF_PROCESS_POOL_MAX_WORKERS
-                         ? CF_PROCESS_POOL_MAX_WORKERS
-                         : (int)n;
+    o->max_workers =
+        n > CF_PROCESS_POOL_MAX_WORKERS ? CF_PROCESS_POOL_MAX_WORKERS : (int)n;
   }
   return CF_OK;
 }
@@ -1366,8 +1361,10 @@ static int cf__pp_start_kit(cf__ppool *p) {
     return CF__REFUSE(CF_ESYS, "getrandom: %s", strerror(errno));
   p->nullfd = cf__fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (p->nullfd < 0)
-    return CF__REFUSE(CF_ESYS, "cannot open /dev/null for the workers' "
-                               "standard input: %s", strerror(errno));
+    return CF__REFUSE(CF_ESYS,
+                      "cannot open /dev/null for the workers' "
+                      "standard input: %s",
+                      strerror(errno));
   p->envp = cf__pp_env_capture(p->secret);
   return p->envp ? CF_OK : CF__REFUSE(CF_ENOMEM, "out of memory");
 }

@@ -7,9 +7,8 @@ void cf__lock_slow(cf__lock *l) {
   for (int i = 0; i < 100; i++) {
     uint32_t z = 0;
     if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
-        atomic_compare_exchange_weak_explicit(&l->v, &z, 1,
-                                              memory_order_acquire,
-                                              memory_order_relaxed))
+        atomic_compare_exchange_weak_explicit(
+            &l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
       return;
     cf__cpu_relax();
   }

@@ -84,8 +84,8 @@ static inline int cf__futex_wait(_Atomic uint32_t *word, uint32_t expected,
 }
 
 static inline void cf__futex_wake(_Atomic uint32_t *word, int n) {
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n,
-          NULL, NULL, 0);
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL,
+          NULL, 0);
 }
 
 /* A mutex in one word: 0 free, 1 locked, 2 locked with sleepers (Drepper,
@@ -94,14 +94,12 @@ typedef struct cf__lock {
   _Atomic uint32_t v;
 } cf__lock;
 
-
 void cf__lock_slow(cf__lock *l);
 
 static inline void cf__lock_acquire(cf__lock *l) {
   uint32_t z = 0;
-  if (!atomic_compare_exchange_strong_explicit(&l->v, &z, 1,
-                                               memory_order_acquire,
-                                               memory_order_relaxed))
+  if (!atomic_compare_exchange_strong_explicit(
+          &l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
     cf__lock_slow(l);
 }
 

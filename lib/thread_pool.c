@@ -38,8 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CF__TP_SPIN_NS 50000   /* idle spin before sleeping */
-#define CF__TP_MAX_DEPTH 128   /* nesting of tasks run inline by waits */
+#define CF__TP_SPIN_NS 50000 /* idle spin before sleeping */
+#define CF__TP_MAX_DEPTH 128 /* nesting of tasks run inline by waits */
 #define CF__TP_DEFAULT_PREFIX "cf-worker"
 #define CF__TP_CLOSED ((uintptr_t)1) /* in the inbox word */
 
@@ -67,7 +67,7 @@ struct cf__tpool {
   _Atomic int nthreads __attribute__((aligned(64)));
   _Atomic int nspinning, nsleeping;
   _Atomic int nblocked; /* workers blocked in a wait inside a task */
-  _Atomic int nwaking; /* sleepers woken but not yet running */
+  _Atomic int nwaking;  /* sleepers woken but not yet running */
   _Atomic bool broken;
   /* The workers' side, under the lock. */
   cf__lock lock __attribute__((aligned(64)));
@@ -84,8 +84,8 @@ struct cf__tpool {
   bool shutdown, self_destroy;
   int broken_code;
   int next_id;
-  uint64_t cancelled; /* cancelled by cf_shutdown(cancel_futures) */
-  cf__tp_worker *workers; /* nslots slots */
+  uint64_t cancelled;      /* cancelled by cf_shutdown(cancel_futures) */
+  cf__tp_worker *workers;  /* nslots slots */
   pthread_mutex_t join_mu; /* one joiner at a time */
   /* options */
   char prefix[16];
@@ -119,8 +119,7 @@ static int cf__tp_push(cf__tpool *p, cf_future *f) {
       return atomic_load(&p->broken) ? CF_EBROKEN : CF_ESHUTDOWN;
     f->next = cf__inbox_list(h);
   } while (!atomic_compare_exchange_weak_explicit(
-      &p->inbox, &h, (uintptr_t)f, memory_order_seq_cst,
-      memory_order_relaxed));
+      &p->inbox, &h, (uintptr_t)f, memory_order_seq_cst, memory_order_relaxed));
   atomic_fetch_add_explicit(&p->npushed, 1, memory_order_relaxed);
   return CF_OK;
 }
@@ -134,11 +133,9 @@ static bool cf__tp_has_work(cf__tpool *p) {
 /* Moves the inbox (newest first) to the FIFO's tail, oldest first. */
 static void cf__tp_refill_locked(cf__tpool *p) {
   uintptr_t h = atomic_load_explicit(&p->inbox, memory_order_acquire);
-  while (cf__inbox_list(h) &&
-         !atomic_compare_exchange_weak_explicit(&p->inbox, &h,
-                                                h & CF__TP_CLOSED,
-                                                memory_order_acquire,
-                                                memory_order_acquire))
+  while (cf__inbox_list(h) && !atomic_compare_exchange_weak_explicit(
+                                  &p->inbox, &h, h & CF__TP_CLOSED,
+                                  memory_order_acquire, memory_order_acquire))
     ;
   cf_future *l = cf__inbox_list(h), *rev = NULL, *last = l;
   size_t n = 0;
@@ -270,8 +267,8 @@ static void cf__tp_break(cf__tpool *p, int code) {
   while (list) {
     cf_future *next = list->next;
     char *msg = NULL;
-    if (cf__asprintf(&msg, "thread pool initializer failed with code %d", code) <
-        0)
+    if (cf__asprintf(&msg, "thread pool initializer failed with code %d",
+                     code) < 0)
       msg = NULL;
     cf__future_fail_queued(list, CF_EBROKEN, code, msg);
     cf_future_release(list);
@@ -321,8 +318,7 @@ static bool cf__tp_sleep_locked(cf__tpool *p) {
   uint32_t seq = atomic_load(&p->wake_seq);
   cf__lock_release(&p->lock);
   int r = cf__futex_wait(&p->wake_seq, seq,
-                         p->idle_ns > 0 ? cf__deadline(p->idle_ns)
-                                        : CF__NEVER);
+                         p->idle_ns > 0 ? cf__deadline(p->idle_ns) : CF__NEVER);
   cf__lock_acquire(&p->lock);
   atomic_fetch_sub(&p->nsleeping, 1);
   if (atomic_load(&p->nwaking))
@@ -332,8 +328,8 @@ static bool cf__tp_sleep_locked(cf__tpool *p) {
 
 /* Takes the next task, or returns NULL when this worker must exit (and has
  * been retired; *free_pool tells whether it must also free the pool). */
-static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w,
-                              bool finished, bool *free_pool) {
+static cf_future *cf__tp_take(cf__tpool *p, cf__tp_worker *w, bool finished,
+                              bool *free_pool) {
   bool spun = false, wake = false;
   cf__lock_acquire(&p->lock);
   if (finished)
@@ -732,8 +728,7 @@ static cf__tpool *cf__tp_alloc(int max, size_t initarg_len) {
     return NULL;
   memset(p, 0, sizeof *p);
   p->nslots = max + CF_THREAD_POOL_MAX_EXTRA;
-  p->workers =
-      cf__aligned_alloc(64, (size_t)p->nslots * sizeof *p->workers);
+  p->workers = cf__aligned_alloc(64, (size_t)p->nslots * sizeof *p->workers);
   if (initarg_len)
     p->initarg = cf__malloc(initarg_len);
   if (!p->workers || (initarg_len && !p->initarg) ||
@@ -778,8 +773,7 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
   p->init = o.initializer;
   p->idle_ns = o.idle_timeout_ns;
   snprintf(p->prefix, sizeof p->prefix, "%s",
-           o.thread_name_prefix ? o.thread_name_prefix
-                                : CF__TP_DEFAULT_PREFIX);
+           o.thread_name_prefix ? o.thread_name_prefix : CF__TP_DEFAULT_PREFIX);
   cf__executor_init(&p->base, &cf__tp_backend, max);
   *out = &p->base;
   return CF_OK;

@@ -100,9 +100,12 @@ static bool cf__is_exception(cf_future *f) {
 static bool cf__wait_satisfied(cf_wait_mode mode, size_t ndone, size_t nexc,
                                size_t n) {
   switch (mode) {
-  case CF_FIRST_COMPLETED: return ndone > 0 || n == 0;
-  case CF_FIRST_EXCEPTION: return nexc > 0 || ndone == n;
-  default: return ndone == n;
+  case CF_FIRST_COMPLETED:
+    return ndone > 0 || n == 0;
+  case CF_FIRST_EXCEPTION:
+    return nexc > 0 || ndone == n;
+  default:
+    return ndone == n;
   }
 }
 
@@ -179,8 +182,9 @@ static int cf__wait_slow(cf_future *const *fs, size_t n, int64_t deadline,
 
 int cf_wait(cf_future *const *fs, size_t n, int64_t timeout_ns,
             cf_wait_mode mode, bool *done, size_t *n_done) {
-  if ((!fs && n) || n > CF__MAX_WAIT_N || (mode != CF_FIRST_COMPLETED &&
-                     mode != CF_FIRST_EXCEPTION && mode != CF_ALL_COMPLETED))
+  if ((!fs && n) || n > CF__MAX_WAIT_N ||
+      (mode != CF_FIRST_COMPLETED && mode != CF_FIRST_EXCEPTION &&
+       mode != CF_ALL_COMPLETED))
     return CF_EINVAL;
   size_t ndone = 0, nexc = 0;
   for (size_t i = 0; i < n; i++) {

@@ -326,15 +326,14 @@ static bool cf__worker_parse(const char *v, int *fd, unsigned char *secret) {
 static int cf__worker_accept(const char *v) {
   int fd;
   unsigned char secret[CF__SECRET_LEN];
-  if (getauxval(AT_SECURE) || getuid() != geteuid() ||
-      getgid() != getegid() || !cf__worker_parse(v, &fd, secret))
+  if (getauxval(AT_SECURE) || getuid() != geteuid() || getgid() != getegid() ||
+      !cf__worker_parse(v, &fd, secret))
     return -1;
   struct stat st;
   int dom = 0, type = 0;
   socklen_t l1 = sizeof dom, l2 = sizeof type;
   if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
-      getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) != 0 ||
-      dom != AF_UNIX ||
+      getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) != 0 || dom != AF_UNIX ||
       getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0 ||
       type != SOCK_STREAM)
     return -1;

@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const uint64_t PRIMES[] = {109999999, 108376355, 1276544678,
-                                  123555677, 234645542424};
+static const uint64_t PRIMES[] = {109999999, 108376355, 1276544678, 123555677,
+                                  234645542424};
 #define NPRIMES (sizeof PRIMES / sizeof PRIMES[0])
 
 /* in: a uint64_t n; result: one byte, 1 if n is prime.  Trial division by
@@ -43,8 +43,8 @@ int main(void) {
   printf("submit:\n");
   cf_future *fs[NPRIMES];
   for (size_t i = 0; i < NPRIMES; i++)
-    if ((rc = cf_submit(ex, is_prime, &PRIMES[i], sizeof PRIMES[i],
-                        &fs[i])) != CF_OK)
+    if ((rc = cf_submit(ex, is_prime, &PRIMES[i], sizeof PRIMES[i], &fs[i])) !=
+        CF_OK)
       return fail("submit", rc);
   for (size_t i = 0; i < NPRIMES; i++) {
     const unsigned char *prime;

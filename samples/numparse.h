@@ -64,8 +64,8 @@ typedef struct numparse_list {
 static bool numparse_push(numparse_list *l, uint64_t v) {
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 64;
-    uint64_t *nv = cap > SIZE_MAX / sizeof *nv ? NULL
-                                               : realloc(l->v, cap * sizeof *nv);
+    uint64_t *nv =
+        cap > SIZE_MAX / sizeof *nv ? NULL : realloc(l->v, cap * sizeof *nv);
     if (!nv)
       return false;
     l->v = nv;

@@ -90,7 +90,7 @@ static int copy_data(int in, int out, const struct stat *st) {
   while (pos < size) {
     off_t data = lseek(in, pos, SEEK_DATA);
     if (data < 0 && errno == ENXIO)
-      break; /* only a hole is left */
+      break;      /* only a hole is left */
     if (data < 0) /* no SEEK_DATA here: all of it is data */
       return copy_range(in, out, pos, size) ? -1 : ftruncate(out, size);
     off_t hole = lseek(in, data, SEEK_HOLE);
@@ -169,9 +169,9 @@ static int task_copy(cf_task *t, const void *in, size_t len) {
   if (rc == 0) {
     /* Without --force an existing file is never replaced, even one that
      * appeared while we copied. */
-    rc = flags & COPY_FORCE ? rename(tmp, dst)
-                            : renameat2(AT_FDCWD, tmp, AT_FDCWD, dst,
-                                        RENAME_NOREPLACE);
+    rc = flags & COPY_FORCE
+             ? rename(tmp, dst)
+             : renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE);
     e = errno;
   }
   if (rc != 0) {
@@ -215,8 +215,7 @@ typedef struct plan {
   bool recursive, quiet;
 } plan;
 
-__attribute__((format(printf, 1, 2))) static void warn(const char *fmt,
-                                                       ...) {
+__attribute__((format(printf, 1, 2))) static void warn(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("pcopy: ", stderr);
@@ -255,9 +254,8 @@ static void copy_symlink(plan *pl, const char *src, const char *dst,
                          bool force) {
   char target[4096];
   struct stat st;
-  ssize_t n = lstat(src, &st) == 0
-                  ? readlink(src, target, sizeof target - 1)
-                  : -1;
+  ssize_t n = lstat(src, &st) == 0 ? readlink(src, target, sizeof target - 1)
+                                   : -1;
   if (n < 0) {
     warn("%s: %s", src, strerror(errno));
     pl->failed++;
@@ -483,18 +481,34 @@ static int parse_options(run *r, int argc, char **argv) {
       if (!parse_jobs(optarg, &r->jobs))
         return EXIT_USAGE;
       break;
-    case 'r': r->pl.recursive = true; break;
-    case 'f': r->force = true; break;
-    case 'q': r->pl.quiet = true; break;
-    case 'P': r->processes = true; break;
-    case 'h': usage(stdout); return 0;
-    case 'V': printf("pcopy (cfutures) %s\n", cf_version()); return 0;
-    default: usage(stderr); return EXIT_USAGE;
+    case 'r':
+      r->pl.recursive = true;
+      break;
+    case 'f':
+      r->force = true;
+      break;
+    case 'q':
+      r->pl.quiet = true;
+      break;
+    case 'P':
+      r->processes = true;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'V':
+      printf("pcopy (cfutures) %s\n", cf_version());
+      return 0;
+    default:
+      usage(stderr);
+      return EXIT_USAGE;
     }
   }
   if (argc - optind != 2) {
     warn(argc - optind < 2 ? "missing %s" : "too many arguments%s",
-         argc - optind == 0 ? "SRC and DST" : argc - optind == 1 ? "DST" : "");
+         argc - optind == 0   ? "SRC and DST"
+         : argc - optind == 1 ? "DST"
+                              : "");
     usage(stderr);
     return EXIT_USAGE;
   }
@@ -625,8 +639,8 @@ static void submit_copy(run *r, const job *j) {
   memcpy(req + 4, j->src, ls);
   memcpy(req + 4 + ls, j->dst, ld);
   size_t slot = (r->head + r->inflight) % r->window;
-  int rc = cf_submit_owned(r->ex, task_copy, req, 4 + ls + ld, free,
-                           &r->fl[slot]);
+  int rc =
+      cf_submit_owned(r->ex, task_copy, req, 4 + ls + ld, free, &r->fl[slot]);
   if (rc != CF_OK) {
     free(req);
     warn("%s: %s", j->src, cf_strerror(rc));
@@ -642,8 +656,7 @@ static void submit_copy(run *r, const job *j) {
 static void collect_oldest(run *r) {
   cf_future *f = r->fl[r->head];
   int rc;
-  while ((rc = cf_future_wait(f, CF_MSEC(100))) == CF_ETIMEDOUT &&
-         !interrupted)
+  while ((rc = cf_future_wait(f, CF_MSEC(100))) == CF_ETIMEDOUT && !interrupted)
     ;
   if (rc == CF_ETIMEDOUT)
     return; /* interrupted: cancel the rest first */
@@ -713,8 +726,7 @@ static void report(run *r) {
     printf("pcopy: %" PRIu64 " of %zu files copied (%s in %.2f s, %s/s)%s%zu "
            "failed, %zu skipped\n",
            r->copied, r->pl.njobs, hb, el, hr,
-           interrupted ? ", interrupted, " : ", ", r->pl.failed,
-           r->pl.skipped);
+           interrupted ? ", interrupted, " : ", ", r->pl.failed, r->pl.skipped);
   }
 }
 

@@ -166,8 +166,9 @@ static bool parse_range(run *r, int argc, char **argv) {
   if (!parse_u64(optarg, &r->lo) || !parse_u64(argv[optind++], &r->hi))
     return false;
   if (r->lo > r->hi) {
-    fprintf(stderr, "primecheck: --range %" PRIu64 " %" PRIu64
-                    ": A is larger than B\n", r->lo, r->hi);
+    fprintf(stderr,
+            "primecheck: --range %" PRIu64 " %" PRIu64 ": A is larger than B\n",
+            r->lo, r->hi);
     return false;
   }
   r->have_range = true;
@@ -213,14 +214,28 @@ static int parse_options(run *r, int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "r:m:j:c:thV", longopts, NULL)) != -1) {
     bool ok = true;
     switch (c) {
-    case 'r': ok = parse_range(r, argc, argv); break;
-    case 'm': ok = parse_method(r, optarg); break;
+    case 'r':
+      ok = parse_range(r, argc, argv);
+      break;
+    case 'm':
+      ok = parse_method(r, optarg);
+      break;
     case 'j':
-    case 'c': ok = parse_count(r, c, optarg); break;
-    case 't': r->threads = true; break;
-    case 'h': usage(stdout); return 0;
-    case 'V': printf("primecheck (cfutures) %s\n", cf_version()); return 0;
-    default: usage(stderr); return EXIT_USAGE;
+    case 'c':
+      ok = parse_count(r, c, optarg);
+      break;
+    case 't':
+      r->threads = true;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'V':
+      printf("primecheck (cfutures) %s\n", cf_version());
+      return 0;
+    default:
+      usage(stderr);
+      return EXIT_USAGE;
     }
     if (!ok)
       return EXIT_USAGE;

@@ -2,9 +2,9 @@
  * prints "victim main ran"; victim_touch() is a task that creates the file
  * its input names (a forged task would name it).  "pool" creates a
  * process pool and says whether it was refused.  main() also says whether
- * it sees the marker variable (it must not: the constructor removes it).  "--offset" prints
- * victim_touch's offset from the program's load address, as a task
- * message names it. */
+ * it sees the marker variable (it must not: the constructor removes it).
+ * "--offset" prints victim_touch's offset from the program's load address, as a
+ * task message names it. */
 #define _GNU_SOURCE
 #include <cfutures.h>
 

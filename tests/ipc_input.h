@@ -29,8 +29,8 @@
 
 static void cf_ipc_inside(const void *p, size_t n, const uint8_t *data,
                           size_t size) {
-  if (n && ((const uint8_t *)p < data ||
-            (const uint8_t *)p + n > data + size || n > size))
+  if (n && ((const uint8_t *)p < data || (const uint8_t *)p + n > data + size ||
+            n > size))
     abort();
 }
 
@@ -110,8 +110,8 @@ static int cf_ipc_decode_input(const uint8_t *data, size_t size) {
     int ex = cf__ipc_decode_exit(&fr);
     if ((idle != CF__STOP_IGNORE && idle != CF_EPROTO) ||
         (busy != CF__STOP_NOW && busy != CF_EPROTO) ||
-        (busy == CF__STOP_NOW && (idle != CF__STOP_IGNORE ||
-                                  fr.id != data[1])) ||
+        (busy == CF__STOP_NOW &&
+         (idle != CF__STOP_IGNORE || fr.id != data[1])) ||
         (ex != CF_OK && ex != CF_EPROTO) ||
         (ex == CF_OK && (idle != CF_EPROTO || fr.len)))
       abort();

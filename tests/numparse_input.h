@@ -111,8 +111,8 @@ static int numparse_check_lines(const char *data, size_t size) {
   else if (!ok && got.n != 1)
     rc = 11; /* a refused input appends nothing */
   else if (ok && (got.n != want.n + 1 ||
-                  (want.n && memcmp(got.v + 1, want.v,
-                                    want.n * sizeof *want.v) != 0)))
+                  (want.n &&
+                   memcmp(got.v + 1, want.v, want.n * sizeof *want.v) != 0)))
     rc = 12;
   else if (got.v[0] != 42)
     rc = 13;

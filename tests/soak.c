@@ -54,7 +54,7 @@ static _Atomic(cf_future *) mailbox; /* a future handed to another thread */
 /* Totals, printed at the end and cross-checked. */
 static atomic_long n_submitted, n_cancelled, n_failed_tasks, n_ok, n_maps,
     n_map_items, n_private, n_deaths, n_stolen_cancels;
-static atomic_long cb_added, cb_ran;         /* done callbacks */
+static atomic_long cb_added, cb_ran;           /* done callbacks */
 static atomic_long chain_submitted, chain_ran; /* submitted by callbacks */
 
 __attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...) {
@@ -67,18 +67,21 @@ __attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...) {
   atomic_store(&failed, true);
 }
 
-#define CHECK(cond, ...)                                                      \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fail(__VA_ARGS__);                                                      \
-      return false;                                                           \
-    }                                                                         \
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fail(__VA_ARGS__);                                                       \
+      return false;                                                            \
+    }                                                                          \
   } while (0)
 
-static inline void op(void) { atomic_fetch_add_explicit(&ops, 1, memory_order_relaxed); }
+static inline void op(void) {
+  atomic_fetch_add_explicit(&ops, 1, memory_order_relaxed);
+}
 
 static bool more(void) {
-  return !atomic_load(&failed) && atomic_load_explicit(&ops, memory_order_relaxed) < ops_target;
+  return !atomic_load(&failed) &&
+         atomic_load_explicit(&ops, memory_order_relaxed) < ops_target;
 }
 
 static uint64_t rnd(uint64_t *s) { /* xorshift64* */
@@ -296,8 +299,7 @@ static bool submit_some(uint64_t *s, cf_executor *ex, bool thread_pool,
                         size_t *made) {
   *made = 0;
   for (size_t i = 0; i < n; i++) {
-    int st = submit_one(s, ex, thread_pool, private_pool, die_mode,
-                        &rs[*made]);
+    int st = submit_one(s, ex, thread_pool, private_pool, die_mode, &rs[*made]);
     if (rs[*made].f)
       (*made)++;
     if (st <= 0)
@@ -363,7 +365,8 @@ static bool collect(uint64_t *s, rec *rs, size_t n) {
         i++;
       if (i == n || rs[i].seen || !cf_future_done(f)) {
         cf_as_completed_destroy(it);
-        CHECK(false, "as_completed: a future out of the blue, twice, or not done");
+        CHECK(false,
+              "as_completed: a future out of the blue, twice, or not done");
       }
       rs[i].seen = true;
       got++;
@@ -509,7 +512,7 @@ static bool do_private(uint64_t *s) {
     o.on_worker_death = pick(s, 2) ? CF_ON_DEATH_RESTART : CF_ON_DEATH_BREAK;
     if (pick(s, 2))
       die_mode = o.on_worker_death == CF_ON_DEATH_BREAK ? DIE_BREAKS
-                                                          : DIE_RESTARTS;
+                                                        : DIE_RESTARTS;
     o.max_tasks_per_child = pick(s, 2) ? 0 : 1 + (int)pick(s, 5);
     rc = cf_process_pool_create(&o, &ex);
   } else {
@@ -579,7 +582,8 @@ static bool do_user_future(uint64_t *s) {
     break;
   case 1:
     ok = ok && cf_future_set_running_or_notify_cancel(f) == CF_OK &&
-         cf_future_cancel(f) == CF_ESTATE && cf_future_set_result(f, &v, sizeof v) == CF_OK;
+         cf_future_cancel(f) == CF_ESTATE &&
+         cf_future_set_result(f, &v, sizeof v) == CF_OK;
     break;
   default:
     ok = ok && cf_future_set_error(f, 7, "seven") == CF_OK &&
@@ -609,7 +613,6 @@ static void *soak_thread(void *arg) {
 }
 
 /* ---- resources ----------------------------------------------------------- */
-
 
 static void on_alarm(int sig) {
   (void)sig;
@@ -755,12 +758,12 @@ int main(int argc, char **argv) {
          "task errors, %ld cancelled, %ld worker deaths), %ld cancels from "
          "another thread, %ld maps (%ld items), %ld private pools, %ld "
          "callbacks, %ld tasks submitted by callbacks\n",
-         atomic_load(&ops), secs, atomic_load(&n_submitted),
-         atomic_load(&n_ok), atomic_load(&n_failed_tasks),
-         atomic_load(&n_cancelled), atomic_load(&n_deaths),
-         atomic_load(&n_stolen_cancels), atomic_load(&n_maps),
-         atomic_load(&n_map_items), atomic_load(&n_private),
-         atomic_load(&cb_ran), atomic_load(&chain_ran));
+         atomic_load(&ops), secs, atomic_load(&n_submitted), atomic_load(&n_ok),
+         atomic_load(&n_failed_tasks), atomic_load(&n_cancelled),
+         atomic_load(&n_deaths), atomic_load(&n_stolen_cancels),
+         atomic_load(&n_maps), atomic_load(&n_map_items),
+         atomic_load(&n_private), atomic_load(&cb_ran),
+         atomic_load(&chain_ran));
   if (same)
     printf("soak: descriptors %d, threads %d, children %d: as at the start\n",
            fds1, threads1, children1);

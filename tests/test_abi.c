@@ -106,8 +106,7 @@ static void test_unset_size_refused(void) {
   st.size = offsetof(cf_executor_stats, extra_workers);
   CU_ASSERT_EQUAL(cf_executor_stats_get(pool, &st), CF_EINVAL);
 
-  CU_ASSERT_EQUAL(cf_map_array(pool, task_echo, in, sizeof in[0], 2, NULL,
-                               &it),
+  CU_ASSERT_EQUAL(cf_map_array(pool, task_echo, in, sizeof in[0], 2, NULL, &it),
                   CF_OK);
   cf_map_item item; /* no size: refused, and the map goes on */
   memset(&item, 0, sizeof item);
@@ -158,8 +157,7 @@ static void test_newer_options(void) {
       cf_map_array(pool, task_echo, in, sizeof in[0], 3, &m.o, &it), CF_OK);
   cf_map_destroy(it);
   m.newer = 1;
-  CU_ASSERT_EQUAL(cf_map_array(pool, task_echo, in, sizeof in[0], 3, &m.o,
-                               &it),
+  CU_ASSERT_EQUAL(cf_map_array(pool, task_echo, in, sizeof in[0], 3, &m.o, &it),
                   CF_EINVAL);
   cf_executor_release(pool);
 }

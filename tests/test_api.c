@@ -94,8 +94,7 @@ static int gen_none(void *arg, size_t i, const void **in, size_t *len) {
 }
 
 static void test_null_waits_and_maps(void) {
-  CU_ASSERT_EQUAL(cf_wait(NULL, 2, 0, CF_ALL_COMPLETED, NULL, NULL),
-                  CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_wait(NULL, 2, 0, CF_ALL_COMPLETED, NULL, NULL), CF_EINVAL);
   cf_as_completed_iter *it = (cf_as_completed_iter *)1;
   CU_ASSERT_EQUAL(cf_as_completed_create(NULL, 1, 0, &it), CF_EINVAL);
   CU_ASSERT_EQUAL(cf_as_completed_create(NULL, 0, 0, NULL), CF_EINVAL);
@@ -106,16 +105,13 @@ static void test_null_waits_and_maps(void) {
 
   CU_ASSERT_EQUAL(cf_map_options_init(NULL), CF_EINVAL);
   cf_map_iter *m = (cf_map_iter *)1;
-  CU_ASSERT_EQUAL(cf_map(NULL, task_noop, gen_none, NULL, NULL, &m),
-                  CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_map(NULL, task_noop, gen_none, NULL, NULL, &m), CF_EINVAL);
   CU_ASSERT_PTR_NULL(m);
   cf_executor *ex = make_pool(1);
   CU_ASSERT_EQUAL(cf_map(ex, NULL, gen_none, NULL, NULL, &m), CF_EINVAL);
   CU_ASSERT_EQUAL(cf_map(ex, task_noop, NULL, NULL, NULL, &m), CF_EINVAL);
-  CU_ASSERT_EQUAL(cf_map(ex, task_noop, gen_none, NULL, NULL, NULL),
-                  CF_EINVAL);
-  CU_ASSERT_EQUAL(cf_map_array(ex, task_noop, NULL, 8, 3, NULL, &m),
-                  CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_map(ex, task_noop, gen_none, NULL, NULL, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_map_array(ex, task_noop, NULL, 8, 3, NULL, &m), CF_EINVAL);
   uint64_t arr[2] = {1, 2};
   CU_ASSERT_EQUAL(cf_map_array(ex, task_noop, arr, 0, 2, NULL, &m), CF_EINVAL);
   cf_map_item item = CF_MAP_ITEM_INIT;
@@ -176,8 +172,7 @@ static void test_sizes_checked(void) {
   CU_ASSERT_EQUAL(cf_map_array(ex, task_square, arr, 8, 3, &o, &m), CF_OK);
   cf_map_destroy(m);
   /* count * size past the address space. */
-  CU_ASSERT_EQUAL(cf_map_array(ex, task_square, arr, 8, SIZE_MAX / 4, NULL,
-                               &m),
+  CU_ASSERT_EQUAL(cf_map_array(ex, task_square, arr, 8, SIZE_MAX / 4, NULL, &m),
                   CF_EINVAL);
   CU_ASSERT_EQUAL(cf_map_array(ex, task_square, arr, SIZE_MAX, 2, NULL, &m),
                   CF_EINVAL);
@@ -186,8 +181,7 @@ static void test_sizes_checked(void) {
   CU_ASSERT_EQUAL(cf_wait(&f, SIZE_MAX / 8, 0, CF_ALL_COMPLETED, NULL, NULL),
                   CF_EINVAL);
   cf_as_completed_iter *it = (cf_as_completed_iter *)1;
-  CU_ASSERT_EQUAL(cf_as_completed_create(&f, SIZE_MAX / 8, 0, &it),
-                  CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_as_completed_create(&f, SIZE_MAX / 8, 0, &it), CF_EINVAL);
   CU_ASSERT_PTR_NULL(it);
   /* Lengths with the top bit set cannot be real buffers. */
   static char buf[4];
@@ -267,14 +261,14 @@ static void test_err_name(void) {
   CU_ASSERT_EQUAL(CF_ESHUTDOWN, -7);
   CU_ASSERT_EQUAL(CF_ENOTSUP, -15);
   int n = 0, expect = 0;
-#define XX(name, value, text)                                                \
-  do {                                                                       \
-    CU_ASSERT_EQUAL(name, value);                                            \
-    CU_ASSERT_EQUAL(value, expect); /* 0, -1, -2, ...: no gap, no repeat */  \
-    CU_ASSERT_STRING_EQUAL(cf_err_name(value), #name);                       \
-    CU_ASSERT_STRING_EQUAL(cf_strerror(value), text);                        \
-    n++;                                                                     \
-    expect--;                                                                \
+#define XX(name, value, text)                                                  \
+  do {                                                                         \
+    CU_ASSERT_EQUAL(name, value);                                              \
+    CU_ASSERT_EQUAL(value, expect); /* 0, -1, -2, ...: no gap, no repeat */    \
+    CU_ASSERT_STRING_EQUAL(cf_err_name(value), #name);                         \
+    CU_ASSERT_STRING_EQUAL(cf_strerror(value), text);                          \
+    n++;                                                                       \
+    expect--;                                                                  \
   } while (0);
   CF_STATUS_MAP(XX)
 #undef XX
@@ -295,5 +289,5 @@ static void test_err_name(void) {
 CF_TEST_MAIN("api", CF_TEST(test_strerror), CF_TEST(test_null_futures),
              CF_TEST(test_null_tasks), CF_TEST(test_null_executors),
              CF_TEST(test_null_waits_and_maps), CF_TEST(test_sizes_checked),
-             CF_TEST(test_create_words),
-             CF_TEST(test_out_of_memory_is_clean), CF_TEST(test_err_name))
+             CF_TEST(test_create_words), CF_TEST(test_out_of_memory_is_clean),
+             CF_TEST(test_err_name))

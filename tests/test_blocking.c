@@ -30,8 +30,8 @@ static cf_future *await_ptr(_Atomic(cf_future *) *p) {
 
 typedef struct timed_ctx {
   cf_executor *ex;
-  cf_test_gate gate;       /* holds L */
-  atomic_int returned;     /* the waits below all returned */
+  cf_test_gate gate;   /* holds L */
+  atomic_int returned; /* the waits below all returned */
   atomic_int rc_wait, rc_result, rc_wait_all, rc_forever;
   atomic_size_t n_done;
   pthread_t outer_thread, long_thread;
@@ -155,9 +155,8 @@ static void test_wait_creates_no_deadlock(void) {
   cf_future *fa = submit_ptr(c.ex, task_a, &c);
   atomic_store(&c.fa, fa);
   /* Both complete while the three busy workers are still busy. */
-  CU_ASSERT_EQUAL(cf_future_result(fa, CF_MSEC(CF_TEST_PATIENCE_MS), NULL,
-                                   NULL),
-                  CF_OK);
+  CU_ASSERT_EQUAL(
+      cf_future_result(fa, CF_MSEC(CF_TEST_PATIENCE_MS), NULL, NULL), CF_OK);
   cf_future *fc = await_ptr(&c.fc);
   CU_ASSERT_EQUAL(cf_future_wait(fc, CF_MSEC(CF_TEST_PATIENCE_MS)), CF_OK);
   CU_ASSERT_EQUAL(atomic_load(&c.c_rc), CF_OK);
@@ -249,8 +248,8 @@ static void test_prechain_of_waits(void) {
     atomic_store(&pc.fs[i], f);
   }
   for (size_t i = 0; i < 1000; i++) {
-    CU_ASSERT_EQUAL(cf_future_result(atomic_load(&pc.fs[i]), CF_FOREVER,
-                                     NULL, NULL),
+    CU_ASSERT_EQUAL(cf_future_result(atomic_load(&pc.fs[i]), CF_FOREVER, NULL,
+                                     NULL),
                     CF_OK);
     cf_future_release(atomic_load(&pc.fs[i]));
   }
@@ -269,8 +268,8 @@ static void note_peak(fj_arg *a) {
   if (cf_executor_stats_get(a->ex, &st) != CF_OK)
     return;
   size_t cur = atomic_load(a->peak);
-  while (st.workers > cur && !atomic_compare_exchange_weak(a->peak, &cur,
-                                                           st.workers))
+  while (st.workers > cur &&
+         !atomic_compare_exchange_weak(a->peak, &cur, st.workers))
     ;
 }
 
@@ -316,8 +315,7 @@ static void check_fork_join(bool use_wait) {
   atomic_size_t peak = 0;
   fj_arg a = {ex, &peak, 12, use_wait};
   cf_future *f = NULL;
-  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_fork_join, &a, sizeof a, &f),
-                        CF_OK);
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_fork_join, &a, sizeof a, &f), CF_OK);
   CU_ASSERT_EQUAL(result_u64(f), 4096);
   cf_future_release(f);
   /* Blocked workers are bounded by the depth of the tree, each with at
@@ -359,9 +357,8 @@ static void test_compensation_bounds(void) {
   blocker_arg ba = {user, &waiting};
   cf_future *blk[2];
   for (int i = 0; i < 2; i++)
-    CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_block_on_user, &ba, sizeof ba,
-                                    &blk[i]),
-                          CF_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        cf_submit(ex, task_block_on_user, &ba, sizeof ba, &blk[i]), CF_OK);
   cf_test_gate gate;
   gate_init(&gate);
   cf_future *g[5];
@@ -370,8 +367,8 @@ static void test_compensation_bounds(void) {
   /* Two gated tasks start on compensating workers... */
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&gate.entered) == 2));
   cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
-  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(
-      cf_executor_stats_get(ex, &st) == CF_OK && st.blocked == 2));
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(cf_executor_stats_get(ex, &st) == CF_OK &&
+                                    st.blocked == 2));
   CU_ASSERT_EQUAL(st.workers, 4);
   CU_ASSERT_EQUAL(st.extra_workers, 2);
   /* ... and no third: two unblocked workers is max_workers. */
@@ -406,8 +403,8 @@ static void test_compensation_after_shutdown(void) {
   atomic_int waiting = 0;
   blocker_arg ba = {user, &waiting};
   cf_future *blk, *q;
-  CU_ASSERT_EQUAL_FATAL(
-      cf_submit(ex, task_block_on_user, &ba, sizeof ba, &blk), CF_OK);
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_block_on_user, &ba, sizeof ba, &blk),
+                        CF_OK);
   CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&waiting) == 1));
   CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_noop, NULL, 0, &q), CF_OK);
   CU_ASSERT_EQUAL(cf_shutdown(ex, false, false), CF_OK);
@@ -444,8 +441,8 @@ static int task_self_waits(cf_task *t, const void *in, size_t len) {
   c->rc[1] = cf_future_result(me, CF_SEC(60), NULL, NULL);
   c->rc[2] = cf_future_error(me, CF_SEC(60), NULL, NULL);
   bool done[2] = {false, false};
-  c->rc[3] = cf_wait(list, 2, CF_FOREVER, CF_ALL_COMPLETED, done,
-                     &c->ndone_all);
+  c->rc[3] =
+      cf_wait(list, 2, CF_FOREVER, CF_ALL_COMPLETED, done, &c->ndone_all);
   c->done_other = done[1];
   c->rc[4] = cf_wait(list, 2, CF_SEC(60), CF_ALL_COMPLETED, NULL, NULL);
   c->rc[5] = cf_wait(list, 1, CF_FOREVER, CF_FIRST_COMPLETED, NULL, NULL);

@@ -9,8 +9,8 @@
  */
 #include "test_util.h"
 
-#include "alloc.h"
 #include "internal.h"
+#include "alloc.h"
 
 static atomic_int g_callbacks;
 static void cb_count(cf_future *f, void *arg) {
@@ -22,17 +22,17 @@ static void cb_count(cf_future *f, void *arg) {
 /* The statuses an allocation or thread failure may legitimately surface
  * as: out of memory, no thread, or a task or chunk failing because of it. */
 static bool clean(int rc) {
-  return rc == CF_OK || rc == CF_ENOMEM || rc == CF_EAGAIN ||
-         rc == CF_ETASK || rc == CF_EBROKEN || rc == CF_ESYS;
+  return rc == CF_OK || rc == CF_ENOMEM || rc == CF_EAGAIN || rc == CF_ETASK ||
+         rc == CF_EBROKEN || rc == CF_ESYS;
 }
 
-#define EXPECT_CLEAN(call)                                                    \
-  do {                                                                        \
-    int rc_ = (call);                                                         \
-    if (!clean(rc_)) {                                                        \
-      fprintf(stderr, "%s -> %s\n", #call, cf_strerror(rc_));                 \
-      CU_FAIL(#call " returned an unexpected status");                        \
-    }                                                                         \
+#define EXPECT_CLEAN(call)                                                     \
+  do {                                                                         \
+    int rc_ = (call);                                                          \
+    if (!clean(rc_)) {                                                         \
+      fprintf(stderr, "%s -> %s\n", #call, cf_strerror(rc_));                  \
+      CU_FAIL(#call " returned an unexpected status");                         \
+    }                                                                          \
   } while (0)
 
 typedef int (*make_fn)(cf_executor **out);
@@ -337,10 +337,10 @@ static void test_fail_after_cancel(void) {
   cf_future_release(f);
 }
 
-CF_TEST_MAIN("faults", CF_TEST(test_first_submit_wakes_sleeping_worker), CF_TEST(test_thread_pool_allocations),
+CF_TEST_MAIN("faults", CF_TEST(test_first_submit_wakes_sleeping_worker),
+             CF_TEST(test_thread_pool_allocations),
              CF_TEST(test_thread_pool_threads),
              CF_TEST(test_process_pool_allocations),
              CF_TEST(test_process_pool_threads),
              CF_TEST(test_set_loses_to_cancel), CF_TEST(test_set_loses_to_set),
-             CF_TEST(test_fail_after_cancel),
-             CF_TEST(test_sticky_failures))
+             CF_TEST(test_fail_after_cancel), CF_TEST(test_sticky_failures))

@@ -58,8 +58,7 @@ static void test_release_pending_with_callbacks(void) {
 static void test_user_future_error(void) {
   cf_future *f;
   CU_ASSERT_EQUAL_FATAL(cf_future_create(&f), CF_OK);
-  CU_ASSERT_EQUAL(cf_future_set_error(f, 0, "zero is not an error"),
-                  CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_set_error(f, 0, "zero is not an error"), CF_EINVAL);
   CU_ASSERT_EQUAL(cf_future_set_error(f, 42, "the answer"), CF_OK);
   const void *d = (void *)1;
   size_t n = 9;
@@ -81,8 +80,7 @@ static void test_cancel(void) {
   CU_ASSERT_EQUAL(cf_future_cancel(f), CF_OK); /* again: still cancelled */
   CU_ASSERT_TRUE(cf_future_cancelled(f));
   CU_ASSERT_TRUE(cf_future_done(f));
-  CU_ASSERT_EQUAL(cf_future_result(f, CF_FOREVER, NULL, NULL),
-                  CF_ECANCELLED);
+  CU_ASSERT_EQUAL(cf_future_result(f, CF_FOREVER, NULL, NULL), CF_ECANCELLED);
   CU_ASSERT_EQUAL(cf_future_set_running_or_notify_cancel(f), CF_ECANCELLED);
   CU_ASSERT_EQUAL(cf_future_set_result(f, NULL, 0), CF_ESTATE);
   int code = 5;
@@ -126,8 +124,7 @@ static void test_callbacks_in_order(void) {
     CU_ASSERT_TRUE(pthread_equal(log.thread[i], pthread_self()));
   }
   /* Already done: runs at once, on this thread. */
-  CU_ASSERT_EQUAL(cf_future_add_done_callback(f, cb_record, (void *)9),
-                  CF_OK);
+  CU_ASSERT_EQUAL(cf_future_add_done_callback(f, cb_record, (void *)9), CF_OK);
   CU_ASSERT_EQUAL(atomic_load(&log.n), 6);
   CU_ASSERT_EQUAL(log.order[5], 9);
   cf_future_release(f);
@@ -159,8 +156,7 @@ static void cb_nested_inner(cf_future *f, void *arg) {
 }
 static void cb_nested_outer(cf_future *f, void *arg) {
   /* A callback may call cfutures: add a callback to the (done) future. */
-  CU_ASSERT_EQUAL(cf_future_add_done_callback(f, cb_nested_inner, arg),
-                  CF_OK);
+  CU_ASSERT_EQUAL(cf_future_add_done_callback(f, cb_nested_inner, arg), CF_OK);
   CU_ASSERT_EQUAL(*(int *)arg, 1);
   g_nested = f;
 }
@@ -208,8 +204,7 @@ static void test_timeouts(void) {
   CU_ASSERT_EQUAL(cf_future_wait(f, 0), CF_ETIMEDOUT);
   /* A small timeout waits at least that long. */
   int64_t t0 = cf_test_now_ms();
-  CU_ASSERT_EQUAL(cf_future_result(f, CF_MSEC(30), NULL, NULL),
-                  CF_ETIMEDOUT);
+  CU_ASSERT_EQUAL(cf_future_result(f, CF_MSEC(30), NULL, NULL), CF_ETIMEDOUT);
   CU_ASSERT_TRUE(cf_test_now_ms() - t0 >= 29);
   /* One nanosecond: expires at once, but is still a timeout. */
   CU_ASSERT_EQUAL(cf_future_wait(f, 1), CF_ETIMEDOUT);

@@ -19,8 +19,8 @@
 typedef struct wire {
   int sv[2];
   pthread_t reader;
-  int rc;           /* CF_OK once a frame and its payload came */
-  bool more;        /* bytes came after that frame */
+  int rc;    /* CF_OK once a frame and its payload came */
+  bool more; /* bytes came after that frame */
   cf__frame fr;
   unsigned char *p; /* the payload, NULL when empty (free()) */
 } wire;
@@ -88,8 +88,7 @@ static void put_fnref(bytes *b, const cf__fnref *r) {
 
 /* w received one frame of `type` and `id` whose payload is exactly e's
  * bytes (e is freed). */
-static void expect_frame(const wire *w, uint32_t type, uint64_t id,
-                         bytes *e) {
+static void expect_frame(const wire *w, uint32_t type, uint64_t id, bytes *e) {
   CU_ASSERT_EQUAL(w->fr.magic, CF__IPC_MAGIC);
   CU_ASSERT_EQUAL(w->fr.type, type);
   CU_ASSERT_EQUAL(w->fr.id, id);
@@ -157,12 +156,10 @@ static void test_frames(void) {
   /* At most 7 iovecs; at most CF__IPC_MAX_PAYLOAD bytes, counted before
    * any is read or sent. */
   struct iovec eight[8] = {{0}};
-  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_RESULT, 1, eight, 8),
-                  CF_EINVAL);
+  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_RESULT, 1, eight, 8), CF_EINVAL);
   struct iovec huge[2] = {{(void *)"ab", 2},
                           {(void *)"", CF__IPC_MAX_PAYLOAD - 1}};
-  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_RESULT, 1, huge, 2),
-                  CF_ENOMEM);
+  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_RESULT, 1, huge, 2), CF_ENOMEM);
   /* Truncated header, then end of stream. */
   CU_ASSERT_EQUAL(write(sv[0], "CFW", 3), 3);
   close(sv[0]);
@@ -202,8 +199,8 @@ static void test_decode_chunk_result(void) {
   unsigned char p[256];
   size_t n = good_chunk(p);
   cf__batch_item items[3] = {{.status = CF_ECANCELLED},
-                       {.status = CF_ECANCELLED},
-                       {.status = CF_ECANCELLED}};
+                             {.status = CF_ECANCELLED},
+                             {.status = CF_ECANCELLED}};
   CU_ASSERT_EQUAL_FATAL(cf__ipc_decode_chunk_result(p, n, 3, items), CF_OK);
   CU_ASSERT_EQUAL(items[0].status, CF_OK);
   CU_ASSERT_EQUAL(cf__buf_len(&items[0].out), 3);
@@ -216,8 +213,8 @@ static void test_decode_chunk_result(void) {
   /* Every truncation, a wrong count and trailing bytes are refused. */
   for (size_t k = 0; k < n; k++) {
     cf__batch_item t[3] = {{.status = CF_ECANCELLED},
-                     {.status = CF_ECANCELLED},
-                     {.status = CF_ECANCELLED}};
+                           {.status = CF_ECANCELLED},
+                           {.status = CF_ECANCELLED}};
     CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(p, k, 3, t), CF_EPROTO);
     CU_ASSERT_EQUAL(cf__buf_len(&t[0].out), 0);
     CU_ASSERT_PTR_NULL(t[1].msg);
@@ -244,11 +241,10 @@ static void test_decode_result(void) {
   CU_ASSERT_EQUAL(cf__ipc_decode_result(p, 8, &v), CF_EPROTO);
 }
 
-
 /* A chunk of three inputs ("abc", "", 20 x 'z') as the parent encodes it. */
 static cf__batch *three_inputs(void) {
-  cf__batch *c = calloc(1, sizeof *c + 3 * sizeof(cf__batch_item) +
-                               3 * sizeof(cf__buf));
+  cf__batch *c =
+      calloc(1, sizeof *c + 3 * sizeof(cf__batch_item) + 3 * sizeof(cf__buf));
   c->fn = task_square;
   c->n = 3;
   c->ins = (cf__buf *)((char *)c + sizeof *c + 3 * sizeof(cf__batch_item));
@@ -278,8 +274,8 @@ static cf__batch *array_inputs(const unsigned char *base, size_t n,
 
 /* Sends c as CHUNK 5 and checks the bytes, then the decoder's view: the
  * same inputs, in order.  Returns the payload (free()). */
-static unsigned char *chunk_round_trip(const cf__fnref *ref,
-                                       const cf__batch *c, size_t *n) {
+static unsigned char *chunk_round_trip(const cf__fnref *ref, const cf__batch *c,
+                                       size_t *n) {
   wire w;
   int fd = wire_open(&w);
   CU_ASSERT_EQUAL(cf__ipc_send_chunk(fd, 5, ref, c), CF_OK);
@@ -363,8 +359,8 @@ static void test_chunk_large_inputs(void) {
   CU_ASSERT_EQUAL_FATAL(cf__fnref_locate((uintptr_t)task_square, &ref), CF_OK);
   static const size_t sizes[] = {0, 1, 4095, 4096, 4097, 0, 100000, 7};
   size_t k = sizeof sizes / sizeof *sizes, n;
-  cf__batch *c = calloc(1, sizeof *c + k * sizeof(cf__batch_item) +
-                               k * sizeof(cf__buf));
+  cf__batch *c =
+      calloc(1, sizeof *c + k * sizeof(cf__batch_item) + k * sizeof(cf__buf));
   CU_ASSERT_PTR_NOT_NULL_FATAL(c);
   c->fn = task_square;
   c->n = k;
@@ -398,20 +394,20 @@ static void test_chunk_large_inputs(void) {
 static void test_chunk_result_encode_decode(void) {
   cf__obuf b;
   CU_ASSERT_EQUAL_FATAL(cf__ipc_chunk_result_begin(&b, 3), CF_OK);
-  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_OK, 0, false, "xyz",
-                                           3), CF_OK);
-  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_FAILED, 9, true,
-                                           "bad", 3), CF_OK);
-  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_NOT_RUN, 0, false,
-                                           NULL, 0), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_OK, 0, false, "xyz", 3),
+                  CF_OK);
+  CU_ASSERT_EQUAL(
+      cf__ipc_chunk_result_add(&b, CF__ITEM_FAILED, 9, true, "bad", 3), CF_OK);
+  CU_ASSERT_EQUAL(
+      cf__ipc_chunk_result_add(&b, CF__ITEM_NOT_RUN, 0, false, NULL, 0), CF_OK);
   /* The same bytes as the reference layout of good_chunk(). */
   unsigned char ref[256];
   size_t n = good_chunk(ref);
   CU_ASSERT_EQUAL(b.len, n);
   CU_ASSERT_TRUE(b.len == n && memcmp(b.p, ref, n) == 0);
   cf__batch_item items[3] = {{.status = CF_ECANCELLED},
-                       {.status = CF_ECANCELLED},
-                       {.status = CF_ECANCELLED}};
+                             {.status = CF_ECANCELLED},
+                             {.status = CF_ECANCELLED}};
   CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(b.p, b.len, 3, items), CF_OK);
   CU_ASSERT_EQUAL(items[1].code, 9);
   free(items[1].msg);
@@ -421,7 +417,8 @@ static void test_chunk_result_encode_decode(void) {
   CU_ASSERT_EQUAL_FATAL(cf__ipc_chunk_result_begin(&b, 1), CF_OK);
   static unsigned char big[100000];
   CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_OK, 0, false, big,
-                                           sizeof big), CF_OK);
+                                           sizeof big),
+                  CF_OK);
   CU_ASSERT_EQUAL(b.len, 8 + 24 + sizeof big);
   free(b.p);
 }
@@ -487,7 +484,7 @@ static void replay_one(const uint8_t *data, size_t size) {
 
 static void test_corpus_replay(void) {
   int files = cf_test_replay_corpus("ipc", replay_one);
-  CU_ASSERT_TRUE(files >= 40); /* both directions */
+  CU_ASSERT_TRUE(files >= 40);          /* both directions */
   CU_ASSERT_TRUE(refused >= files / 2); /* the corpus is mostly bad input */
 }
 
@@ -560,8 +557,7 @@ static void test_modules_round_trip(void) {
   cf__module_view *v = NULL;
   uint32_t count = 0;
   size_t used = 0;
-  CU_ASSERT_EQUAL_FATAL(cf__modules_decode(w, n + 8, &used, &v, &count),
-                        CF_OK);
+  CU_ASSERT_EQUAL_FATAL(cf__modules_decode(w, n + 8, &used, &v, &count), CF_OK);
   CU_ASSERT_EQUAL(used, n);
   CU_ASSERT_EQUAL(count, ms.n);
   uint32_t *bad = calloc(count + 1, sizeof *bad);
@@ -633,8 +629,7 @@ static void test_fnref_layout(void) {
   CU_ASSERT_TRUE(e.n == CF__FNREF_MAX && memcmp(buf, e.p, e.n) == 0);
   free(e.p);
   cf__fnref_view v;
-  CU_ASSERT_EQUAL(cf__ipc_decode_fnref(buf, CF__FNREF_MAX, &v),
-                  CF__FNREF_MAX);
+  CU_ASSERT_EQUAL(cf__ipc_decode_fnref(buf, CF__FNREF_MAX, &v), CF__FNREF_MAX);
   CU_ASSERT_EQUAL(v.name_len, sizeof ref.name - 1);
   CU_ASSERT_TRUE(memcmp(v.name, ref.name, v.name_len) == 0);
   CU_ASSERT_EQUAL(v.offset, ref.offset);
@@ -724,8 +719,9 @@ static void fake_modules(cf__modules *ms, size_t n) {
     } else {
       snprintf(m->name, 16, "lib%zu.so", k);
     }
-    m->kind = k % 3 == 0 ? CF__ID_NONE : k % 3 == 1 ? CF__ID_BUILD
-                                                    : CF__ID_FILE;
+    m->kind = k % 3 == 0   ? CF__ID_NONE
+              : k % 3 == 1 ? CF__ID_BUILD
+                           : CF__ID_FILE;
     m->idlen = m->kind == CF__ID_NONE ? 0 : CF__ID_MAX;
     for (int i = 0; i < m->idlen; i++)
       m->id[i] = (unsigned char)(k + (size_t)i);
@@ -781,8 +777,7 @@ static void test_init_round_trip(void) {
 
 /* Sends READY with bad[0..nbad), checks its bytes and decodes it back for
  * nmods modules. */
-static void ready_round_trip(const uint32_t *bad, uint32_t nbad,
-                             size_t nmods) {
+static void ready_round_trip(const uint32_t *bad, uint32_t nbad, size_t nmods) {
   wire w;
   int fd = wire_open(&w);
   CU_ASSERT_EQUAL(cf__ipc_send_ready(fd, bad, nbad), CF_OK);
@@ -813,8 +808,7 @@ static void test_ready_round_trip(void) {
 }
 
 /* Sends INITFAIL, checks its bytes and decodes it back. */
-static void initfail_round_trip(int32_t code, uint32_t module,
-                                size_t nmods) {
+static void initfail_round_trip(int32_t code, uint32_t module, size_t nmods) {
   wire w;
   int fd = wire_open(&w);
   CU_ASSERT_EQUAL(cf__ipc_send_initfail(fd, code, module), CF_OK);
@@ -827,8 +821,7 @@ static void initfail_round_trip(int32_t code, uint32_t module,
   expect_frame(&w, CF__MSG_INITFAIL, 0, &e);
   int32_t c = 0;
   uint32_t m = 0;
-  CU_ASSERT_EQUAL(cf__ipc_decode_initfail(w.p, w.fr.len, nmods, &c, &m),
-                  CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_decode_initfail(w.p, w.fr.len, nmods, &c, &m), CF_OK);
   CU_ASSERT_EQUAL(c, code);
   CU_ASSERT_EQUAL(m, module);
   free(w.p);
@@ -930,10 +923,10 @@ static void result_round_trip(int32_t rc, bool has_msg, const void *data,
 }
 
 static void test_result_round_trip(void) {
-  result_round_trip(0, false, "xyz", 3);  /* a result */
-  result_round_trip(0, false, NULL, 0);   /* an empty one */
-  result_round_trip(9, true, "bad", 3);   /* a failure and its words */
-  result_round_trip(-3, false, NULL, 0);  /* a failure without */
+  result_round_trip(0, false, "xyz", 3);       /* a result */
+  result_round_trip(0, false, NULL, 0);        /* an empty one */
+  result_round_trip(9, true, "bad", 3);        /* a failure and its words */
+  result_round_trip(-3, false, NULL, 0);       /* a failure without */
   result_round_trip(INT32_MIN, true, NULL, 0); /* with empty words */
   size_t big = (1 << 20) + 3;
   unsigned char *out = malloc(big);
@@ -952,14 +945,14 @@ static void test_chunk_result_round_trip(void) {
   /* Every kind of item, through the wire: its bytes, then its items. */
   cf__obuf b;
   CU_ASSERT_EQUAL_FATAL(cf__ipc_chunk_result_begin(&b, 4), CF_OK);
-  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_OK, 0, false, "xyz",
-                                           3), CF_OK);
-  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_FAILED, 9, true,
-                                           "bad", 3), CF_OK);
-  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_FAILED, -4, false,
-                                           NULL, 0), CF_OK);
-  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_NOT_RUN, 0, false,
-                                           NULL, 0), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_chunk_result_add(&b, CF__ITEM_OK, 0, false, "xyz", 3),
+                  CF_OK);
+  CU_ASSERT_EQUAL(
+      cf__ipc_chunk_result_add(&b, CF__ITEM_FAILED, 9, true, "bad", 3), CF_OK);
+  CU_ASSERT_EQUAL(
+      cf__ipc_chunk_result_add(&b, CF__ITEM_FAILED, -4, false, NULL, 0), CF_OK);
+  CU_ASSERT_EQUAL(
+      cf__ipc_chunk_result_add(&b, CF__ITEM_NOT_RUN, 0, false, NULL, 0), CF_OK);
   wire w;
   int fd = wire_open(&w);
   CU_ASSERT_EQUAL(cf__ipc_send_chunk_result(fd, 11, &b), CF_OK);
@@ -1009,17 +1002,19 @@ static void test_chunk_result_round_trip(void) {
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   put_u64(&e, 0);
   expect_frame(&w, CF__MSG_CHUNKRESULT, 12, &e);
-  CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(w.p, w.fr.len, 0, items),
-                  CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_decode_chunk_result(w.p, w.fr.len, 0, items), CF_OK);
   free(w.p);
   /* What the decoder refuses is not added, and the buffer is freed. */
   static const struct {
     int32_t st, code;
     bool has_msg;
     size_t len;
-  } no[] = {{CF__ITEM_OK, 0, true, 1},      {CF__ITEM_FAILED, 0, true, 1},
-            {CF__ITEM_FAILED, 0, false, 0}, {CF__ITEM_NOT_RUN, 0, false, 1},
-            {CF__ITEM_NOT_RUN, 0, true, 0}, {3, 1, false, 0},
+  } no[] = {{CF__ITEM_OK, 0, true, 1},
+            {CF__ITEM_FAILED, 0, true, 1},
+            {CF__ITEM_FAILED, 0, false, 0},
+            {CF__ITEM_NOT_RUN, 0, false, 1},
+            {CF__ITEM_NOT_RUN, 0, true, 0},
+            {3, 1, false, 0},
             {-1, 1, false, 0}};
   for (size_t i = 0; i < sizeof no / sizeof *no; i++) {
     CU_ASSERT_EQUAL_FATAL(cf__ipc_chunk_result_begin(&b, 1), CF_OK);
@@ -1077,8 +1072,7 @@ CF_TEST_MAIN("ipc", CF_TEST(test_fnref_round_trip), CF_TEST(test_frames),
              CF_TEST(test_corpus_replay), CF_TEST(test_hello),
              CF_TEST(test_modules_round_trip), CF_TEST(test_decode_ready),
              CF_TEST(test_fnref_layout), CF_TEST(test_init_round_trip),
-             CF_TEST(test_ready_round_trip),
-             CF_TEST(test_initfail_round_trip),
+             CF_TEST(test_ready_round_trip), CF_TEST(test_initfail_round_trip),
              CF_TEST(test_task_round_trip), CF_TEST(test_result_round_trip),
              CF_TEST(test_chunk_result_round_trip),
              CF_TEST(test_stop_round_trip), CF_TEST(test_exit_round_trip))

@@ -340,7 +340,8 @@ static void test_deadline_in_the_past(void) {
     CU_ASSERT_EQUAL(cf_future_wait(f, past[i]), CF_ETIMEDOUT);
     CU_ASSERT_EQUAL(cf_future_result(f, past[i], NULL, NULL), CF_ETIMEDOUT);
     size_t nd = 9;
-    CU_ASSERT_EQUAL(cf_wait(&f, 1, past[i], CF_ALL_COMPLETED, NULL, &nd), CF_OK);
+    CU_ASSERT_EQUAL(cf_wait(&f, 1, past[i], CF_ALL_COMPLETED, NULL, &nd),
+                    CF_OK);
     CU_ASSERT_EQUAL(nd, 0);
     cf_as_completed_iter *it;
     cf_future *got;

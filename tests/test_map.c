@@ -18,8 +18,7 @@ typedef struct counter {
   int fail_at; /* return an input error at this index (-1: never) */
 } counter;
 
-static int next_counter(void *arg, size_t index, const void **in,
-                        size_t *len) {
+static int next_counter(void *arg, size_t index, const void **in, size_t *len) {
   counter *c = arg;
   if (c->fail_at >= 0 && index == (size_t)c->fail_at)
     return CF_ENOTSUP;
@@ -130,8 +129,8 @@ static void test_map_error_stops(void) {
     counter c = {.limit = 1000000, .fail_at = -1};
     cf_map_options o = opts_with(10, 4, unord);
     cf_map_iter *m;
-    CU_ASSERT_EQUAL_FATAL(
-        cf_map(ex, task_fail_1234, next_counter, &c, &o, &m), CF_OK);
+    CU_ASSERT_EQUAL_FATAL(cf_map(ex, task_fail_1234, next_counter, &c, &o, &m),
+                          CF_OK);
     cf_map_item it = CF_MAP_ITEM_INIT;
     int rc;
     size_t ok = 0;
@@ -300,9 +299,9 @@ static void test_map_sees_cancellation(void) {
   gate_destroy(&g);
 }
 
-CF_TEST_MAIN("map", CF_TEST(test_map_array_ordered), CF_TEST(test_map_generator),
-             CF_TEST(test_map_unordered), CF_TEST(test_map_error_stops),
-             CF_TEST(test_map_input_error), CF_TEST(test_map_bounded),
-             CF_TEST(test_map_timeout), CF_TEST(test_map_destroy_midway),
-             CF_TEST(test_map_after_shutdown),
+CF_TEST_MAIN("map", CF_TEST(test_map_array_ordered),
+             CF_TEST(test_map_generator), CF_TEST(test_map_unordered),
+             CF_TEST(test_map_error_stops), CF_TEST(test_map_input_error),
+             CF_TEST(test_map_bounded), CF_TEST(test_map_timeout),
+             CF_TEST(test_map_destroy_midway), CF_TEST(test_map_after_shutdown),
              CF_TEST(test_map_sees_cancellation))

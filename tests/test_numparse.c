@@ -57,8 +57,8 @@ static void test_quote(void) {
 
 /* Parses `text` as standard input; returns the status, the numbers in *l
  * and what was printed in err. */
-static bool read_text(const char *text, size_t len, numparse_list *l,
-                      char *err, size_t errlen) {
+static bool read_text(const char *text, size_t len, numparse_list *l, char *err,
+                      size_t errlen) {
   FILE *in = fmemopen((void *)text, len, "r");
   FILE *e = fmemopen(err, errlen, "w");
   CU_ASSERT_PTR_NOT_NULL_FATAL(in);
@@ -103,7 +103,8 @@ static void test_long_inputs(void) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(text);
   size_t len = 0;
   for (size_t i = 0; i < n; i++)
-    len += (size_t)sprintf(text + len, "%llu\n", (unsigned long long)i * 184467440737095ULL);
+    len += (size_t)sprintf(text + len, "%llu\n",
+                           (unsigned long long)i * 184467440737095ULL);
   CU_ASSERT_EQUAL(numparse_check_input((const uint8_t *)text, len), 0);
   memset(text, '9', 10000);
   CU_ASSERT_EQUAL(numparse_check_input((const uint8_t *)text, 10000), 0);
@@ -114,7 +115,8 @@ static void test_long_inputs(void) {
   uint64_t v = 0;
   CU_ASSERT_PTR_NULL(numparse_u64(text, 5001, &v));
   CU_ASSERT_EQUAL(v, 7);
-  CU_ASSERT_PTR_NOT_NULL(strstr(why("99999999999999999999999999999"), "larger"));
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(why("99999999999999999999999999999"), "larger"));
   free(text);
 }
 

@@ -65,7 +65,8 @@ static int task_read_stdin(cf_task *t, const void *in, size_t len) {
     ;
   if (r < 0)
     return cf_task_fail(t, errno, "read(0): %s", strerror(errno));
-  return r == 0 ? cf_task_return(t, "eof", 3) : cf_task_return(t, buf, (size_t)r);
+  return r == 0 ? cf_task_return(t, "eof", 3)
+                : cf_task_return(t, buf, (size_t)r);
 }
 
 /* The worker's open descriptors (as "0 1 2 3"), read before any other. */
@@ -76,18 +77,17 @@ static int task_fds(cf_task *t, const void *in, size_t len) {
   size_t n = 0;
   for (int fd = 0; fd < 64; fd++)
     if (fcntl(fd, F_GETFD) >= 0)
-      n += (size_t)snprintf(out + n, sizeof out - n, "%s%d", n ? " " : "",
-                            fd);
+      n += (size_t)snprintf(out + n, sizeof out - n, "%s%d", n ? " " : "", fd);
   return cf_task_return(t, out, n);
 }
 
 /* A shell script: $had is the highest descriptor from 3 to 20 it was given
  * (0: none), then it writes a frame's magic and garbage to each of them (in
  * a subshell: a bad descriptor ends only that). */
-#define CF_FDS_SCRIPT                                                         \
-  "had=0; for fd in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "    \
-  "if [ -e /proc/$$/fd/$fd ]; then had=$fd; fi; done; "                      \
-  "for fd in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "            \
+#define CF_FDS_SCRIPT                                                          \
+  "had=0; for fd in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "       \
+  "if [ -e /proc/$$/fd/$fd ]; then had=$fd; fi; done; "                        \
+  "for fd in 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "              \
   "(printf 'CFW1garbage-garbage' >&$fd) 2>/dev/null; done; "
 
 /* Runs a shell that writes junk to every descriptor from 3 to 20 and then

@@ -28,7 +28,6 @@ static bool no_children(void) {
   return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
 }
 
-
 /* ---- files and FIFOs the test controls (workers see them by path) -------- */
 
 /* A fresh folder for one test's files; returns its path (static). */
@@ -78,14 +77,13 @@ static void count_one(const char *path) {
 
 /* Polls cond until it holds; a generous safety net (2 minutes) keeps a
  * broken library from hanging the suite, it is no timing requirement. */
-#define EVENTUALLY_LONG(cond)                                                 \
-  ({                                                                          \
-    bool ok_ = false;                                                         \
-    for (int i_ = 0; i_ < 120000 && !(ok_ = (cond)); i_++)                    \
-      cf_test_sleep_ms(1);                                                    \
-    ok_;                                                                      \
+#define EVENTUALLY_LONG(cond)                                                  \
+  ({                                                                           \
+    bool ok_ = false;                                                          \
+    for (int i_ = 0; i_ < 120000 && !(ok_ = (cond)); i_++)                     \
+      cf_test_sleep_ms(1);                                                     \
+    ok_;                                                                       \
   })
-
 
 /* in: a FIFO's path (NUL-terminated); blocks until the test writes a byte
  * to it, then returns 7 as a uint64. */
@@ -296,8 +294,7 @@ static void check_death_break(int32_t how, int want_sig, int want_exit) {
   }
   int st = 0;
   const char *msg = NULL;
-  CU_ASSERT_EQUAL(cf_future_error(dead, CF_FOREVER, &st, &msg),
-                  CF_EWORKERDIED);
+  CU_ASSERT_EQUAL(cf_future_error(dead, CF_FOREVER, &st, &msg), CF_EWORKERDIED);
   CU_ASSERT_PTR_NOT_NULL(msg);
   /* Sanitizers catch SIGSEGV and failed mmaps in the worker themselves
    * and exit instead of dying by the signal: still a death. */
@@ -436,7 +433,7 @@ static void test_initializer(void) {
   CU_ASSERT_EQUAL(cf_future_result(f, CF_FOREVER, &d, NULL), CF_OK);
   int32_t got;
   memcpy(&got, d, sizeof got);
-  CU_ASSERT_EQUAL(got, 1234);   /* set in the worker... */
+  CU_ASSERT_EQUAL(got, 1234);        /* set in the worker... */
   CU_ASSERT_EQUAL(g_init_value, -1); /* ...not here */
   cf_future_release(f);
   cf_executor_release(ex);
@@ -529,8 +526,7 @@ static void test_callbacks_and_waits(void) {
   cf_test_fifo g;
   fifo_gate_init(&g);
   CU_ASSERT_EQUAL(
-      cf_submit(ex, task_fifo_gate, g.path, strlen(g.path) + 1, &fs[9]),
-      CF_OK);
+      cf_submit(ex, task_fifo_gate, g.path, strlen(g.path) + 1, &fs[9]), CF_OK);
   cf_future_add_done_callback(fs[9], cb_thread_name, NULL);
   CU_ASSERT_EQUAL(atomic_load(&g_cb_ran), 0);
   fifo_gate_open(&g, 1);
@@ -583,8 +579,6 @@ static void test_malformed_message(void) {
   cf_future_release(f);
   cf_executor_release(ex);
 }
-
-
 
 /* ---- RESTART: a worker that dies while it starts ------------------------- */
 
@@ -734,23 +728,36 @@ static void test_restart_start_always_fails(void) {
 /* ---- a done callback on the pool's I/O thread waits on its own pool ------ */
 
 typedef struct io_wait_ctx {
-  cf_future *blocked;  /* pending: its task waits on a FIFO */
-  cf_future *done;     /* a finished future of the same pool */
-  cf_executor *other;  /* another process pool */
-  cf_executor *tp;     /* a thread pool */
-  cf_executor *self;   /* the pool (shutdown / release cases) */
-  int what;            /* 0: waits; 1: shutdown(wait); 2: release */
+  cf_future *blocked; /* pending: its task waits on a FIFO */
+  cf_future *done;    /* a finished future of the same pool */
+  cf_executor *other; /* another process pool */
+  cf_executor *tp;    /* a thread pool */
+  cf_executor *self;  /* the pool (shutdown / release cases) */
+  int what;           /* 0: waits; 1: shutdown(wait); 2: release */
   char thread[16];
   int rc[16];
   uint64_t val[4];
-  bool blocked_done;   /* was `blocked` done when the checks ended? */
-  cf_future *signal;   /* set when the callback is through */
+  bool blocked_done; /* was `blocked` done when the checks ended? */
+  cf_future *signal; /* set when the callback is through */
 } io_wait_ctx;
 
-enum { W_WAIT_FOREVER, W_WAIT_TIMEOUT, W_RESULT_FOREVER, W_RESULT_TIMEOUT,
-       W_ERROR_FOREVER, W_ERROR_TIMEOUT, W_SELF_DONE, W_OTHER_PP,
-       W_THREAD_POOL, W_OWN_DONE, W_WAIT_ALL, W_WAIT_ALL_TIMEOUT,
-       W_AS_COMPLETED, W_MAP_NEXT, W_END };
+enum {
+  W_WAIT_FOREVER,
+  W_WAIT_TIMEOUT,
+  W_RESULT_FOREVER,
+  W_RESULT_TIMEOUT,
+  W_ERROR_FOREVER,
+  W_ERROR_TIMEOUT,
+  W_SELF_DONE,
+  W_OTHER_PP,
+  W_THREAD_POOL,
+  W_OWN_DONE,
+  W_WAIT_ALL,
+  W_WAIT_ALL_TIMEOUT,
+  W_AS_COMPLETED,
+  W_MAP_NEXT,
+  W_END
+};
 
 static void cb_io_waits(cf_future *self, void *arg) {
   io_wait_ctx *c = arg;
@@ -767,8 +774,7 @@ static void cb_io_waits(cf_future *self, void *arg) {
     const char *msg = (const char *)1;
     c->rc[W_WAIT_FOREVER] = cf_future_wait(c->blocked, CF_FOREVER);
     c->rc[W_WAIT_TIMEOUT] = cf_future_wait(c->blocked, CF_SEC(3600));
-    c->rc[W_RESULT_FOREVER] =
-        cf_future_result(c->blocked, CF_FOREVER, &d, &n);
+    c->rc[W_RESULT_FOREVER] = cf_future_result(c->blocked, CF_FOREVER, &d, &n);
     c->rc[W_RESULT_TIMEOUT] =
         cf_future_result(c->blocked, CF_SEC(3600), &d, &n);
     if (d || n)
@@ -805,8 +811,8 @@ static void cb_io_waits(cf_future *self, void *arg) {
     c->rc[W_WAIT_ALL_TIMEOUT] =
         cf_wait(&c->blocked, 1, CF_SEC(3600), CF_FIRST_COMPLETED, NULL, NULL);
     cf_as_completed_iter *it;
-    c->rc[W_AS_COMPLETED] = cf_as_completed_create(&c->blocked, 1,
-                                                   CF_FOREVER, &it);
+    c->rc[W_AS_COMPLETED] =
+        cf_as_completed_create(&c->blocked, 1, CF_FOREVER, &it);
     if (c->rc[W_AS_COMPLETED] == CF_OK) {
       cf_future *g;
       c->rc[W_AS_COMPLETED] = cf_as_completed_next(it, &g);
@@ -836,13 +842,12 @@ static void run_io_callback(cf_executor *ex, io_wait_ctx *c, const char *dir,
   CU_ASSERT_EQUAL_FATAL(mkfifo(a, 0600), 0);
   CU_ASSERT_EQUAL_FATAL(mkfifo(b, 0600), 0);
   CU_ASSERT_EQUAL_FATAL(cf_future_create(&c->signal), CF_OK);
-  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_fifo, b, strlen(b) + 1,
-                                  &c->blocked), CF_OK);
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_fifo, b, strlen(b) + 1, &c->blocked),
+                        CF_OK);
   cf_future *trigger;
   CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_fifo, a, strlen(a) + 1, &trigger),
                         CF_OK);
-  CU_ASSERT_EQUAL(cf_future_add_done_callback(trigger, cb_io_waits, c),
-                  CF_OK);
+  CU_ASSERT_EQUAL(cf_future_add_done_callback(trigger, cb_io_waits, c), CF_OK);
   int afd = fifo_release(a, 1);
   /* A safety net, not a timing check: the callback returns at once. */
   CU_ASSERT_EQUAL(cf_future_wait(c->signal, CF_SEC(600)), CF_OK);
@@ -918,9 +923,9 @@ static void test_callback_releases_pool(void) {
   int bfd;
   run_io_callback(ex, &c, dir, &bfd); /* `blocked` completes after it */
   CU_ASSERT_EQUAL(c.rc[0], CF_OK);
-  CU_ASSERT_TRUE(EVENTUALLY_LONG(
-      cf_test_count_children() == 0 &&
-      cf_test_count_entries("/proc/self/task") == threads));
+  CU_ASSERT_TRUE(
+      EVENTUALLY_LONG(cf_test_count_children() == 0 &&
+                      cf_test_count_entries("/proc/self/task") == threads));
   cf_future_release(c.blocked);
   cf_future_release(c.signal);
   close(bfd);
@@ -1075,8 +1080,7 @@ CF_TEST_MAIN("process_pool", CF_TEST(test_resources_before),
              CF_TEST(test_safe_with_threads), CF_TEST(test_initializer),
              CF_TEST(test_large_round_trip),
              CF_TEST(test_shutdown_and_terminate),
-             CF_TEST(test_callbacks_and_waits),
-             CF_TEST(test_malformed_message),
+             CF_TEST(test_callbacks_and_waits), CF_TEST(test_malformed_message),
              CF_TEST(test_restart_kill_at_start),
              CF_TEST(test_restart_start_always_fails),
              CF_TEST(test_callback_waits_on_own_pool),
@@ -1084,5 +1088,4 @@ CF_TEST_MAIN("process_pool", CF_TEST(test_resources_before),
              CF_TEST(test_callback_releases_pool),
              CF_TEST(test_release_after_manager_joined),
              CF_TEST(test_map_destroy_stops_chunk),
-             CF_TEST(test_map_destroy_races),
-             CF_TEST(test_resources_after))
+             CF_TEST(test_map_destroy_races), CF_TEST(test_resources_after))

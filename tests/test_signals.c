@@ -149,8 +149,8 @@ static int call_shutdown_wait(void *arg) {
 }
 
 static void test_thread_pool_waits(void) {
-  int (*calls[])(void *) = {call_future_wait, call_wait_all,
-                            call_as_completed, call_shutdown_wait};
+  int (*calls[])(void *) = {call_future_wait, call_wait_all, call_as_completed,
+                            call_shutdown_wait};
   for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) {
     scene s;
     scene_start(&s, 3, 3);
@@ -165,8 +165,7 @@ static void test_thread_pool_waits(void) {
  * late either (a wait that restarted its full timeout after each EINTR
  * would never end while the signals go on: under_signals checks that). */
 static void test_timed_waits_time_out(void) {
-  int (*calls[])(void *) = {call_future_wait, call_wait_all,
-                            call_as_completed};
+  int (*calls[])(void *) = {call_future_wait, call_wait_all, call_as_completed};
   for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) {
     scene s;
     scene_start(&s, 3, 3);
@@ -193,8 +192,8 @@ static void test_release_joins(void) {
   int threads = cf_test_count_entries("/proc/self/task");
   CU_ASSERT_EQUAL(under_signals(call_release, open_gate, &s, 60), CF_OK);
   /* (A joined thread may linger in /proc for a moment.) */
-  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(
-      cf_test_count_entries("/proc/self/task") == threads - 2));
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(cf_test_count_entries("/proc/self/task") ==
+                                    threads - 2));
   scene_end(&s);
 }
 
@@ -238,7 +237,7 @@ typedef struct proc_scene {
   cf_future *f;
   cf_map_iter *m;
   cf_test_fifo gate;
-  char in[4][sizeof ((cf_test_fifo *)0)->path];
+  char in[4][sizeof((cf_test_fifo *)0)->path];
 } proc_scene;
 
 static void proc_start(proc_scene *p) {
@@ -269,8 +268,8 @@ static int call_proc_shutdown(void *arg) {
 
 static int call_proc_map(void *arg) {
   proc_scene *p = arg;
-  int rc = cf_map_array(p->ex, task_fifo_gate, p->in, sizeof p->in[0], 4,
-                        NULL, &p->m);
+  int rc = cf_map_array(p->ex, task_fifo_gate, p->in, sizeof p->in[0], 4, NULL,
+                        &p->m);
   cf_map_item item = CF_MAP_ITEM_INIT;
   int n = 0;
   while (rc == CF_OK && (rc = cf_map_next(p->m, &item)) == CF_OK)

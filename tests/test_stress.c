@@ -195,8 +195,8 @@ static void *mixed_worker(void *arg) {
     for (uint64_t i = 0; i < 16; i++)
       cf_submit(ex, task_square, &i, sizeof i, &fs[i]);
     cf_future_cancel(fs[round % 16]);
-    cf_wait(fs, 16, CF_FOREVER, round % 2 ? CF_FIRST_COMPLETED
-                                          : CF_ALL_COMPLETED, NULL, NULL);
+    cf_wait(fs, 16, CF_FOREVER,
+            round % 2 ? CF_FIRST_COMPLETED : CF_ALL_COMPLETED, NULL, NULL);
     cf_as_completed_iter *it;
     cf_as_completed_create(fs, 16, CF_FOREVER, &it);
     cf_future *f;

@@ -282,9 +282,9 @@ static void test_max_workers_and_stats(void) {
   cf_future *bad;
   cf_submit(ex, task_fail, &code, sizeof code, &bad);
   cf_future_wait(bad, CF_FOREVER);
-  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(
-      cf_executor_stats_get(ex, &st) == CF_OK && st.completed == 7 &&
-      st.failed == 1 && st.cancelled == 1 && st.running == 0));
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(cf_executor_stats_get(ex, &st) == CF_OK &&
+                                    st.completed == 7 && st.failed == 1 &&
+                                    st.cancelled == 1 && st.running == 0));
   CU_ASSERT_EQUAL(st.workers, 2);
   CU_ASSERT_EQUAL(st.queued, 0);
   for (int i = 0; i < 8; i++)
@@ -338,8 +338,8 @@ static void test_idle_timeout(void) {
     CU_ASSERT_EQUAL(result_u64(f), 10);
     cf_future_release(f);
     cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
-    CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(
-        cf_executor_stats_get(ex, &st) == CF_OK && st.workers == 0));
+    CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(cf_executor_stats_get(ex, &st) == CF_OK &&
+                                      st.workers == 0));
   }
   cf_executor_release(ex);
 }
@@ -584,8 +584,7 @@ static void test_help_with_late_submit(void) {
   cf_future_create(&gatef);
   cf_future *waiter = submit_ptr(g_ex, task_wait_user_future, gatef);
   cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
-  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(cf_executor_stats_get(g_ex, &st) ==
-                                        CF_OK &&
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(cf_executor_stats_get(g_ex, &st) == CF_OK &&
                                     st.running == 1));
   cf_test_sleep_ms(20); /* the worker is now blocked in its wait */
   cf_future *late = submit_u64(g_ex, task_late, 99);
@@ -740,20 +739,16 @@ static void test_callbacks_submit(void) {
   CU_ASSERT_EQUAL(atomic_load(&g_chain), 500);
 }
 
-CF_TEST_MAIN("thread_pool", CF_TEST(test_submit_results),
-             CF_TEST(test_task_error), CF_TEST(test_result_ownership),
-             CF_TEST(test_input_ownership), CF_TEST(test_thread_names),
-             CF_TEST(test_max_workers_and_stats), CF_TEST(test_workers_reused),
-             CF_TEST(test_busy_worker_not_counted_idle),
-             CF_TEST(test_idle_timeout), CF_TEST(test_initializer),
-             CF_TEST(test_initializer_failure_breaks_pool),
-             CF_TEST(test_shutdown), CF_TEST(test_shutdown_cancel_futures),
-             CF_TEST(test_release_runs_queued),
-             CF_TEST(test_release_pending_does_not_cancel),
-             CF_TEST(test_destroy_joins_threads),
-             CF_TEST(test_help_while_waiting),
-             CF_TEST(test_help_with_late_submit),
-             CF_TEST(test_helping_wait_times_out),
-             CF_TEST(test_self_wait_is_deadlock),
-             CF_TEST(test_release_from_own_task),
-             CF_TEST(test_callbacks_submit))
+CF_TEST_MAIN(
+    "thread_pool", CF_TEST(test_submit_results), CF_TEST(test_task_error),
+    CF_TEST(test_result_ownership), CF_TEST(test_input_ownership),
+    CF_TEST(test_thread_names), CF_TEST(test_max_workers_and_stats),
+    CF_TEST(test_workers_reused), CF_TEST(test_busy_worker_not_counted_idle),
+    CF_TEST(test_idle_timeout), CF_TEST(test_initializer),
+    CF_TEST(test_initializer_failure_breaks_pool), CF_TEST(test_shutdown),
+    CF_TEST(test_shutdown_cancel_futures), CF_TEST(test_release_runs_queued),
+    CF_TEST(test_release_pending_does_not_cancel),
+    CF_TEST(test_destroy_joins_threads), CF_TEST(test_help_while_waiting),
+    CF_TEST(test_help_with_late_submit), CF_TEST(test_helping_wait_times_out),
+    CF_TEST(test_self_wait_is_deadlock), CF_TEST(test_release_from_own_task),
+    CF_TEST(test_callbacks_submit))

@@ -72,10 +72,10 @@ static inline int cf_test_main(const char *suite, const cf_test_case *tests,
   return failures ? 1 : 0;
 }
 
-#define CF_TEST_MAIN(suite, ...)                                              \
-  int main(void) {                                                            \
-    static const cf_test_case cases[] = {__VA_ARGS__};                        \
-    return cf_test_main(suite, cases, sizeof cases / sizeof cases[0]);        \
+#define CF_TEST_MAIN(suite, ...)                                               \
+  int main(void) {                                                             \
+    static const cf_test_case cases[] = {__VA_ARGS__};                         \
+    return cf_test_main(suite, cases, sizeof cases / sizeof cases[0]);         \
   }
 
 /* Ends a fork()ed child without running the parent's atexit handlers; in a
@@ -177,12 +177,12 @@ static inline int cf_test_replay_corpus(const char *name,
 /* Polls cond() until it holds or ~60 s pass; returns whether it held.  The
  * bound is a watchdog, not a speed: what is awaited takes microseconds, and
  * a loaded machine running valgrind must not miss it. */
-#define CF_TEST_EVENTUALLY(cond)                                              \
-  ({                                                                          \
-    bool ok_ = false;                                                         \
-    for (int i_ = 0; i_ < 60000 && !(ok_ = (cond)); i_++)                     \
-      cf_test_sleep_ms(1);                                                    \
-    ok_;                                                                      \
+#define CF_TEST_EVENTUALLY(cond)                                               \
+  ({                                                                           \
+    bool ok_ = false;                                                          \
+    for (int i_ = 0; i_ < 60000 && !(ok_ = (cond)); i_++)                      \
+      cf_test_sleep_ms(1);                                                     \
+    ok_;                                                                       \
   })
 
 /* Waits for a start flag another thread sets, for races that want their

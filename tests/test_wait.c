@@ -23,8 +23,8 @@ static void test_wait_first_completed(void) {
   CU_ASSERT_EQUAL(cf_wait(fs, 3, 0, CF_FIRST_COMPLETED, done, &nd), CF_OK);
   CU_ASSERT_EQUAL(nd, 0);
   cf_future_set_result(fs[1], NULL, 0);
-  CU_ASSERT_EQUAL(
-      cf_wait(fs, 3, CF_FOREVER, CF_FIRST_COMPLETED, done, &nd), CF_OK);
+  CU_ASSERT_EQUAL(cf_wait(fs, 3, CF_FOREVER, CF_FIRST_COMPLETED, done, &nd),
+                  CF_OK);
   CU_ASSERT_EQUAL(nd, 1);
   CU_ASSERT_FALSE(done[0]);
   CU_ASSERT_TRUE(done[1]);
@@ -80,8 +80,8 @@ static void test_wait_first_exception(void) {
   pthread_create(&th, NULL, complete_later, &l);
   bool done[3];
   size_t nd;
-  CU_ASSERT_EQUAL(
-      cf_wait(fs, 3, CF_FOREVER, CF_FIRST_EXCEPTION, done, &nd), CF_OK);
+  CU_ASSERT_EQUAL(cf_wait(fs, 3, CF_FOREVER, CF_FIRST_EXCEPTION, done, &nd),
+                  CF_OK);
   CU_ASSERT_TRUE(done[0]);
   CU_ASSERT_FALSE(done[1]); /* still pending: the exception ended the wait */
   CU_ASSERT_TRUE(done[2]);
@@ -92,8 +92,8 @@ static void test_wait_first_exception(void) {
   cf_future_cancel(gs[0]);
   later l2 = {gs[1], 10, 0};
   pthread_create(&th, NULL, complete_later, &l2);
-  CU_ASSERT_EQUAL(
-      cf_wait(gs, 2, CF_FOREVER, CF_FIRST_EXCEPTION, done, &nd), CF_OK);
+  CU_ASSERT_EQUAL(cf_wait(gs, 2, CF_FOREVER, CF_FIRST_EXCEPTION, done, &nd),
+                  CF_OK);
   CU_ASSERT_EQUAL(nd, 2);
   pthread_join(th, NULL);
   release_all(fs, 3);
@@ -175,8 +175,7 @@ static void test_as_completed_timeout(void) {
   /* The deadline counts from the create: measured from before it, the
    * timeout cannot come sooner, however slow the calls in between. */
   int64_t t0 = cf_test_now_ms();
-  CU_ASSERT_EQUAL_FATAL(cf_as_completed_create(fs, 2, CF_MSEC(30), &it),
-                        CF_OK);
+  CU_ASSERT_EQUAL_FATAL(cf_as_completed_create(fs, 2, CF_MSEC(30), &it), CF_OK);
   cf_future *got;
   CU_ASSERT_EQUAL(cf_as_completed_next(it, &got), CF_OK);
   CU_ASSERT_EQUAL(cf_as_completed_next(it, &got), CF_ETIMEDOUT);
