@@ -1,5 +1,5 @@
 /* The thread-pool backend: results, ownership, workers, initializer,
- * shutdown, help-while-waiting, statistics. */
+ * shutdown, waiting inside tasks, statistics. */
 #include "test_util.h"
 
 #include <sched.h>
@@ -550,9 +550,10 @@ static int task_nested(cf_task *t, const void *in, size_t len) {
   return rc;
 }
 
-/* One worker, a task waiting for a task it submitted: without help while
- * waiting, the only worker would wait for itself forever. */
-static void test_help_while_waiting(void) {
+/* One worker, a task waiting for a task it submitted: unless the awaited
+ * task, still queued, runs inline on the waiting worker, the only worker
+ * would wait for itself forever. */
+static void test_wait_runs_queued_awaited_inline(void) {
   g_ex = make_pool(1);
   cf_future *fs[20];
   for (uint64_t i = 0; i < 20; i++)
@@ -564,8 +565,10 @@ static void test_help_while_waiting(void) {
   cf_executor_release(g_ex);
 }
 
-/* The awaited task is submitted by another thread only after the waiter
- * blocked: the submit must hand it to the blocked worker. */
+/* The only worker blocks on a future nobody in the pool completes, then
+ * another thread submits: the blocked worker does not count against
+ * max_workers, so the pool starts another one for the submit
+ * (compensation). */
 static int task_wait_user_future(cf_task *t, const void *in, size_t len) {
   (void)t;
   (void)len;
@@ -578,7 +581,7 @@ static int task_late(cf_task *t, const void *in, size_t len) {
   return cf_task_return(t, in, len);
 }
 
-static void test_help_with_late_submit(void) {
+static void test_blocked_worker_compensated(void) {
   g_ex = make_pool(1);
   cf_future *gatef;
   cf_future_create(&gatef);
@@ -588,7 +591,7 @@ static void test_help_with_late_submit(void) {
                                     st.running == 1));
   cf_test_sleep_ms(20); /* the worker is now blocked in its wait */
   cf_future *late = submit_u64(g_ex, task_late, 99);
-  CU_ASSERT_EQUAL(result_u64(late), 99); /* ran inside the waiting worker */
+  CU_ASSERT_EQUAL(result_u64(late), 99); /* ran on a compensating worker */
   cf_future_set_result(gatef, NULL, 0);
   CU_ASSERT_EQUAL(cf_future_result(waiter, CF_FOREVER, NULL, NULL), CF_OK);
   cf_future_release(late);
@@ -597,8 +600,8 @@ static void test_help_with_late_submit(void) {
   cf_executor_release(g_ex);
 }
 
-/* Timed waits inside tasks (the helping wait) time out like any other, and
- * the workers go on.  Two tasks wait on one future: the first to start
+/* Timed waits inside tasks time out like any other, and the workers go
+ * on.  Two tasks wait on one future: the first to start
  * times out first, while the other's link still sits in front of its own. */
 typedef struct timed_wait {
   cf_future *target;
@@ -615,7 +618,7 @@ static int task_timed_wait(cf_task *t, const void *in, size_t len) {
   return rc == CF_ETIMEDOUT && cf_test_now_ms() - t0 >= w.ms - 1 ? 0 : 1;
 }
 
-static void test_helping_wait_times_out(void) {
+static void test_wait_in_task_times_out(void) {
   cf_executor *ex = make_pool(2);
   cf_future *never, *fs[2];
   cf_future_create(&never);
@@ -748,7 +751,8 @@ CF_TEST_MAIN(
     CF_TEST(test_initializer_failure_breaks_pool), CF_TEST(test_shutdown),
     CF_TEST(test_shutdown_cancel_futures), CF_TEST(test_release_runs_queued),
     CF_TEST(test_release_pending_does_not_cancel),
-    CF_TEST(test_destroy_joins_threads), CF_TEST(test_help_while_waiting),
-    CF_TEST(test_help_with_late_submit), CF_TEST(test_helping_wait_times_out),
-    CF_TEST(test_self_wait_is_deadlock), CF_TEST(test_release_from_own_task),
-    CF_TEST(test_callbacks_submit))
+    CF_TEST(test_destroy_joins_threads),
+    CF_TEST(test_wait_runs_queued_awaited_inline),
+    CF_TEST(test_blocked_worker_compensated),
+    CF_TEST(test_wait_in_task_times_out), CF_TEST(test_self_wait_is_deadlock),
+    CF_TEST(test_release_from_own_task), CF_TEST(test_callbacks_submit))
