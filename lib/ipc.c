@@ -270,38 +270,36 @@ static void cf__build_id(struct dl_phdr_info *info, const cf__modinfo *mi,
   }
 }
 
-static int cf__collect_cb(struct dl_phdr_info *info, size_t size, void *arg) {
-  CF__UNUSED(size);
-  cf__collect *c = arg;
+/* Room for one more module in the list and its side table.  False when the
+ * list is full (CF__MODULES_MAX: more would not fit in an INIT) or memory
+ * is short (c->nomem). */
+static bool cf__collect_grow(cf__collect *c) {
   cf__modules *ms = c->ms;
-  if (ms->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 16;
-    if (cap > CF__MODULES_MAX)
-      return 1; /* more would not fit in an INIT; the rest stay unlisted */
-    cf__module *m = cf__realloc(ms->m, cap * sizeof *m);
-    if (!m) {
-      c->nomem = true;
-      return 1;
-    }
-    ms->m = m;
-    cf__modinfo *mi = cf__realloc(c->info, cap * sizeof *mi);
-    if (!mi) {
-      c->nomem = true;
-      return 1;
-    }
-    c->info = mi;
-    c->cap = cap;
-  }
-  cf__module *m = &ms->m[ms->n];
-  cf__modinfo *mi = &c->info[ms->n];
-  memset(m, 0, sizeof *m);
-  memset(mi, 0, sizeof *mi);
-  m->name = cf__strdup(info->dlpi_name ? info->dlpi_name : "");
-  if (!m->name) {
+  if (ms->n < c->cap)
+    return true;
+  size_t cap = c->cap ? c->cap * 2 : 16;
+  if (cap > CF__MODULES_MAX)
+    return false; /* the rest stay unlisted */
+  cf__module *m = cf__realloc(ms->m, cap * sizeof *m);
+  if (!m) {
     c->nomem = true;
-    return 1;
+    return false;
   }
-  ms->n++;
+  ms->m = m;
+  cf__modinfo *mi = cf__realloc(c->info, cap * sizeof *mi);
+  if (!mi) {
+    c->nomem = true;
+    return false;
+  }
+  c->info = mi;
+  c->cap = cap;
+  return true;
+}
+
+/* The module's extent from its program headers: all its loaded segments
+ * (mi), its executable ones (m->lo, m->hi), its dynamic section. */
+static void cf__collect_segments(struct dl_phdr_info *info, cf__module *m,
+                                 cf__modinfo *mi) {
   mi->addr = info->dlpi_addr;
   mi->vlo = UINTPTR_MAX;
   m->lo = UINTPTR_MAX;
@@ -327,6 +325,25 @@ static int cf__collect_cb(struct dl_phdr_info *info, size_t size, void *arg) {
     mi->vlo = 0;
   if (m->lo == UINTPTR_MAX)
     m->lo = 0;
+}
+
+static int cf__collect_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  CF__UNUSED(size);
+  cf__collect *c = arg;
+  cf__modules *ms = c->ms;
+  if (!cf__collect_grow(c))
+    return 1;
+  cf__module *m = &ms->m[ms->n];
+  cf__modinfo *mi = &c->info[ms->n];
+  memset(m, 0, sizeof *m);
+  memset(mi, 0, sizeof *mi);
+  m->name = cf__strdup(info->dlpi_name ? info->dlpi_name : "");
+  if (!m->name) {
+    c->nomem = true;
+    return 1;
+  }
+  ms->n++;
+  cf__collect_segments(info, m, mi);
   cf__build_id(info, mi, m);
   return 0;
 }
