@@ -443,7 +443,9 @@ CF_API int cf_executor_max_workers(cf_executor *ex);
  * cf_thread_pool_options_init() or CF_THREAD_POOL_OPTIONS_INIT, which set
  * `size`, then change fields: `size` tells the library which fields the
  * program knows, so that later versions can add fields without breaking
- * programs built against this header. */
+ * programs built against this header.  The CF_*_INIT initialisers are
+ * designated initialisers (C, or C++20); older C++ calls the *_init
+ * functions, or sets `size` by hand. */
 typedef struct cf_thread_pool_options {
   size_t size; /* sizeof(cf_thread_pool_options), set by *_init */
   /* Upper bound on worker threads, 1 to CF_THREAD_POOL_MAX_WORKERS; 0 =
