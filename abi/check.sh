@@ -126,7 +126,7 @@ compare() {
 cannot be compared with it (the check is made on x86-64, as in CI)"
   fi
   verdict=same
-  [ $((status & 4)) -eq 0 ] && return 0
+  [ $((status & 4)) -eq 0 ] && layout_kept "$@" && return 0
   verdict=incompatible
   [ $((status & 8)) -eq 0 ] || return 0
   removed='^(Functions|Variables|Function symbols|Variable symbols)'
@@ -136,7 +136,25 @@ cannot be compared with it (the check is made on x86-64, as in CI)"
   # the additions, is anything left?
   status=0
   abidiff --no-added-syms "$@" >"$tmp/changed" 2>&1 || status=$?
-  [ "$status" -ne 0 ] || verdict=added
+  [ "$status" -ne 0 ] || ! layout_kept "$@" || verdict=added
+}
+
+# layout_kept [--suppressions FILE] OLD NEW: the suppression rules accept a
+# struct with members appended at its end, but libabigail then also hides
+# changes to the members it already had (a reordering that keeps the size
+# passed).  So without the rules, no existing member may have changed
+# (offset, type, name) or gone: only insertions.  Sets verdict and the
+# report when one did.
+layout_kept() {
+  [ "$1" = --suppressions ] || return 0
+  shift 2
+  abidiff "$@" >"$tmp/raw" 2>&1 || true
+  if grep -Eq 'data members? (change|deletion)' "$tmp/raw"; then
+    cp "$tmp/raw" "$tmp/report"
+    verdict=incompatible
+    return 1
+  fi
+  return 0
 }
 
 tmp=$(mktemp -d)

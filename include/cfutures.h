@@ -688,6 +688,11 @@ CF_API void cf_as_completed_destroy(cf_as_completed_iter *it);
  * or CF_MAP_OPTIONS_INIT (see cf_thread_pool_options for `size`). */
 typedef struct cf_map_options {
   size_t size; /* sizeof(cf_map_options), set by *_init */
+  /* false: results in input order (as Python's map); true: in completion
+   * order, with cf_map_item.index telling the input position.  (Not last:
+   * every public struct ends without padding, so that a field added later
+   * starts past the end of today's struct.) */
+  bool unordered;
   /* Deadline for the whole map, from the cf_map*() call; CF_FOREVER: none. */
   int64_t timeout_ns;
   /* Inputs sent to a worker as one task; 0 = chosen by the library (1 for
@@ -700,9 +705,6 @@ typedef struct cf_map_options {
    * an array map has chunks.  Inputs are read and submitted only as results
    * are consumed, so memory stays bounded however many inputs there are. */
   size_t max_inflight;
-  /* false: results in input order (as Python's map); true: in completion
-   * order, with cf_map_item.index telling the input position. */
-  bool unordered;
 } cf_map_options;
 
 #define CF_MAP_OPTIONS_INIT                                                    \

@@ -128,8 +128,6 @@ void cf__out_copy(void *out, const void *src, size_t src_size) {
          (const unsigned char *)src + sizeof(size_t), keep - sizeof(size_t));
 }
 
-#define CF__STATS_V1 CF__V1_SIZE(cf_executor_stats, extra_workers)
-
 int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out) {
   if (!ex || cf__out_check(out, CF__STATS_V1) != CF_OK)
     return CF_EINVAL;

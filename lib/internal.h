@@ -282,6 +282,29 @@ int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out);
 #define CF__V1_SIZE(type, last)                                                \
   (offsetof(type, last) + sizeof(((type *)0)->last))
 
+/* The first released layouts.  Each must end without tail padding, which
+ * the asserts check: a field added later then starts at or past the old
+ * sizeof, where an old caller's size says it has nothing and where
+ * cf__opts_in looks for fields a newer caller set.  Padding at the end
+ * would let a new field sit inside an old struct's sizeof, read as
+ * whatever garbage an old caller left there.  Adding a field: keep the
+ * V1 sizes, and change each assert to the new last field. */
+#define CF__TP_OPTIONS_V1 CF__V1_SIZE(cf_thread_pool_options, idle_timeout_ns)
+#define CF__PP_OPTIONS_V1 CF__V1_SIZE(cf_process_pool_options, on_worker_death)
+#define CF__MAP_OPTIONS_V1 CF__V1_SIZE(cf_map_options, max_inflight)
+#define CF__STATS_V1 CF__V1_SIZE(cf_executor_stats, extra_workers)
+#define CF__MAP_ITEM_V1 CF__V1_SIZE(cf_map_item, error_message)
+_Static_assert(sizeof(cf_thread_pool_options) == CF__TP_OPTIONS_V1,
+               "cf_thread_pool_options ends with padding");
+_Static_assert(sizeof(cf_process_pool_options) == CF__PP_OPTIONS_V1,
+               "cf_process_pool_options ends with padding");
+_Static_assert(sizeof(cf_map_options) == CF__MAP_OPTIONS_V1,
+               "cf_map_options ends with padding");
+_Static_assert(sizeof(cf_executor_stats) == CF__STATS_V1,
+               "cf_executor_stats ends with padding");
+_Static_assert(sizeof(cf_map_item) == CF__MAP_ITEM_V1,
+               "cf_map_item ends with padding");
+
 /* Copies the caller's options src (src->size bytes) over dst (our layout,
  * holding the defaults).  CF_EINVAL when the size is below v1, or when a
  * newer caller set fields this library does not know (non-zero bytes past

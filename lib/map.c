@@ -300,8 +300,7 @@ static int cf__map_next(cf_map_iter *m, cf_map_item *item) {
 }
 
 int cf_map_next(cf_map_iter *m, cf_map_item *item) {
-  if (!m ||
-      cf__out_check(item, CF__V1_SIZE(cf_map_item, error_message)) != CF_OK)
+  if (!m || cf__out_check(item, CF__MAP_ITEM_V1) != CF_OK)
     return CF_EINVAL;
   /* Filled here, then copied as far as the caller's struct goes. */
   cf_map_item it = CF_MAP_ITEM_INIT;
@@ -328,8 +327,7 @@ static int cf__map_create(cf_executor *ex, cf_task_fn fn,
   if (!ex || !fn)
     return CF_EINVAL;
   cf_map_options o = CF_MAP_OPTIONS_INIT;
-  if (opts && cf__opts_in(&o, sizeof o, opts,
-                          CF__V1_SIZE(cf_map_options, unordered)) != CF_OK)
+  if (opts && cf__opts_in(&o, sizeof o, opts, CF__MAP_OPTIONS_V1) != CF_OK)
     return CF_EINVAL;
   if (o.max_inflight > CF_MAP_MAX_INFLIGHT)
     return CF_EINVAL;

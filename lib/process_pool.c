@@ -1318,9 +1318,7 @@ static int cf__pp_hosting(cf__ppool *p) {
 static int cf__pp_options(const cf_process_pool_options *opts,
                           cf_process_pool_options *o) {
   *o = (cf_process_pool_options)CF_PROCESS_POOL_OPTIONS_INIT;
-  if (opts && cf__opts_in(o, sizeof *o, opts,
-                          CF__V1_SIZE(cf_process_pool_options,
-                                      on_worker_death)) != CF_OK)
+  if (opts && cf__opts_in(o, sizeof *o, opts, CF__PP_OPTIONS_V1) != CF_OK)
     return CF__REFUSE(CF_EINVAL,
                       "options: size %zu is not that of a "
                       "cf_process_pool_options set up by "

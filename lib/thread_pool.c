@@ -696,9 +696,7 @@ static int cf__default_thread_workers(void) {
 static int cf__tp_options(const cf_thread_pool_options *opts,
                           cf_thread_pool_options *o) {
   *o = (cf_thread_pool_options)CF_THREAD_POOL_OPTIONS_INIT;
-  if (opts && cf__opts_in(o, sizeof *o, opts,
-                          CF__V1_SIZE(cf_thread_pool_options,
-                                      idle_timeout_ns)) != CF_OK) {
+  if (opts && cf__opts_in(o, sizeof *o, opts, CF__TP_OPTIONS_V1) != CF_OK) {
     cf__set_last_error("options: size %zu is not that of a "
                        "cf_thread_pool_options set up by "
                        "cf_thread_pool_options_init(), or fields this "
