@@ -525,25 +525,38 @@ static char *real_dst(const char *dst) {
   char *full = realpath(dst, NULL);
   if (full || errno != ENOENT)
     return full;
-  const char *slash = strrchr(dst, '/');
-  const char *name = slash ? slash + 1 : dst;
-  char *parent = slash ? strndup(dst, (size_t)(slash - dst + 1)) : NULL;
-  char *rp = realpath(slash ? parent : ".", NULL);
-  free(parent);
-  if (!rp)
+  /* "a/b/" names b as "a/b" does: trailing slashes go before the split. */
+  char *d = strdup(dst);
+  if (!d)
     return NULL;
-  size_t n = strlen(rp) + strlen(name) + 2;
-  full = malloc(n);
-  if (full)
-    snprintf(full, n, "%s/%s", rp, name);
+  for (size_t n = strlen(d); n > 1 && d[n - 1] == '/';)
+    d[--n] = '\0';
+  char *slash = strrchr(d, '/');
+  const char *name = slash ? slash + 1 : d;
+  char *rp = NULL;
+  if (slash == d)
+    rp = strdup("/"); /* "/name" */
+  else if (slash) {
+    *slash = '\0';
+    rp = realpath(d, NULL);
+  } else
+    rp = realpath(".", NULL);
+  full = NULL;
+  if (rp) {
+    size_t n = strlen(rp) + strlen(name) + 2;
+    full = malloc(n);
+    if (full)
+      snprintf(full, n, "%s%s%s", rp, strcmp(rp, "/") ? "/" : "", name);
+  }
   free(rp);
+  free(d);
   return full;
 }
 
 /* Is DST SRC itself, or (with -r) somewhere inside it?  Says which, or
- * NULL.  Then the copy would
- * overwrite its own source, or walk into what it is writing and copy the
- * copy again, one level deeper each time (as cp, refused). */
+ * NULL.  Then the copy would overwrite its own source, or walk into what
+ * it is writing and copy the copy again, one level deeper each time (as
+ * cp, refused). */
 static const char *dst_in_src(const run *r) {
   char *s = realpath(r->src, NULL);
   char *d = s ? real_dst(r->dst) : NULL;
@@ -685,6 +698,10 @@ static void copy_files(run *r) {
   pthread_mutex_init(&r->pr.mu, NULL);
   r->window = (size_t)r->jobs * 16;
   r->fl = calloc(r->window, sizeof *r->fl);
+  if (!r->fl) {
+    warn("out of memory");
+    pl->failed += pl->njobs; /* none copied: say so, and exit non-zero */
+  }
   while (r->fl && (r->next < pl->njobs || r->inflight)) {
     while (!interrupted && r->next < pl->njobs && r->inflight < r->window)
       submit_copy(r, &pl->jobs[r->next++]);
