@@ -631,6 +631,9 @@ int cf__ipc_decode_init(const unsigned char *p, size_t n, cf__init_view *out) {
 /* ---- READY: the worker serves -------------------------------------------- */
 
 int cf__ipc_send_ready(int fd, const uint32_t *bad, uint32_t nbad) {
+  for (uint32_t i = 1; i < nbad; i++)
+    if (bad[i] <= bad[i - 1])
+      return CF_EINVAL; /* the decoder wants them ascending */
   struct iovec iov = {(void *)bad, (size_t)nbad * 4};
   return cf__ipc_send(fd, CF__MSG_READY, 0, &iov, 1);
 }
@@ -738,14 +741,16 @@ int cf__ipc_decode_result(const unsigned char *p, size_t n,
  * many inputs are not (*big).  CF_ENOMEM when a frame cannot carry it. */
 static int cf__chunk_size(const cf__fnref *fn, const cf__batch *c,
                           size_t *total, size_t *copied, size_t *big) {
+  /* More than a frame carries (which a worker would refuse) cannot be
+   * sent; nor can a sum that would not fit a size_t (32-bit). */
+  const uint64_t max = CF__IPC_MAX_PAYLOAD < SIZE_MAX ? CF__IPC_MAX_PAYLOAD
+                                                      : SIZE_MAX;
   *total = *copied = cf__fnref_size(fn) + 8;
   *big = 0;
   for (size_t i = 0; i < c->n; i++) {
     size_t l;
     cf__batch_input(c, i, &l);
-    /* More than a frame carries (which a worker would refuse) cannot be
-     * sent; nor can a sum that would wrap. */
-    if (l > CF__IPC_MAX_PAYLOAD - 8 || *total > CF__IPC_MAX_PAYLOAD - 8 - l)
+    if (l > max - 8 || *total > max - 8 - l)
       return CF_ENOMEM;
     *total += 8 + l;
     *copied += 8 + (l > CF__CHUNK_COPY_MAX ? 0 : l);

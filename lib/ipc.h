@@ -13,9 +13,13 @@
  * and for what a worker reads (HELLO, INIT, TASK, CHUNK, STOP, EXIT): all
  * are fuzzed by tests/fuzz_ipc.c and replayed by tests/test_ipc.c, which
  * also checks every encoder's bytes and its round trip through its decoder.
- * Where a decoder refuses a combination of values (a message on a success,
- * a failure code of 0), its encoder refuses it too (CF_EINVAL, nothing
- * sent or added).
+ * Where a decoder refuses a value or combination its encoder can see (a
+ * message on a success, a failure code of 0, READY's indexes out of
+ * order), the encoder refuses it too (CF_EINVAL, nothing sent or added).
+ * Module indexes are checked against INIT's module count by the parent's
+ * decoders only: the worker's encoders get them from its own walk of that
+ * list (cf__modules_compare), and the module list is capped where it is
+ * collected (CF__MODULES_MAX).
  *
  * Parent -> worker:  HELLO secret                 (before the worker starts)
  *                    INIT  modules fnref initarg... (the first frame)
@@ -232,6 +236,7 @@ int cf__ipc_decode_init(const unsigned char *p, size_t n, cf__init_view *out);
  *                  missing here, ascending, each below INIT's count
  * (possibly none: an empty payload).  Tasks of those modules are refused
  * from then on. */
+/* CF_EINVAL, nothing sent, when bad[] is not ascending. */
 int cf__ipc_send_ready(int fd, const uint32_t *bad, uint32_t nbad);
 /* A READY payload for INIT's nmods modules: CF_OK or CF_EPROTO.  Then
  * n / 4 indexes, which cf__ipc_ready_index() reads. */

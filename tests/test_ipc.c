@@ -805,6 +805,11 @@ static void test_ready_round_trip(void) {
   for (uint32_t i = 0; i < CF__MODULES_MAX; i++)
     all[i] = i;
   ready_round_trip(all, CF__MODULES_MAX, CF__MODULES_MAX);
+  /* Out of order or repeated: the decoder would refuse it, so nothing is
+   * sent. */
+  uint32_t unordered[2] = {4, 0}, twice[2] = {3, 3};
+  CU_ASSERT_EQUAL(cf__ipc_send_ready(-1, unordered, 2), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf__ipc_send_ready(-1, twice, 2), CF_EINVAL);
 }
 
 /* Sends INITFAIL, checks its bytes and decodes it back. */
