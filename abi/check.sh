@@ -170,9 +170,13 @@ if [ $mode = baseline ]; then
     cat "$tmp/report"
     version=$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"$/\1/p' \
       "$builddir/config.h" 2>/dev/null || true)
+    # Unknown would read as "before 1.0" and lift the guard below.
+    [ -n "$version" ] ||
+      fail "no PACKAGE_VERSION in $builddir/config.h: cannot tell whether an
+incompatible change is still allowed (before 1.0)"
     if [ "$verdict" = incompatible ] && [ "$old_soname" = "$cur_soname" ]; then
       case $version in
-      0.* | "") echo "$me: the changes above are incompatible under the same" \
+      0.*) echo "$me: the changes above are incompatible under the same" \
         "SONAME ($cur_soname): allowed before 1.0 only; say so in NEWS." ;;
       *)
         [ "${CF_ABI_FORCE:-0}" = 1 ] ||

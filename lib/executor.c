@@ -104,7 +104,10 @@ void cf_executor_release(cf_executor *ex) {
 }
 
 /* A size this large is not a struct of any header: garbage in an options
- * struct that was never initialised.  Refused before reading past our end. */
+ * struct that was never initialised, refused before anything is read.  A
+ * smaller garbage size above ours makes the tail check read up to it past
+ * our layout (the caller's memory, as it claims); only a size set by
+ * *_init or CF_*_INIT is safe. */
 #define CF__MAX_STRUCT_SIZE 1024
 
 int cf__opts_in(void *dst, size_t dst_size, const void *src, size_t v1) {

@@ -119,10 +119,11 @@ for n in $((last - 1)) "$last"; do
     "$tmp/ex$n" > "$tmp/ex$n.txt"
 done
 cp "$tmp/ex$last.txt" "$tmp/example.c"
-# shellcheck disable=SC2086 # CFLAGS/LDFLAGS are lists of flags
+. "$src/tests/cflib.sh" # sets cflib
+# shellcheck disable=SC2086 # CFLAGS/LDFLAGS/cflib are lists of flags
 "${CC:-cc}" -std=c11 -Wall -Wextra -Werror ${CFLAGS:-} -pthread \
   -I"$src/include" -I"$build/include" "$tmp/example.c" ${LDFLAGS:-} \
-  -o "$tmp/example" "$build/lib/.libs/libcfutures.a" -lpthread
+  -o "$tmp/example" $cflib -lpthread
 "$tmp/example" > "$tmp/out"
 if ! diff -u "$tmp/ex$((last - 1)).txt" "$tmp/out"; then
   echo "FAIL: cfutures(3)'s example does not print what the page says" >&2

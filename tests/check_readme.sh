@@ -12,14 +12,15 @@ awk -v dir="$tmp" '
   inblock { print > file }
 ' "$src/README.md"
 count=0
+. "$src/tests/cflib.sh" # sets cflib
 for f in "$tmp"/ex*.c; do
   [ -e "$f" ] || continue
   grep -q '#include <cfutures.h>' "$f" || continue
   count=$((count + 1))
-  # shellcheck disable=SC2086 # CFLAGS/LDFLAGS are lists of flags
+  # shellcheck disable=SC2086 # CFLAGS/LDFLAGS/cflib are lists of flags
   "${CC:-cc}" -std=c11 -Wall -Wextra -Werror ${CFLAGS:-} -pthread \
     -I"$src/include" -I"${top_builddir:-.}/include" "$f" ${LDFLAGS:-} \
-    -o "$f.bin" "$build/lib/.libs/libcfutures.a" -lpthread
+    -o "$f.bin" $cflib -lpthread
   if ! "$f.bin" > "$f.out" 2>&1; then
     echo "FAIL: README example $count exited non-zero:" >&2
     cat "$f.out" >&2
