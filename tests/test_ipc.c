@@ -711,13 +711,13 @@ static void fake_modules(cf__modules *ms, size_t n) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(ms->m);
   for (size_t k = 0; k < n; k++) {
     cf__module *m = &ms->m[k];
-    m->name = malloc(k + 1 == n ? PATH_MAX + 1 : 16);
+    m->name = malloc(k + 1 == n ? PATH_MAX + 1 : 32);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m->name);
     if (k + 1 == n) {
       memset(m->name, 'p', PATH_MAX);
       m->name[PATH_MAX] = '\0';
     } else {
-      snprintf(m->name, 16, "lib%zu.so", k);
+      snprintf(m->name, 32, "lib%zu.so", k); /* room for any size_t */
     }
     m->kind = k % 3 == 0   ? CF__ID_NONE
               : k % 3 == 1 ? CF__ID_BUILD
