@@ -759,6 +759,15 @@ static int cf__chunk_size(const cf__fnref *fn, const cf__batch *c,
   return CF_OK;
 }
 
+/* A memcpy kept out of line on purpose: inlined where the compiler knows
+ * a bound (l <= CF__CHUNK_COPY_MAX), gcc -O2 emits `rep movsq`, whose
+ * start-up cost made a chunk of 8-byte inputs 3-4x slower to encode (62-82
+ * ns an input instead of 21-27). */
+__attribute__((noinline)) static void cf__put_bytes(unsigned char *dst,
+                                                    const void *src, size_t n) {
+  memcpy(dst, src, n);
+}
+
 int cf__ipc_send_chunk(int fd, uint64_t id, const cf__fnref *fn,
                        const cf__batch *c) {
   size_t total, copied, big;
@@ -788,7 +797,7 @@ int cf__ipc_send_chunk(int fd, uint64_t id, const cf__fnref *fn,
     off += 8;
     if (l <= CF__CHUNK_COPY_MAX) {
       if (l)
-        memcpy(buf + off, in, l);
+        cf__put_bytes(buf + off, in, l);
       off += l;
       continue;
     }

@@ -302,7 +302,14 @@ static int cf__map_next(cf_map_iter *m, cf_map_item *item) {
 int cf_map_next(cf_map_iter *m, cf_map_item *item) {
   if (!m || cf__out_check(item, CF__MAP_ITEM_V1) != CF_OK)
     return CF_EINVAL;
-  /* Filled here, then copied as far as the caller's struct goes. */
+  if (CF__LIKELY(item->size >= sizeof *item)) {
+    /* The caller knows every field we do (the usual case): filled in place,
+     * no copy on this per-input path. */
+    *item = (cf_map_item){.size = item->size};
+    return cf__map_next(m, item);
+  }
+  /* An older caller's smaller struct: filled here, then copied as far as
+   * it goes. */
   cf_map_item it = CF_MAP_ITEM_INIT;
   int rc = cf__map_next(m, &it);
   cf__out_copy(item, &it, sizeof it);

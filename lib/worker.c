@@ -119,7 +119,10 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
       return rc;
     }
     int32_t status = CF__ITEM_NOT_RUN, code = 0;
-    cf_task t = {0};
+    cf_task t; /* only what is freed below: zeroing all of it per input
+                  costs a `rep stos` */
+    t.out.len_ = 0;
+    t.errmsg = NULL;
     const void *data = NULL;
     size_t dlen = 0;
     bool has_msg = false;
