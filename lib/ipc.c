@@ -957,6 +957,47 @@ static void cf__items_clear(cf__batch_item *items, size_t n) {
   }
 }
 
+/* One item of a CHUNKRESULT at p[*off..n) into it (its bytes copied);
+ * moves *off past it.  Returns CF_OK, CF_EPROTO or CF_ENOMEM (it may then
+ * hold part of what it was given: the caller clears it). */
+static int cf__decode_item(const unsigned char *p, size_t n, size_t *off,
+                           cf__batch_item *it) {
+  int32_t status, code;
+  uint32_t has_msg, pad;
+  uint64_t len;
+  size_t o = *off;
+  if (n - o < 24)
+    return CF_EPROTO;
+  memcpy(&status, p + o, 4);
+  memcpy(&code, p + o + 4, 4);
+  memcpy(&has_msg, p + o + 8, 4);
+  memcpy(&pad, p + o + 12, 4);
+  memcpy(&len, p + o + 16, 8);
+  o += 24;
+  if (pad != 0 || has_msg > 1 || len > n - o)
+    return CF_EPROTO;
+  if (status == CF__ITEM_OK && !has_msg) {
+    if (cf__buf_copy(&it->out, p + o, (size_t)len) != CF_OK)
+      return CF_ENOMEM;
+    it->status = CF_OK;
+  } else if (status == CF__ITEM_FAILED && code != 0) {
+    it->status = CF_ETASK;
+    it->code = code;
+    if (has_msg) {
+      if (!(it->msg = cf__malloc((size_t)len + 1)))
+        return CF_ENOMEM;
+      memcpy(it->msg, p + o, (size_t)len);
+      it->msg[len] = '\0';
+    }
+  } else if (status == CF__ITEM_NOT_RUN && len == 0 && !has_msg) {
+    it->status = CF_ECANCELLED;
+  } else {
+    return CF_EPROTO;
+  }
+  *off = o + (size_t)len;
+  return CF_OK;
+}
+
 int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n, size_t expect,
                                 cf__batch_item *items) {
   uint64_t count;
@@ -967,48 +1008,11 @@ int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n, size_t expect,
     return CF_EPROTO;
   size_t off = 8;
   for (size_t i = 0; i < expect; i++) {
-    int32_t status, code;
-    uint32_t has_msg, pad;
-    uint64_t len;
-    int rc = CF_EPROTO;
-    if (n - off < 24)
-      goto fail;
-    memcpy(&status, p + off, 4);
-    memcpy(&code, p + off + 4, 4);
-    memcpy(&has_msg, p + off + 8, 4);
-    memcpy(&pad, p + off + 12, 4);
-    memcpy(&len, p + off + 16, 8);
-    off += 24;
-    if (pad != 0 || has_msg > 1 || len > n - off)
-      goto fail;
-    cf__batch_item *it = &items[i];
-    if (status == CF__ITEM_OK && !has_msg) {
-      if (cf__buf_copy(&it->out, p + off, (size_t)len) != CF_OK) {
-        rc = CF_ENOMEM;
-        goto fail;
-      }
-      it->status = CF_OK;
-    } else if (status == CF__ITEM_FAILED && code != 0) {
-      it->status = CF_ETASK;
-      it->code = code;
-      if (has_msg) {
-        if (!(it->msg = cf__malloc((size_t)len + 1))) {
-          rc = CF_ENOMEM;
-          goto fail;
-        }
-        memcpy(it->msg, p + off, (size_t)len);
-        it->msg[len] = '\0';
-      }
-    } else if (status == CF__ITEM_NOT_RUN && len == 0 && !has_msg) {
-      it->status = CF_ECANCELLED;
-    } else {
-      goto fail;
+    int rc = cf__decode_item(p, n, &off, &items[i]);
+    if (rc != CF_OK) {
+      cf__items_clear(items, i + 1);
+      return rc;
     }
-    off += (size_t)len;
-    continue;
-  fail:
-    cf__items_clear(items, i + 1);
-    return rc;
   }
   if (off != n) {
     cf__items_clear(items, expect);
