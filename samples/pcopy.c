@@ -558,6 +558,12 @@ static char *real_dst(const char *dst) {
  * it is writing and copy the copy again, one level deeper each time (as
  * cp, refused). */
 static const char *dst_in_src(const run *r) {
+  /* The same folder under two names that no path comparison relates (a
+   * bind mount): device and inode tell. */
+  struct stat ss, ds;
+  if (stat(r->src, &ss) == 0 && stat(r->dst, &ds) == 0 &&
+      ss.st_dev == ds.st_dev && ss.st_ino == ds.st_ino)
+    return "the same folder as";
   char *s = realpath(r->src, NULL);
   char *d = s ? real_dst(r->dst) : NULL;
   const char *in = NULL;

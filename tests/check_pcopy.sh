@@ -129,6 +129,20 @@ usage_err "$pc" -r "$tmp/srclink" "$src/inner"
 [ ! -e "$src/inner" ] || fail "DST inside SRC (through a link) was created"
 usage_err "$pc" "$src" "$src/."
 grep -q "same folder" "$tmp/err" || fail "DST = SRC not explained"
+# The same folder under a name no path relates to it (a bind mount, in a
+# mount namespace of our own where the system allows one).
+mkdir "$tmp/bind"
+if unshare -rm sh -c "mount --bind '$src' '$tmp/bind'" 2>/dev/null; then
+  set +e
+  unshare -rm sh -c "mount --bind '$src' '$tmp/bind' &&
+    exec '$pc' '$src' '$tmp/bind'" > /dev/null 2> "$tmp/err"
+  rc=$?
+  set -e
+  [ $rc -eq 2 ] || fail "DST bind-mounted on SRC: exit $rc, not 2"
+  grep -q "same folder" "$tmp/err" || fail "DST bind-mounted on SRC not explained"
+else
+  echo "check_pcopy: no mount namespace here; the bind-mount case is not run"
+fi
 usage_err "$pc" -j 0 "$src" "$tmp/x"
 usage_err "$pc" -j many "$src" "$tmp/x"
 usage_err "$pc" --bogus "$src" "$tmp/x"
