@@ -11,12 +11,7 @@
 #include <sys/wait.h>
 
 static cf_executor *make_pp(int workers, int per_child) {
-  cf_process_pool_options o;
-  cf_process_pool_options_init(&o);
-  o.max_workers = workers;
-  o.max_tasks_per_child = per_child;
-  cf_executor *ex = NULL;
-  CU_ASSERT_EQUAL_FATAL(cf_process_pool_create(&o, &ex), CF_OK);
+  cf_executor *ex = make_process_pool(workers, CF_ON_DEATH_BREAK, per_child);
   CU_ASSERT_STRING_EQUAL(cf_last_error_message(), "");
   return ex;
 }

@@ -12,13 +12,7 @@
 #include <sys/wait.h>
 
 static cf_executor *make_ppool(int workers, cf_death_policy pol) {
-  cf_process_pool_options o;
-  cf_process_pool_options_init(&o);
-  o.max_workers = workers;
-  o.on_worker_death = pol;
-  cf_executor *ex = NULL;
-  CU_ASSERT_EQUAL_FATAL(cf_process_pool_create(&o, &ex), CF_OK);
-  return ex;
+  return make_process_pool(workers, pol, 0);
 }
 
 static int count_fds(void) { return cf_test_count_entries("/proc/self/fd"); }

@@ -411,6 +411,20 @@ static inline int task_fifo_gate(cf_task *t, const void *in, size_t len) {
   return n == 1 ? 0 : EIO;
 }
 
+/* A process pool of `workers` with a death policy and a task limit per
+ * worker (0: none). */
+static inline cf_executor *make_process_pool(int workers, cf_death_policy pol,
+                                             int per_child) {
+  cf_process_pool_options o;
+  cf_process_pool_options_init(&o);
+  o.max_workers = workers;
+  o.on_worker_death = pol;
+  o.max_tasks_per_child = per_child;
+  cf_executor *ex = NULL;
+  CU_ASSERT_EQUAL_FATAL(cf_process_pool_create(&o, &ex), CF_OK);
+  return ex;
+}
+
 static inline cf_executor *make_pool(int workers) {
   cf_thread_pool_options o;
   cf_thread_pool_options_init(&o);
