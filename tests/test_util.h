@@ -120,6 +120,28 @@ static inline int cf_test_count_entries(const char *dir) {
   return n;
 }
 
+/* Threads of this process whose name (/proc/self/task/<tid>/comm) starts
+ * with prefix: a pool's own workers, whatever other threads come and go. */
+static inline int cf_test_count_threads_named(const char *prefix) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    char path[300], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+    FILE *fp = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
+    if (fp) {
+      if (fgets(comm, sizeof comm, fp) &&
+          strncmp(comm, prefix, strlen(prefix)) == 0)
+        n++;
+      fclose(fp);
+    }
+  }
+  if (d)
+    closedir(d);
+  return n;
+}
+
 /* Feeds each file of tests/corpus/<name> (under $top_srcdir) to fn, which
  * checks it; returns how many files there were (-1: no such folder). */
 /* Children of this process (any thread's), zombies included, counted
