@@ -339,12 +339,6 @@ static int init_count(const void *arg, size_t len) {
   return 0;
 }
 
-static int init_fail(const void *arg, size_t len) {
-  (void)arg;
-  (void)len;
-  return 13;
-}
-
 static void test_initializer(void) {
   atomic_store(&g_inits, 0);
   cf_thread_pool_options o;
@@ -377,14 +371,36 @@ static void test_initializer(void) {
   gate_destroy(&gate);
 }
 
+/* Fails once its gate (initarg) opens: the submit below then lands before
+ * the pool breaks, whatever the scheduler does (without the gate, a loaded
+ * machine could fail the initializer first, and the submit itself got
+ * CF_EBROKEN). */
+static int init_fail_gated(const void *arg, size_t len) {
+  cf_test_gate *g;
+  if (len != sizeof g)
+    return EINVAL;
+  memcpy(&g, arg, sizeof g);
+  pthread_mutex_lock(&g->mu);
+  while (!g->open)
+    pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+  return 13;
+}
+
 static void test_initializer_failure_breaks_pool(void) {
+  cf_test_gate gate;
+  gate_init(&gate);
+  cf_test_gate *gp = &gate;
   cf_thread_pool_options o;
   cf_thread_pool_options_init(&o);
   o.max_workers = 1;
-  o.initializer = init_fail;
+  o.initializer = init_fail_gated;
+  o.initarg = &gp;
+  o.initarg_len = sizeof gp;
   cf_executor *ex;
   CU_ASSERT_EQUAL_FATAL(cf_thread_pool_create(&o, &ex), CF_OK);
   cf_future *f = submit_u64(ex, task_square, 2);
+  gate_open(&gate);
   int code;
   const char *msg;
   CU_ASSERT_EQUAL(cf_future_error(f, CF_FOREVER, &code, &msg), CF_EBROKEN);
@@ -393,6 +409,7 @@ static void test_initializer_failure_breaks_pool(void) {
   CU_ASSERT_EQUAL(cf_submit(ex, task_noop, NULL, 0, NULL), CF_EBROKEN);
   cf_future_release(f);
   cf_executor_release(ex);
+  gate_destroy(&gate);
 }
 
 /* ---- shutdown ------------------------------------------------------------ */
