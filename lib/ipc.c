@@ -9,6 +9,7 @@
 #include <elf.h>
 #include <limits.h>
 #include <link.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,8 +155,13 @@ static int cf__ipc_writev(int fd, struct iovec *v, size_t nv) {
   return CF_OK;
 }
 
-int cf__ipc_send(int fd, uint32_t type, uint64_t id, const struct iovec *iov,
-                 int niov) {
+/* A frame out on its channel. */
+static int cf__chan_writev(cf__chan *ch, struct iovec *v, size_t nv) {
+  return ch->ops ? ch->ops->writev(ch, v, nv) : cf__ipc_writev(ch->fd, v, nv);
+}
+
+int cf__ipc_send(cf__chan *ch, uint32_t type, uint64_t id,
+                 const struct iovec *iov, int niov) {
   struct iovec v[8];
   cf__frame fr = {CF__IPC_MAGIC, type, id, 0};
   if (niov < 0 || niov > 7)
@@ -169,7 +175,26 @@ int cf__ipc_send(int fd, uint32_t type, uint64_t id, const struct iovec *iov,
     v[i + 1] = iov[i];
     fr.len += iov[i].iov_len;
   }
-  return cf__ipc_writev(fd, v, (size_t)niov + 1);
+  return cf__chan_writev(ch, v, (size_t)niov + 1);
+}
+
+int cf__chan_ready(cf__chan *ch) {
+  if (ch->ops)
+    return ch->ops->ready(ch);
+  struct pollfd q = {ch->fd, POLLIN, 0};
+  int r;
+  while ((r = poll(&q, 1, 0)) < 0 && errno == EINTR)
+    ;
+  return r < 0 ? CF_ESYS : r;
+}
+
+int cf__chan_recv(cf__chan *ch, cf__frame *fr, unsigned char **payload) {
+  *payload = NULL;
+  if (ch->ops)
+    return ch->ops->recv(ch, fr, payload);
+  int rc = cf__ipc_read_frame(ch->fd, fr);
+  return rc == CF_OK ? cf__ipc_read_payload(ch->fd, (size_t)fr->len, payload)
+                     : rc;
 }
 
 int cf__ipc_read(int fd, void *buf, size_t n) {
@@ -557,14 +582,14 @@ void cf__modules_put(const cf__modules *ms, unsigned char *out) {
   }
 }
 
-int cf__ipc_send_init(int fd, const unsigned char *mods, size_t mods_len,
+int cf__ipc_send_init(cf__chan *ch, const unsigned char *mods, size_t mods_len,
                       const cf__fnref *init, const void *arg, size_t arg_len) {
   unsigned char ref[CF__FNREF_MAX];
   cf__fnref_put(init, ref);
   struct iovec iov[3] = {{(void *)mods, mods_len},
                          {ref, cf__fnref_size(init)},
                          {(void *)arg, arg_len}};
-  return cf__ipc_send(fd, CF__MSG_INIT, 0, iov, 3);
+  return cf__ipc_send(ch, CF__MSG_INIT, 0, iov, 3);
 }
 
 int cf__modules_decode(const unsigned char *p, size_t n, size_t *used,
@@ -630,12 +655,12 @@ int cf__ipc_decode_init(const unsigned char *p, size_t n, cf__init_view *out) {
 
 /* ---- READY: the worker serves -------------------------------------------- */
 
-int cf__ipc_send_ready(int fd, const uint32_t *bad, uint32_t nbad) {
+int cf__ipc_send_ready(cf__chan *ch, const uint32_t *bad, uint32_t nbad) {
   for (uint32_t i = 1; i < nbad; i++)
     if (bad[i] <= bad[i - 1])
       return CF_EINVAL; /* the decoder wants them ascending */
   struct iovec iov = {(void *)bad, (size_t)nbad * 4};
-  return cf__ipc_send(fd, CF__MSG_READY, 0, &iov, 1);
+  return cf__ipc_send(ch, CF__MSG_READY, 0, &iov, 1);
 }
 
 int cf__ipc_decode_ready(const unsigned char *p, size_t n, size_t nmods) {
@@ -654,14 +679,14 @@ int cf__ipc_decode_ready(const unsigned char *p, size_t n, size_t nmods) {
 
 /* ---- INITFAIL: the worker will not serve --------------------------------- */
 
-int cf__ipc_send_initfail(int fd, int32_t code, uint32_t module) {
+int cf__ipc_send_initfail(cf__chan *ch, int32_t code, uint32_t module) {
   if (code == 0)
     return CF_EINVAL;
   unsigned char p[CF__INITFAIL_MAX];
   memcpy(p, &code, 4);
   memcpy(p + 4, &module, 4);
   struct iovec iov = {p, module != UINT32_MAX ? 8 : 4};
-  return cf__ipc_send(fd, CF__MSG_INITFAIL, 0, &iov, 1);
+  return cf__ipc_send(ch, CF__MSG_INITFAIL, 0, &iov, 1);
 }
 
 int cf__ipc_decode_initfail(const unsigned char *p, size_t n, size_t nmods,
@@ -684,12 +709,12 @@ int cf__ipc_decode_initfail(const unsigned char *p, size_t n, size_t nmods,
 
 /* ---- TASK: one input ----------------------------------------------------- */
 
-int cf__ipc_send_task(int fd, uint64_t id, const cf__fnref *fn, const void *in,
-                      size_t len) {
+int cf__ipc_send_task(cf__chan *ch, uint64_t id, const cf__fnref *fn,
+                      const void *in, size_t len) {
   unsigned char ref[CF__FNREF_MAX];
   cf__fnref_put(fn, ref);
   struct iovec iov[2] = {{ref, cf__fnref_size(fn)}, {(void *)in, len}};
-  return cf__ipc_send(fd, CF__MSG_TASK, id, iov, 2);
+  return cf__ipc_send(ch, CF__MSG_TASK, id, iov, 2);
 }
 
 int cf__ipc_decode_task(const unsigned char *p, size_t n, cf__task_view *out) {
@@ -703,7 +728,7 @@ int cf__ipc_decode_task(const unsigned char *p, size_t n, cf__task_view *out) {
 
 /* ---- RESULT: a TASK's answer --------------------------------------------- */
 
-int cf__ipc_send_result(int fd, uint64_t id, int32_t rc, bool has_msg,
+int cf__ipc_send_result(cf__chan *ch, uint64_t id, int32_t rc, bool has_msg,
                         const void *data, size_t len) {
   if (has_msg && rc == 0)
     return CF_EINVAL;
@@ -712,7 +737,7 @@ int cf__ipc_send_result(int fd, uint64_t id, int32_t rc, bool has_msg,
   memcpy(head, &rc, 4);
   memcpy(head + 4, &m, 4);
   struct iovec iov[2] = {{head, sizeof head}, {(void *)data, len}};
-  return cf__ipc_send(fd, CF__MSG_RESULT, id, iov, 2);
+  return cf__ipc_send(ch, CF__MSG_RESULT, id, iov, 2);
 }
 
 int cf__ipc_decode_result(const unsigned char *p, size_t n,
@@ -768,7 +793,7 @@ __attribute__((noinline)) static void cf__put_bytes(unsigned char *dst,
   memcpy(dst, src, n);
 }
 
-int cf__ipc_send_chunk(int fd, uint64_t id, const cf__fnref *fn,
+int cf__ipc_send_chunk(cf__chan *ch, uint64_t id, const cf__fnref *fn,
                        const cf__batch *c) {
   size_t total, copied, big;
   if (cf__chunk_size(fn, c, &total, &copied, &big) != CF_OK)
@@ -807,7 +832,7 @@ int cf__ipc_send_chunk(int fd, uint64_t id, const cf__fnref *fn,
   }
   if (off > run)
     v[nv++] = (struct iovec){buf + run, off - run};
-  int rc = cf__ipc_writev(fd, v, nv);
+  int rc = cf__chan_writev(ch, v, nv);
   free(v);
   free(buf);
   return rc;
@@ -941,9 +966,9 @@ fail:
   return rc;
 }
 
-int cf__ipc_send_chunk_result(int fd, uint64_t id, cf__obuf *b) {
+int cf__ipc_send_chunk_result(cf__chan *ch, uint64_t id, cf__obuf *b) {
   struct iovec iov = {b->p, b->len};
-  int rc = cf__ipc_send(fd, CF__MSG_CHUNKRESULT, id, &iov, 1);
+  int rc = cf__ipc_send(ch, CF__MSG_CHUNKRESULT, id, &iov, 1);
   free(b->p);
   *b = (cf__obuf){0};
   return rc;
@@ -1023,8 +1048,8 @@ int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n, size_t expect,
 
 /* ---- STOP: skip the rest of a chunk -------------------------------------- */
 
-int cf__ipc_send_stop(int fd, uint64_t id) {
-  return cf__ipc_send(fd, CF__MSG_STOP, id, NULL, 0);
+int cf__ipc_send_stop(cf__chan *ch, uint64_t id) {
+  return cf__ipc_send(ch, CF__MSG_STOP, id, NULL, 0);
 }
 
 int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
@@ -1038,8 +1063,8 @@ int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
 
 /* ---- EXIT: the worker's end ---------------------------------------------- */
 
-int cf__ipc_send_exit(int fd) {
-  return cf__ipc_send(fd, CF__MSG_EXIT, 0, NULL, 0);
+int cf__ipc_send_exit(cf__chan *ch) {
+  return cf__ipc_send(ch, CF__MSG_EXIT, 0, NULL, 0);
 }
 
 int cf__ipc_decode_exit(const cf__frame *fr) {

@@ -1,6 +1,8 @@
 /*
- * The process pool's wire protocol between the parent and a worker, over a
- * stream socket.  Every message is a frame: a fixed header (cf__frame), then
+ * The wire protocol between a pool and its workers: a process pool's
+ * parent and worker over a stream socket, and the MPI backend's root and
+ * ranks over MPI messages (a channel, cf__chan, carries frames either way).
+ * Every message is a frame: a fixed header (cf__frame), then
  * `len` payload bytes.  Each message has its section below: its wire
  * layout, its encoder (cf__ipc_send_<msg>: the frame goes out from iovecs,
  * so a large payload is never copied on its way to the socket) and, right
@@ -107,7 +109,32 @@ size_t cf__ipc_decode_fnref(const unsigned char *p, size_t n,
 /* The address in this process, or 0 (none, or not found). */
 uintptr_t cf__fnref_view_resolve(const cf__fnref_view *v);
 
-/* ---- framing ------------------------------------------------------------- */
+/* ---- channels and framing ------------------------------------------------ */
+
+/* Where frames go and come from.  The process pool's channel is a stream
+ * socket (ops NULL, fd set: what CF__FD_CHAN makes); another transport
+ * (the MPI backend's, mpi_chan.c) brings its own ops, and the encoders and
+ * the worker's loop (worker.c) serve it unchanged. */
+typedef struct cf__chan cf__chan;
+typedef struct cf__chan_ops {
+  /* Sends one whole frame, v[0] its header and v[1..nv) its payload (v
+   * may be consumed).  Blocking; CF_OK or CF_ESYS (the peer is gone). */
+  int (*writev)(cf__chan *ch, struct iovec *v, size_t nv);
+  /* Has a frame come?  1 or 0 without blocking, or an error status. */
+  int (*ready)(cf__chan *ch);
+  /* Waits for the next frame and reads it whole: its checked header into
+   * fr, its payload into a new buffer (*payload, the caller frees; NULL
+   * when len is 0).  CF_OK, CF_EOF (the peer is gone), CF_EPROTO,
+   * CF_ENOMEM or CF_ESYS. */
+  int (*recv)(cf__chan *ch, cf__frame *fr, unsigned char **payload);
+} cf__chan_ops;
+struct cf__chan {
+  int fd;
+  const cf__chan_ops *ops; /* NULL: the stream socket fd */
+  void *ctx;               /* the transport's own */
+};
+/* A socket's channel, for one call: cf__ipc_send_exit(CF__FD_CHAN(fd)). */
+#define CF__FD_CHAN(f) (&(cf__chan){.fd = (f), .ops = NULL, .ctx = NULL})
 
 /* Sends one frame whose payload is the concatenation of iov[0..niov), at
  * most 7.  Blocking; restarts after EINTR; never raises SIGPIPE.  Returns
@@ -115,8 +142,12 @@ uintptr_t cf__fnref_view_resolve(const cf__fnref_view *v);
  * payload would exceed CF__IPC_MAX_PAYLOAD, which the peer refuses) or
  * CF_EINVAL (too many iovecs).  The cf__ipc_send_<msg> functions below
  * build their messages with it; call those. */
-int cf__ipc_send(int fd, uint32_t type, uint64_t id, const struct iovec *iov,
-                 int niov);
+int cf__ipc_send(cf__chan *ch, uint32_t type, uint64_t id,
+                 const struct iovec *iov, int niov);
+/* The channel's ready / recv (for a socket: poll(), then
+ * cf__ipc_read_frame and cf__ipc_read_payload). */
+int cf__chan_ready(cf__chan *ch);
+int cf__chan_recv(cf__chan *ch, cf__frame *fr, unsigned char **payload);
 /* Reads exactly n bytes.  Returns CF_OK, CF_EOF (clean end before any
  * byte), CF_EPROTO (end in the middle) or CF_ESYS. */
 int cf__ipc_read(int fd, void *buf, size_t n);
@@ -208,7 +239,7 @@ size_t cf__modules_size(const cf__modules *ms);
 void cf__modules_put(const cf__modules *ms, unsigned char *out);
 /* Sends INIT: mods[0..mods_len) from cf__modules_put(), then init's fnref
  * and arg.  Returns what cf__ipc_send() returns. */
-int cf__ipc_send_init(int fd, const unsigned char *mods, size_t mods_len,
+int cf__ipc_send_init(cf__chan *ch, const unsigned char *mods, size_t mods_len,
                       const cf__fnref *init, const void *arg, size_t arg_len);
 
 /* Parses the module list at the start of p[0..n).  On CF_OK, *used is its
@@ -237,7 +268,7 @@ int cf__ipc_decode_init(const unsigned char *p, size_t n, cf__init_view *out);
  * (possibly none: an empty payload).  Tasks of those modules are refused
  * from then on. */
 /* CF_EINVAL, nothing sent, when bad[] is not ascending. */
-int cf__ipc_send_ready(int fd, const uint32_t *bad, uint32_t nbad);
+int cf__ipc_send_ready(cf__chan *ch, const uint32_t *bad, uint32_t nbad);
 /* A READY payload for INIT's nmods modules: CF_OK or CF_EPROTO.  Then
  * n / 4 indexes, which cf__ipc_ready_index() reads. */
 int cf__ipc_decode_ready(const unsigned char *p, size_t n, size_t nmods);
@@ -257,7 +288,7 @@ static inline uint32_t cf__ipc_ready_index(const unsigned char *p, size_t i) {
 #define CF__INITFAIL_MAX 8
 /* module is UINT32_MAX when there is none.  CF_EINVAL (nothing sent) for a
  * code of 0, else what cf__ipc_send() returns. */
-int cf__ipc_send_initfail(int fd, int32_t code, uint32_t module);
+int cf__ipc_send_initfail(cf__chan *ch, int32_t code, uint32_t module);
 /* An INITFAIL payload for INIT's nmods modules: on CF_OK, *code, and
  * *module (UINT32_MAX when absent; else below nmods).  Returns CF_OK or
  * CF_EPROTO. */
@@ -270,8 +301,8 @@ int cf__ipc_decode_initfail(const unsigned char *p, size_t n, size_t nmods,
  * RESULT carries the same id):
  *   fnref          the function
  *   input...       the rest (possibly empty): its input */
-int cf__ipc_send_task(int fd, uint64_t id, const cf__fnref *fn, const void *in,
-                      size_t len);
+int cf__ipc_send_task(cf__chan *ch, uint64_t id, const cf__fnref *fn,
+                      const void *in, size_t len);
 
 /* A TASK payload: the function and the input (a view into p).  Returns
  * CF_OK or CF_EPROTO. */
@@ -294,7 +325,7 @@ int cf__ipc_decode_task(const unsigned char *p, size_t n, cf__task_view *out);
 #define CF__RESULT_HEAD 8
 /* CF_EINVAL (nothing sent) for has_msg with rc 0, else what cf__ipc_send()
  * returns. */
-int cf__ipc_send_result(int fd, uint64_t id, int32_t rc, bool has_msg,
+int cf__ipc_send_result(cf__chan *ch, uint64_t id, int32_t rc, bool has_msg,
                         const void *data, size_t len);
 
 /* A RESULT payload (or its head alone, n == CF__RESULT_HEAD): on CF_OK,
@@ -321,7 +352,7 @@ int cf__ipc_decode_result(const unsigned char *p, size_t n,
  * Sends c's inputs, those larger than a page from where they are.  Returns
  * CF_OK, CF_ESYS, or CF_ENOMEM with nothing sent (memory, or a chunk larger
  * than a frame carries). */
-int cf__ipc_send_chunk(int fd, uint64_t id, const cf__fnref *fn,
+int cf__ipc_send_chunk(cf__chan *ch, uint64_t id, const cf__fnref *fn,
                        const cf__batch *c);
 
 /* A CHUNK payload: the function and an iterator over the inputs.  Decoding
@@ -368,7 +399,7 @@ int cf__ipc_chunk_result_add(cf__obuf *b, int32_t status, int32_t code,
                              bool has_msg, const void *data, size_t len);
 /* Sends b as the CHUNKRESULT of chunk id, and frees it.  Returns what
  * cf__ipc_send() returns. */
-int cf__ipc_send_chunk_result(int fd, uint64_t id, cf__obuf *b);
+int cf__ipc_send_chunk_result(cf__chan *ch, uint64_t id, cf__obuf *b);
 
 /* A CHUNKRESULT payload for a chunk of `expect` items: fills items[] (their
  * buffers and messages are copied, so they outlive p).  Returns CF_OK,
@@ -387,7 +418,7 @@ int cf__ipc_decode_chunk_result(const unsigned char *p, size_t n, size_t expect,
  * outstanding, so a STOP can reach the worker after the chunk is done (it
  * crossed the CHUNKRESULT): an idle worker ignores it.  Any other message
  * while a chunk runs is a protocol error. */
-int cf__ipc_send_stop(int fd, uint64_t id);
+int cf__ipc_send_stop(cf__chan *ch, uint64_t id);
 
 /* What a worker does with a frame that arrives while it runs the chunk
  * `running_id` (chunk_running) or while it is idle (!chunk_running; only a
@@ -405,7 +436,7 @@ int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
  * (as INIT's).  A worker reads it between tasks and ends (status 0).  A
  * worker also ends when the parent closes the socket; EXIT lets one retire
  * while the pool goes on (max_tasks_per_child). */
-int cf__ipc_send_exit(int fd);
+int cf__ipc_send_exit(cf__chan *ch);
 /* CF_OK for an EXIT frame (no payload), else CF_EPROTO. */
 int cf__ipc_decode_exit(const cf__frame *fr);
 

@@ -7,6 +7,8 @@
 #ifndef CF_PROCESS_H
 #define CF_PROCESS_H
 
+#include <stdint.h>
+
 #define CF__PP_ENV "CF__PROCESS_WORKER_FD"
 #define CF__PP_FD 3 /* the worker's end of its socket, in the worker */
 /* Before blocking, the manager and idle workers poll without sleeping for
@@ -19,5 +21,15 @@
  * worker.o's constructor must be in every program that can create a pool,
  * or its workers would run main() again. */
 void cf__worker_link(void);
+
+/* The worker's serving loop (worker.c), over any channel (ipc.h): a
+ * process-pool worker's socket, or an MPI rank's link to its root.  Serves
+ * INIT, TASK, CHUNK, STOP and EXIT frames until the session ends, and
+ * returns the exit status: 0 when it ended cleanly (EXIT, INITFAIL sent,
+ * or the peer gone), 3 when memory ran out for a payload, 4 on a malformed
+ * message.  *last is the type of the last frame served (CF__MSG_EXIT,
+ * CF__MSG_INIT after an INITFAIL, ...), 0 when none was. */
+typedef struct cf__chan cf__chan;
+int cf__worker_loop(cf__chan *ch, uint32_t *last);
 
 #endif /* CF_PROCESS_H */

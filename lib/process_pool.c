@@ -468,8 +468,8 @@ static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
   cf__pp_set_state(p, w, CF__W_STARTING);
   /* INIT goes first; its answer (READY / INITFAIL) comes back through the
    * manager's poll.  A failed send shows up there as the worker's death. */
-  cf__ipc_send_init(w->fd, p->modwire, p->modwire_len, &p->initref, p->initarg,
-                    p->o.initarg_len);
+  cf__ipc_send_init(CF__FD_CHAN(w->fd), p->modwire, p->modwire_len, &p->initref,
+                    p->initarg, p->o.initarg_len);
   return CF_OK;
 }
 
@@ -606,7 +606,7 @@ static int cf__pp_send_chunk(cf__ppool *p, cf__pworker *w, uint64_t id,
   cf__fnref ref;
   if (cf__pp_fnref(p, c->fn, &ref) != CF_OK)
     return CF_EINVAL;
-  return cf__ipc_send_chunk(w->fd, id, &ref, c);
+  return cf__ipc_send_chunk(CF__FD_CHAN(w->fd), id, &ref, c);
 }
 
 /* Hands a started future to its worker (BUSY with it already). */
@@ -620,7 +620,7 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
     cf__fnref ref;
     rc = cf__pp_fnref(p, f->fn, &ref);
     if (rc == CF_OK)
-      rc = cf__ipc_send_task(w->fd, id, &ref, cf__buf_data(&f->in),
+      rc = cf__ipc_send_task(CF__FD_CHAN(w->fd), id, &ref, cf__buf_data(&f->in),
                              cf__buf_len(&f->in));
   }
   if (rc == CF_EINVAL || rc == CF_ENOMEM) {
@@ -772,7 +772,7 @@ static void cf__pp_on_answer(cf__ppool *p, cf__pworker *w,
   w->task = NULL;
   w->ntasks++;
   if (p->o.max_tasks_per_child > 0 && w->ntasks >= p->o.max_tasks_per_child) {
-    cf__ipc_send_exit(w->fd);
+    cf__ipc_send_exit(CF__FD_CHAN(w->fd));
     cf__pp_set_state(p, w, CF__W_EXITING);
   } else {
     cf__pp_set_state(p, w, CF__W_IDLE);
@@ -894,7 +894,7 @@ static void cf__pp_send_stops(cf__ppool *p) {
       continue;
     w->send_stop = false;
     /* A failed send: the worker is gone, which its poll shows next. */
-    cf__ipc_send_stop(w->fd, w->task_id);
+    cf__ipc_send_stop(CF__FD_CHAN(w->fd), w->task_id);
   }
 }
 
@@ -1001,7 +1001,7 @@ static void cf__pp_wind_down(cf__ppool *p) {
     cf__pworker *w = &p->w[i];
     if (w->state == CF__W_FREE)
       continue;
-    cf__ipc_send_exit(w->fd);
+    cf__ipc_send_exit(CF__FD_CHAN(w->fd));
     cf_future *f = w->task;
     w->task = NULL;
     int st = cf__pp_reap(p, w, false);

@@ -42,7 +42,7 @@ static inline int64_t cf__coarse_ns(void) {
 
 /* A CHUNKRESULT for a chunk whose function is not in this process: its
  * first input fails with CF_EINVAL and words, the others did not run. */
-static int cf__worker_chunk_missing(int fd, uint64_t id, uint64_t count) {
+static int cf__worker_chunk_missing(cf__chan *ch, uint64_t id, uint64_t count) {
   static const char why[] = "task function not found in the worker";
   cf__obuf out;
   int rc = cf__ipc_chunk_result_begin(&out, count);
@@ -53,33 +53,30 @@ static int cf__worker_chunk_missing(int fd, uint64_t id, uint64_t count) {
                                            NULL, 0);
   if (rc != CF_OK)
     return rc; /* out was freed */
-  return cf__ipc_send_chunk_result(fd, id, &out);
+  return cf__ipc_send_chunk_result(ch, id, &out);
 }
 
 /* A TASK's RESULT: out on success, else the message if there is one. */
-static int cf__worker_reply(int fd, uint64_t id, int32_t rc, const char *msg,
-                            const cf__buf *out) {
+static int cf__worker_reply(cf__chan *ch, uint64_t id, int32_t rc,
+                            const char *msg, const cf__buf *out) {
   if (rc == 0)
-    return cf__ipc_send_result(fd, id, 0, false, cf__buf_data(out),
+    return cf__ipc_send_result(ch, id, 0, false, cf__buf_data(out),
                                cf__buf_len(out));
-  return cf__ipc_send_result(fd, id, rc, msg != NULL, msg,
+  return cf__ipc_send_result(ch, id, rc, msg != NULL, msg,
                              msg ? strlen(msg) : 0);
 }
 
 /* Between two inputs of the chunk `id`: has a STOP for it come?  Looks
  * without blocking; reads a frame only if one is there.  Returns CF_OK
  * (*stop set if so) or an error that ends the worker. */
-static int cf__worker_check_stop(int fd, uint64_t id, bool *stop) {
-  struct pollfd q = {fd, POLLIN, 0};
-  int r;
-  while ((r = poll(&q, 1, 0)) < 0 && errno == EINTR)
-    ;
-  if (r < 0)
-    return CF_ESYS;
-  if (r == 0)
-    return CF_OK;
+static int cf__worker_check_stop(cf__chan *ch, uint64_t id, bool *stop) {
+  int r = cf__chan_ready(ch);
+  if (r <= 0)
+    return r;
   cf__frame fr;
-  int rc = cf__ipc_read_frame(fd, &fr);
+  unsigned char *buf;
+  int rc = cf__chan_recv(ch, &fr, &buf);
+  free(buf); /* a STOP has none: decode_stop refuses it if there was one */
   if (rc != CF_OK)
     return rc; /* the parent is gone, or sent garbage */
   rc = cf__ipc_decode_stop(&fr, true, id);
@@ -93,7 +90,7 @@ static int cf__worker_check_stop(int fd, uint64_t id, bool *stop) {
  * at the first failing input, or when a STOP for this chunk comes (seen
  * before the next input once a clock tick has passed since the last look,
  * see cf__coarse_ns): the inputs not started are answered NOT_RUN. */
-static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
+static int cf__worker_chunk(cf__chan *ch, uint64_t id, cf_task_fn fn,
                             cf__chunk_view *v) {
   cf__obuf out;
   if (cf__ipc_chunk_result_begin(&out, v->count) != CF_OK)
@@ -111,7 +108,7 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
       int64_t now = cf__coarse_ns();
       if (now != checked) {
         checked = now;
-        rc = cf__worker_check_stop(fd, id, &stop);
+        rc = cf__worker_check_stop(ch, id, &stop);
       }
     }
     if (rc != CF_OK) {
@@ -147,14 +144,14 @@ static int cf__worker_chunk(int fd, uint64_t id, cf_task_fn fn,
     if (rc != CF_OK)
       return rc; /* out was freed */
   }
-  return cf__ipc_send_chunk_result(fd, id, &out);
+  return cf__ipc_send_chunk_result(ch, id, &out);
 }
 
 /* INIT: compares the parent's modules with ours, then runs the
  * initializer unless its module differs.  Returns CF_OK (READY sent, with
  * the indexes of the modules that differ), CF_EOF (INITFAIL sent: the
  * worker ends) or another status (malformed: the worker ends). */
-static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
+static int cf__worker_init(cf__chan *ch, const unsigned char *buf, size_t len) {
   cf__init_view iv;
   int rc = cf__ipc_decode_init(buf, len, &iv);
   if (rc != CF_OK)
@@ -185,10 +182,10 @@ static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
   }
   if (code) {
     free(bad);
-    cf__ipc_send_initfail(fd, code, init_bad);
+    cf__ipc_send_initfail(ch, code, init_bad);
     return CF_EOF;
   }
-  rc = cf__ipc_send_ready(fd, bad, nbad);
+  rc = cf__ipc_send_ready(ch, bad, nbad);
   free(bad);
   return rc;
 }
@@ -196,55 +193,55 @@ static int cf__worker_init(int fd, const unsigned char *buf, size_t len) {
 /* TASK: runs it and answers with its RESULT.  A function missing here
  * fails the task, and the worker goes on (the parent refuses such functions
  * before sending them). */
-static int cf__worker_on_task(int fd, uint64_t id, const unsigned char *buf,
-                              size_t len) {
+static int cf__worker_on_task(cf__chan *ch, uint64_t id,
+                              const unsigned char *buf, size_t len) {
   cf__task_view tv;
   if (cf__ipc_decode_task(buf, len, &tv) != CF_OK)
     return CF_EPROTO;
   cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&tv.fn);
   if (!fn)
-    return cf__worker_reply(fd, id, CF_EINVAL,
+    return cf__worker_reply(ch, id, CF_EINVAL,
                             "task function not found in the worker", NULL);
   cf_task t;
   int32_t code = cf__task_invoke(fn, tv.in, tv.len, &t);
-  int rc = cf__worker_reply(fd, id, code, t.errmsg, &t.out);
+  int rc = cf__worker_reply(ch, id, code, t.errmsg, &t.out);
   cf__buf_free(&t.out);
   free(t.errmsg);
   return rc;
 }
 
 /* CHUNK: runs its inputs and answers with one CHUNKRESULT. */
-static int cf__worker_on_chunk(int fd, uint64_t id, const unsigned char *buf,
-                               size_t len) {
+static int cf__worker_on_chunk(cf__chan *ch, uint64_t id,
+                               const unsigned char *buf, size_t len) {
   cf__chunk_view cv;
   if (cf__ipc_decode_chunk(buf, len, &cv) != CF_OK)
     return CF_EPROTO;
   cf_task_fn fn = (cf_task_fn)cf__fnref_view_resolve(&cv.fn);
   /* As for a TASK: a function missing here fails its input, and the
    * worker goes on (the parent refuses such functions first). */
-  return fn ? cf__worker_chunk(fd, id, fn, &cv)
-            : cf__worker_chunk_missing(fd, id, cv.count);
+  return fn ? cf__worker_chunk(ch, id, fn, &cv)
+            : cf__worker_chunk_missing(ch, id, cv.count);
 }
 
 /* Serves one frame (its payload in buf).  Returns -1 to go on with the
  * next, or the worker's exit status: 0 when it is done (EXIT, or INITFAIL
  * sent), 4 when it cannot go on (a malformed message, memory, or the parent
  * gone in the middle). */
-static int cf__worker_serve(int fd, const cf__frame *fr,
+static int cf__worker_serve(cf__chan *ch, const cf__frame *fr,
                             const unsigned char *buf) {
   size_t len = (size_t)fr->len;
   int rc;
   switch (fr->type) {
   case CF__MSG_INIT:
-    rc = cf__worker_init(fd, buf, len);
+    rc = cf__worker_init(ch, buf, len);
     if (rc == CF_EOF)
       return 0; /* INITFAIL sent */
     break;
   case CF__MSG_TASK:
-    rc = cf__worker_on_task(fd, fr->id, buf, len);
+    rc = cf__worker_on_task(ch, fr->id, buf, len);
     break;
   case CF__MSG_CHUNK:
-    rc = cf__worker_on_chunk(fd, fr->id, buf, len);
+    rc = cf__worker_on_chunk(ch, fr->id, buf, len);
     break;
   case CF__MSG_STOP: /* crossed the result of the chunk it named */
     rc = cf__ipc_decode_stop(fr, false, 0) < 0 ? CF_EPROTO : CF_OK;
@@ -257,35 +254,40 @@ static int cf__worker_serve(int fd, const cf__frame *fr,
   return rc == CF_OK ? -1 : 4;
 }
 
-/* Until a frame comes, polls without sleeping for CF__PP_SPIN_NS: the next
- * task usually follows soon after the last result, sooner than a wakeup
- * from a blocking read. */
-static void cf__worker_spin(int fd) {
-  struct pollfd q = {fd, POLLIN, 0};
+/* Until a frame comes, looks without sleeping for CF__PP_SPIN_NS: the
+ * next task usually follows soon after the last result, sooner than a
+ * wakeup from a blocking read. */
+static void cf__worker_spin(cf__chan *ch) {
   for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
-       poll(&q, 1, 0) == 0 && cf__now_ns() < end;)
+       cf__chan_ready(ch) == 0 && cf__now_ns() < end;)
     sched_yield();
 }
 
-/* Serves frames until the parent is done with this worker.  Returns the
- * worker's exit status (3: no memory for a payload, or the parent gone in
- * the middle of one). */
-static int cf__worker_main(int fd) {
-  /* Die with the parent rather than live on as an orphan. */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
+int cf__worker_loop(cf__chan *ch, uint32_t *last) {
+  *last = 0;
   for (;;) {
-    cf__worker_spin(fd);
+    cf__worker_spin(ch);
     cf__frame fr;
-    if (cf__ipc_read_frame(fd, &fr) != CF_OK)
-      return 0; /* the parent is gone or closed the socket */
     unsigned char *buf;
-    if (cf__ipc_read_payload(fd, (size_t)fr.len, &buf) != CF_OK)
-      return 3;
-    int status = cf__worker_serve(fd, &fr, buf);
+    int rc = cf__chan_recv(ch, &fr, &buf);
+    if (rc == CF_EOF || rc == CF_ESYS)
+      return 0; /* the parent is gone or closed the socket */
+    if (rc != CF_OK)
+      return rc == CF_EPROTO ? 4 : 3;
+    *last = fr.type;
+    int status = cf__worker_serve(ch, &fr, buf);
     free(buf);
     if (status >= 0)
       return status;
   }
+}
+
+/* A process-pool worker serves until the parent is done with it. */
+static int cf__worker_main(int fd) {
+  /* Die with the parent rather than live on as an orphan. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  uint32_t last;
+  return cf__worker_loop(CF__FD_CHAN(fd), &last);
 }
 
 #ifdef CF_COVERAGE

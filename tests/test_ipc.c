@@ -135,7 +135,8 @@ static void test_frames(void) {
   int sv[2];
   CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
   struct iovec iov[2] = {{(void *)"ab", 2}, {(void *)"cde", 3}};
-  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_RESULT, 7, iov, 2), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send(CF__FD_CHAN(sv[0]), CF__MSG_RESULT, 7, iov, 2),
+                  CF_OK);
   cf__frame fr;
   char body[5];
   CU_ASSERT_EQUAL(cf__ipc_read_frame(sv[1], &fr), CF_OK);
@@ -156,10 +157,12 @@ static void test_frames(void) {
   /* At most 7 iovecs; at most CF__IPC_MAX_PAYLOAD bytes, counted before
    * any is read or sent. */
   struct iovec eight[8] = {{0}};
-  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_RESULT, 1, eight, 8), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf__ipc_send(CF__FD_CHAN(sv[0]), CF__MSG_RESULT, 1, eight, 8),
+                  CF_EINVAL);
   struct iovec huge[2] = {{(void *)"ab", 2},
                           {(void *)"", CF__IPC_MAX_PAYLOAD - 1}};
-  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_RESULT, 1, huge, 2), CF_ENOMEM);
+  CU_ASSERT_EQUAL(cf__ipc_send(CF__FD_CHAN(sv[0]), CF__MSG_RESULT, 1, huge, 2),
+                  CF_ENOMEM);
   /* Truncated header, then end of stream. */
   CU_ASSERT_EQUAL(write(sv[0], "CFW", 3), 3);
   close(sv[0]);
@@ -278,7 +281,7 @@ static unsigned char *chunk_round_trip(const cf__fnref *ref, const cf__batch *c,
                                        size_t *n) {
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_chunk(fd, 5, ref, c), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send_chunk(CF__FD_CHAN(fd), 5, ref, c), CF_OK);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
   put_fnref(&e, ref);
@@ -464,7 +467,8 @@ static void test_decode_stop(void) {
   /* The header check knows the new type. */
   int sv[2];
   CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  CU_ASSERT_EQUAL(cf__ipc_send(sv[0], CF__MSG_STOP, 7, NULL, 0), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send(CF__FD_CHAN(sv[0]), CF__MSG_STOP, 7, NULL, 0),
+                  CF_OK);
   cf__frame fr;
   CU_ASSERT_EQUAL(cf__ipc_read_frame(sv[1], &fr), CF_OK);
   CU_ASSERT_EQUAL(cf__ipc_decode_stop(&fr, true, 7), CF__STOP_NOW);
@@ -664,7 +668,8 @@ static void init_round_trip(const cf__modules *ms, const cf__fnref *init,
   cf__modules_put(ms, mods);
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_init(fd, mods, n, init, arg, arg_len), CF_OK);
+  CU_ASSERT_EQUAL(
+      cf__ipc_send_init(CF__FD_CHAN(fd), mods, n, init, arg, arg_len), CF_OK);
   free(mods);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
@@ -780,7 +785,7 @@ static void test_init_round_trip(void) {
 static void ready_round_trip(const uint32_t *bad, uint32_t nbad, size_t nmods) {
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_ready(fd, bad, nbad), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send_ready(CF__FD_CHAN(fd), bad, nbad), CF_OK);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
   for (uint32_t i = 0; i < nbad; i++)
@@ -808,15 +813,15 @@ static void test_ready_round_trip(void) {
   /* Out of order or repeated: the decoder would refuse it, so nothing is
    * sent. */
   uint32_t unordered[2] = {4, 0}, twice[2] = {3, 3};
-  CU_ASSERT_EQUAL(cf__ipc_send_ready(-1, unordered, 2), CF_EINVAL);
-  CU_ASSERT_EQUAL(cf__ipc_send_ready(-1, twice, 2), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf__ipc_send_ready(CF__FD_CHAN(-1), unordered, 2), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf__ipc_send_ready(CF__FD_CHAN(-1), twice, 2), CF_EINVAL);
 }
 
 /* Sends INITFAIL, checks its bytes and decodes it back. */
 static void initfail_round_trip(int32_t code, uint32_t module, size_t nmods) {
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_initfail(fd, code, module), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send_initfail(CF__FD_CHAN(fd), code, module), CF_OK);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
   put_i32(&e, code);
@@ -841,7 +846,8 @@ static void test_initfail_round_trip(void) {
   /* A code of 0 is no failure: not sent. */
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_initfail(fd, 0, UINT32_MAX), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf__ipc_send_initfail(CF__FD_CHAN(fd), 0, UINT32_MAX),
+                  CF_EINVAL);
   CU_ASSERT_EQUAL(wire_close(&w), CF_EOF);
   /* The decoder: 4 or 8 bytes, a code, a module in range. */
   unsigned char p[12] = {0};
@@ -864,7 +870,7 @@ static void test_initfail_round_trip(void) {
 static void task_round_trip(const cf__fnref *fn, const void *in, size_t len) {
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_task(fd, 42, fn, in, len), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send_task(CF__FD_CHAN(fd), 42, fn, in, len), CF_OK);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
   put_fnref(&e, fn);
@@ -899,7 +905,8 @@ static void test_task_round_trip(void) {
   /* More than a frame carries: refused whole, before a byte is read. */
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_task(fd, 1, &ref, &w, CF__IPC_MAX_PAYLOAD),
+  CU_ASSERT_EQUAL(cf__ipc_send_task(CF__FD_CHAN(fd), 1, &ref, &w,
+                                    CF__IPC_MAX_PAYLOAD),
                   CF_ENOMEM);
   CU_ASSERT_EQUAL(wire_close(&w), CF_EOF);
 }
@@ -910,7 +917,8 @@ static void result_round_trip(int32_t rc, bool has_msg, const void *data,
                               size_t len) {
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_result(fd, 9, rc, has_msg, data, len), CF_OK);
+  CU_ASSERT_EQUAL(
+      cf__ipc_send_result(CF__FD_CHAN(fd), 9, rc, has_msg, data, len), CF_OK);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
   put_i32(&e, rc);
@@ -942,7 +950,8 @@ static void test_result_round_trip(void) {
   /* A message on a success is what the decoder refuses: not sent. */
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_result(fd, 9, 0, true, "x", 1), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf__ipc_send_result(CF__FD_CHAN(fd), 9, 0, true, "x", 1),
+                  CF_EINVAL);
   CU_ASSERT_EQUAL(wire_close(&w), CF_EOF);
 }
 
@@ -960,7 +969,7 @@ static void test_chunk_result_round_trip(void) {
       cf__ipc_chunk_result_add(&b, CF__ITEM_NOT_RUN, 0, false, NULL, 0), CF_OK);
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_chunk_result(fd, 11, &b), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send_chunk_result(CF__FD_CHAN(fd), 11, &b), CF_OK);
   CU_ASSERT_PTR_NULL(b.p); /* sent and freed */
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
@@ -1003,7 +1012,7 @@ static void test_chunk_result_round_trip(void) {
   /* No items at all. */
   CU_ASSERT_EQUAL_FATAL(cf__ipc_chunk_result_begin(&b, 0), CF_OK);
   fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_chunk_result(fd, 12, &b), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send_chunk_result(CF__FD_CHAN(fd), 12, &b), CF_OK);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   put_u64(&e, 0);
   expect_frame(&w, CF__MSG_CHUNKRESULT, 12, &e);
@@ -1039,7 +1048,7 @@ static void test_chunk_result_round_trip(void) {
 static void test_stop_round_trip(void) {
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_stop(fd, UINT64_MAX), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send_stop(CF__FD_CHAN(fd), UINT64_MAX), CF_OK);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
   expect_frame(&w, CF__MSG_STOP, UINT64_MAX, &e);
@@ -1051,7 +1060,7 @@ static void test_stop_round_trip(void) {
 static void test_exit_round_trip(void) {
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_exit(fd), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send_exit(CF__FD_CHAN(fd)), CF_OK);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
   expect_frame(&w, CF__MSG_EXIT, 0, &e);
