@@ -327,5 +327,7 @@ void cf__out_copy(void *out, const void *src, size_t src_size);
 /* Sets / clears the words cf_last_error_message() returns on this thread. */
 void cf__set_last_error(const char *fmt, ...) CF_PRINTF(1, 2);
 void cf__clear_last_error(void);
+/* Sets the words and yields rc: return CF__REFUSE(CF_EINVAL, "why %d", x). */
+#define CF__REFUSE(rc, ...) (cf__set_last_error(__VA_ARGS__), (rc))
 
 #endif /* CF_INTERNAL_H */

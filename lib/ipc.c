@@ -213,14 +213,16 @@ int cf__ipc_read(int fd, void *buf, size_t n) {
   return CF_OK;
 }
 
+bool cf__ipc_frame_ok(const cf__frame *fr) {
+  return fr->magic == CF__IPC_MAGIC && fr->type >= CF__MSG_INIT &&
+         fr->type <= CF__MSG_LAST && fr->len <= CF__IPC_MAX_PAYLOAD;
+}
+
 int cf__ipc_read_frame(int fd, cf__frame *fr) {
   int rc = cf__ipc_read(fd, fr, sizeof *fr);
   if (rc != CF_OK)
     return rc;
-  if (fr->magic != CF__IPC_MAGIC || fr->type < CF__MSG_INIT ||
-      fr->type > CF__MSG_LAST || fr->len > CF__IPC_MAX_PAYLOAD)
-    return CF_EPROTO;
-  return CF_OK;
+  return cf__ipc_frame_ok(fr) ? CF_OK : CF_EPROTO;
 }
 
 int cf__ipc_read_payload(int fd, size_t len, unsigned char **out) {
@@ -531,6 +533,26 @@ uint32_t cf__modules_compare(const cf__module_view *views, uint32_t count,
       bad[nbad++] = i;
   }
   return nbad;
+}
+
+/* ---- a pool's task functions -------------------------------------------- */
+
+int cf__fncache_get(cf__fncache *c, const cf__modules *ms, uintptr_t fn,
+                    long *mod, cf__fnref *ref) {
+  for (unsigned i = 0; fn && i < 8; i++)
+    if (c->e[i].fn == fn) {
+      *mod = c->e[i].mod;
+      *ref = c->e[i].ref;
+      return CF_OK;
+    }
+  *mod = cf__modules_find(ms, fn);
+  if (*mod < 0 || cf__fnref_locate(fn, ref) != CF_OK)
+    return CF_EINVAL;
+  unsigned i = c->next++ % 8;
+  c->e[i].fn = fn;
+  c->e[i].mod = *mod;
+  c->e[i].ref = *ref;
+  return CF_OK;
 }
 
 /* ---- HELLO: the handshake ------------------------------------------------ */
@@ -1063,8 +1085,8 @@ int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
 
 /* ---- EXIT: the worker's end ---------------------------------------------- */
 
-int cf__ipc_send_exit(cf__chan *ch) {
-  return cf__ipc_send(ch, CF__MSG_EXIT, 0, NULL, 0);
+int cf__ipc_send_exit(cf__chan *ch, uint64_t id) {
+  return cf__ipc_send(ch, CF__MSG_EXIT, id, NULL, 0);
 }
 
 int cf__ipc_decode_exit(const cf__frame *fr) {

@@ -151,6 +151,9 @@ int cf__chan_recv(cf__chan *ch, cf__frame *fr, unsigned char **payload);
 /* Reads exactly n bytes.  Returns CF_OK, CF_EOF (clean end before any
  * byte), CF_EPROTO (end in the middle) or CF_ESYS. */
 int cf__ipc_read(int fd, void *buf, size_t n);
+/* A header that may begin a frame: our magic, a known type, a payload
+ * within CF__IPC_MAX_PAYLOAD. */
+bool cf__ipc_frame_ok(const cf__frame *fr);
 /* Reads a frame header and checks it.  Returns CF_OK, CF_EOF, CF_EPROTO or
  * CF_ESYS. */
 int cf__ipc_read_frame(int fd, cf__frame *fr);
@@ -200,6 +203,25 @@ typedef struct cf__module_view {
  * build; returns how many (at most count). */
 uint32_t cf__modules_compare(const cf__module_view *views, uint32_t count,
                              const cf__modules *mine, uint32_t *bad);
+
+/* ---- a pool's task functions -------------------------------------------- */
+
+/* The functions a pool sent last, with their modules: finding a function's
+ * module and reference walks the loaded modules, which a pool would
+ * otherwise do for every task. */
+typedef struct cf__fncache {
+  struct {
+    uintptr_t fn;
+    long mod;
+    cf__fnref ref;
+  } e[8];
+  unsigned next;
+} cf__fncache;
+/* fn's module (its index in ms, or -1) into *mod and its reference into
+ * *ref.  Returns CF_OK, or CF_EINVAL when no module of ms holds it or it
+ * cannot be located (*mod may then still name a module). */
+int cf__fncache_get(cf__fncache *c, const cf__modules *ms, uintptr_t fn,
+                    long *mod, cf__fnref *ref);
 
 /* ---- HELLO: the handshake ------------------------------------------------ */
 
@@ -432,11 +454,13 @@ int cf__ipc_decode_stop(const cf__frame *fr, bool chunk_running,
 
 /* ---- EXIT: the worker's end ---------------------------------------------- */
 
-/* Parent -> worker, no payload; the parent sends id 0, which nothing reads
- * (as INIT's).  A worker reads it between tasks and ends (status 0).  A
- * worker also ends when the parent closes the socket; EXIT lets one retire
- * while the pool goes on (max_tasks_per_child). */
-int cf__ipc_send_exit(cf__chan *ch);
+/* Parent -> worker, no payload.  A worker reads it between tasks and ends
+ * (status 0).  A process-pool worker also ends when the parent closes the
+ * socket; EXIT lets one retire while the pool goes on
+ * (max_tasks_per_child).  The process pool sends id 0, which its worker
+ * does not read; the MPI backend's id says whether the rank waits for
+ * another pool or stops serving (CF__MPI_EXIT_*, mpi_common.h). */
+int cf__ipc_send_exit(cf__chan *ch, uint64_t id);
 /* CF_OK for an EXIT frame (no payload), else CF_EPROTO. */
 int cf__ipc_decode_exit(const cf__frame *fr);
 

@@ -27,9 +27,10 @@ void cf__worker_link(void);
  * INIT, TASK, CHUNK, STOP and EXIT frames until the session ends, and
  * returns the exit status: 0 when it ended cleanly (EXIT, INITFAIL sent,
  * or the peer gone), 3 when memory ran out for a payload, 4 on a malformed
- * message.  *last is the type of the last frame served (CF__MSG_EXIT,
- * CF__MSG_INIT after an INITFAIL, ...), 0 when none was. */
+ * message.  *last is the header of the last frame read: an EXIT, the INIT
+ * whose INITFAIL was sent, ...; its type is 0 when the peer went away. */
 typedef struct cf__chan cf__chan;
-int cf__worker_loop(cf__chan *ch, uint32_t *last);
+typedef struct cf__frame cf__frame;
+int cf__worker_loop(cf__chan *ch, cf__frame *last);
 
 #endif /* CF_PROCESS_H */

@@ -104,12 +104,7 @@ typedef struct cf__ppool {
   uint64_t next_id;
   int start_failures; /* workers in a row that died before READY */
   int64_t retry_at;   /* RESTART back-off: no new worker before this */
-  struct {
-    uintptr_t fn;
-    long mod; /* index in mods */
-    cf__fnref ref;
-  } cache[8];
-  unsigned cache_next;
+  cf__fncache fns;    /* the functions sent last */
   /* options */
   cf_process_pool_options o;
   void *initarg;
@@ -212,24 +207,11 @@ static int cf__pp_module_check(cf__ppool *p, long k) {
 }
 
 static int cf__pp_fnref(cf__ppool *p, cf_task_fn fn, cf__fnref *out) {
-  uintptr_t a = (uintptr_t)fn;
+  long k;
   p->why[0] = '\0';
-  for (unsigned i = 0; i < 8; i++)
-    if (p->cache[i].fn == a) {
-      *out = p->cache[i].ref;
-      return p->nchanged ? cf__pp_module_check(p, p->cache[i].mod) : CF_OK;
-    }
-  long k = cf__modules_find(&p->mods, a);
-  int rc = cf__pp_module_check(p, k);
-  if (rc == CF_OK)
-    rc = cf__fnref_locate(a, out);
-  if (rc == CF_OK) {
-    unsigned i = p->cache_next++ % 8;
-    p->cache[i].fn = a;
-    p->cache[i].mod = k;
-    p->cache[i].ref = *out;
-  }
-  return rc;
+  int rc = cf__fncache_get(&p->fns, &p->mods, (uintptr_t)fn, &k, out);
+  int mc = cf__pp_module_check(p, k);
+  return mc != CF_OK ? mc : rc;
 }
 
 /* The workers' environment, copied from environ on the thread that creates
@@ -772,7 +754,7 @@ static void cf__pp_on_answer(cf__ppool *p, cf__pworker *w,
   w->task = NULL;
   w->ntasks++;
   if (p->o.max_tasks_per_child > 0 && w->ntasks >= p->o.max_tasks_per_child) {
-    cf__ipc_send_exit(CF__FD_CHAN(w->fd));
+    cf__ipc_send_exit(CF__FD_CHAN(w->fd), 0);
     cf__pp_set_state(p, w, CF__W_EXITING);
   } else {
     cf__pp_set_state(p, w, CF__W_IDLE);
@@ -1001,7 +983,7 @@ static void cf__pp_wind_down(cf__ppool *p) {
     cf__pworker *w = &p->w[i];
     if (w->state == CF__W_FREE)
       continue;
-    cf__ipc_send_exit(CF__FD_CHAN(w->fd));
+    cf__ipc_send_exit(CF__FD_CHAN(w->fd), 0);
     cf_future *f = w->task;
     w->task = NULL;
     int st = cf__pp_reap(p, w, false);
@@ -1239,8 +1221,6 @@ static int cf__first_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 }
 
 /* A refused create: the status, with words for cf_last_error_message(). */
-#define CF__REFUSE(rc, ...) (cf__set_last_error(__VA_ARGS__), (rc))
-
 /* Where workers find the initializer: a module loaded at start-up. */
 static int cf__pp_locate_init(cf__ppool *p) {
   if (!p->o.initializer) {

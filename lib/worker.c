@@ -263,19 +263,18 @@ static void cf__worker_spin(cf__chan *ch) {
     sched_yield();
 }
 
-int cf__worker_loop(cf__chan *ch, uint32_t *last) {
-  *last = 0;
+int cf__worker_loop(cf__chan *ch, cf__frame *last) {
   for (;;) {
     cf__worker_spin(ch);
-    cf__frame fr;
     unsigned char *buf;
-    int rc = cf__chan_recv(ch, &fr, &buf);
-    if (rc == CF_EOF || rc == CF_ESYS)
+    int rc = cf__chan_recv(ch, last, &buf);
+    if (rc == CF_EOF || rc == CF_ESYS) {
+      last->type = 0;
       return 0; /* the parent is gone or closed the socket */
+    }
     if (rc != CF_OK)
-      return rc == CF_EPROTO ? 4 : 3;
-    *last = fr.type;
-    int status = cf__worker_serve(ch, &fr, buf);
+      return rc == CF_ENOMEM ? 3 : 4;
+    int status = cf__worker_serve(ch, last, buf);
     free(buf);
     if (status >= 0)
       return status;
@@ -286,7 +285,7 @@ int cf__worker_loop(cf__chan *ch, uint32_t *last) {
 static int cf__worker_main(int fd) {
   /* Die with the parent rather than live on as an orphan. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  uint32_t last;
+  cf__frame last;
   return cf__worker_loop(CF__FD_CHAN(fd), &last);
 }
 

@@ -1060,7 +1060,7 @@ static void test_stop_round_trip(void) {
 static void test_exit_round_trip(void) {
   wire w;
   int fd = wire_open(&w);
-  CU_ASSERT_EQUAL(cf__ipc_send_exit(CF__FD_CHAN(fd)), CF_OK);
+  CU_ASSERT_EQUAL(cf__ipc_send_exit(CF__FD_CHAN(fd), 0), CF_OK);
   CU_ASSERT_EQUAL_FATAL(wire_close(&w), CF_OK);
   bytes e = {0};
   expect_frame(&w, CF__MSG_EXIT, 0, &e);

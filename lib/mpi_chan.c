@@ -1,0 +1,195 @@
+/*
+ * Frames (ipc.h) over MPI: the channel of the MPI backend's root and
+ * ranks.  See mpi_common.h for how a frame maps to messages.
+ */
+#include "alloc.h"
+#include "mpi_common.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+size_t cf__mpi_piece = CF__MPI_PIECE;
+
+const char *cf__mpi_error_string(int err, char *buf, size_t cap) {
+  char s[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(err, s, &len) != MPI_SUCCESS)
+    len = snprintf(s, sizeof s, "MPI error %d", err);
+  snprintf(buf, cap, "%.*s", len, s);
+  return buf;
+}
+
+/* ---- sending ------------------------------------------------------------- */
+
+static int cf__mpi_send(const cf__mpi_link *l, const void *p, size_t n) {
+  return MPI_Send(p, (int)n, MPI_BYTE, l->peer, CF__MPI_TAG, l->comm) ==
+                 MPI_SUCCESS
+             ? CF_OK
+             : CF_ESYS;
+}
+
+/* The header, then every iovec in pieces of at most cf__mpi_piece. */
+static int cf__mpi_send_pieces(const cf__mpi_link *l, const struct iovec *v,
+                               size_t nv) {
+  int rc = cf__mpi_send(l, v[0].iov_base, v[0].iov_len);
+  size_t piece = cf__mpi_piece < INT_MAX ? cf__mpi_piece : INT_MAX;
+  for (size_t i = 1; rc == CF_OK && i < nv; i++) {
+    const unsigned char *p = v[i].iov_base;
+    for (size_t off = 0; rc == CF_OK && off < v[i].iov_len; off += piece) {
+      size_t n = v[i].iov_len - off < piece ? v[i].iov_len - off : piece;
+      rc = cf__mpi_send(l, p + off, n);
+    }
+  }
+  return rc;
+}
+
+/* gcc cannot see that every byte of `small` sent was written first. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+static int cf__mpi_writev(cf__chan *ch, struct iovec *v, size_t nv) {
+  const cf__mpi_link *l = ch->ctx;
+  size_t total = 0;
+  for (size_t i = 0; i < nv; i++)
+    total += v[i].iov_len;
+  if (total > CF__MPI_PACK_MAX || total - v[0].iov_len > cf__mpi_piece)
+    return cf__mpi_send_pieces(l, v, nv);
+  unsigned char small[4096];
+  unsigned char *b = total <= sizeof small ? small : cf__malloc(total);
+  if (!b)
+    return CF_ENOMEM;
+  size_t off = 0;
+  for (size_t i = 0; i < nv; i++) {
+    if (v[i].iov_len)
+      memcpy(b + off, v[i].iov_base, v[i].iov_len);
+    off += v[i].iov_len;
+  }
+  int rc = cf__mpi_send(l, b, total);
+  if (b != small)
+    free(b);
+  return rc;
+}
+#pragma GCC diagnostic pop
+
+/* ---- receiving ----------------------------------------------------------- */
+
+int cf__mpi_probe(MPI_Comm comm, int src, int *from, int *count) {
+  int flag = 0;
+  MPI_Status st;
+  if (MPI_Iprobe(src, CF__MPI_TAG, comm, &flag, &st) != MPI_SUCCESS)
+    return CF_ESYS;
+  if (!flag)
+    return 0;
+  *from = st.MPI_SOURCE;
+  if (MPI_Get_count(&st, MPI_BYTE, count) != MPI_SUCCESS ||
+      *count == MPI_UNDEFINED)
+    return CF_ESYS;
+  return 1;
+}
+
+static int cf__mpi_recv_into(MPI_Comm comm, int from, void *p, size_t cap,
+                             int *got) {
+  MPI_Status st;
+  int n = cap < INT_MAX ? (int)cap : INT_MAX;
+  if (MPI_Recv(p, n, MPI_BYTE, from, CF__MPI_TAG, comm, &st) != MPI_SUCCESS ||
+      MPI_Get_count(&st, MPI_BYTE, got) != MPI_SUCCESS)
+    return CF_ESYS; /* also a message larger than cap: MPI_ERR_TRUNCATE */
+  return CF_OK;
+}
+
+/* The payload of a frame whose header came alone: pieces until len. */
+static int cf__mpi_recv_pieces(MPI_Comm comm, int from, size_t len,
+                               unsigned char **payload) {
+  unsigned char *buf = cf__malloc(len);
+  if (!buf)
+    return CF_ENOMEM; /* the pieces stay queued: the caller gives up */
+  for (size_t got = 0; got < len;) {
+    int n;
+    int rc = cf__mpi_recv_into(comm, from, buf + got, len - got, &n);
+    if (rc == CF_OK && n <= 0)
+      rc = CF_EPROTO; /* an empty piece is never sent */
+    if (rc != CF_OK) {
+      free(buf);
+      return rc;
+    }
+    got += (size_t)n;
+  }
+  *payload = buf;
+  return CF_OK;
+}
+
+int cf__mpi_recv(MPI_Comm comm, int from, int count, cf__frame *fr,
+                 unsigned char **payload) {
+  *payload = NULL;
+  int n;
+  if (count <= (int)sizeof *fr) { /* a header alone, or garbage */
+    int rc = cf__mpi_recv_into(comm, from, fr, sizeof *fr, &n);
+    if (rc != CF_OK)
+      return rc;
+    if (n != (int)sizeof *fr || !cf__ipc_frame_ok(fr))
+      return CF_EPROTO;
+    return fr->len ? cf__mpi_recv_pieces(comm, from, (size_t)fr->len, payload)
+                   : CF_OK;
+  }
+  unsigned char *buf = cf__malloc((size_t)count);
+  if (!buf)
+    return CF_ENOMEM;
+  int rc = cf__mpi_recv_into(comm, from, buf, (size_t)count, &n);
+  if (rc == CF_OK) {
+    memcpy(fr, buf, sizeof *fr);
+    if (n != count || !cf__ipc_frame_ok(fr) ||
+        fr->len != (uint64_t)count - sizeof *fr)
+      rc = CF_EPROTO;
+  }
+  if (rc != CF_OK) {
+    free(buf);
+    return rc;
+  }
+  memmove(buf, buf + sizeof *fr, (size_t)fr->len);
+  *payload = buf;
+  return CF_OK;
+}
+
+void cf__mpi_nap(int64_t *nap_ns) {
+  struct timespec ts = {0, (long)*nap_ns};
+  nanosleep(&ts, NULL); /* EINTR: a shorter nap, which is fine */
+  *nap_ns = *nap_ns * 2 > CF__MPI_NAP_MAX_NS ? CF__MPI_NAP_MAX_NS : *nap_ns * 2;
+}
+
+/* ---- the channel to one peer ------------------------------------------- */
+
+static int cf__mpi_ready(cf__chan *ch) {
+  const cf__mpi_link *l = ch->ctx;
+  int from, count;
+  return cf__mpi_probe(l->comm, l->peer, &from, &count);
+}
+
+/* Waits with naps (a blocking MPI_Recv would spin a CPU at 100%). */
+static int cf__mpi_chan_recv(cf__chan *ch, cf__frame *fr,
+                             unsigned char **payload) {
+  const cf__mpi_link *l = ch->ctx;
+  int64_t nap = CF__MPI_NAP_MIN_NS;
+  for (;;) {
+    int from, count;
+    int r = cf__mpi_probe(l->comm, l->peer, &from, &count);
+    if (r < 0)
+      return r;
+    if (r == 1)
+      return cf__mpi_recv(l->comm, from, count, fr, payload);
+    cf__mpi_nap(&nap);
+  }
+}
+
+static const cf__chan_ops cf__mpi_chan_ops = {
+    .writev = cf__mpi_writev,
+    .ready = cf__mpi_ready,
+    .recv = cf__mpi_chan_recv,
+};
+
+void cf__mpi_chan_init(cf__chan *ch, cf__mpi_link *link) {
+  ch->fd = -1;
+  ch->ops = &cf__mpi_chan_ops;
+  ch->ctx = link;
+}

@@ -1,0 +1,80 @@
+/*
+ * What the MPI backend's two sides share: the root (mpi_pool.c: the
+ * backend, its manager thread) and the worker ranks (mpi_worker.c: the
+ * start-up of the job, the serving loop), and how frames travel between
+ * them over MPI (mpi_chan.c).  The frames are ipc.h's, the same as the
+ * process pool's.
+ */
+#ifndef CF_MPI_COMMON_H
+#define CF_MPI_COMMON_H
+
+#include "internal.h"
+#include "ipc.h"
+
+#include "cfutures-mpi.h"
+
+#include <mpi.h>
+
+/* The tag of every message of the library, on its own duplicates of the
+ * communicators (so no message of the application can match it). */
+#define CF__MPI_TAG 0x4346
+
+/* A frame travels as one MPI message when it is small (header and payload
+ * copied together, one message: the common case costs one latency), else
+ * as its header alone followed by its payload in pieces of at most
+ * cf__mpi_piece bytes, each sent from where it lies (no copy; MPI counts
+ * are ints, so a payload over 2 GiB must be split anyway).  Messages
+ * between two ranks on one communicator and tag arrive in order, so the
+ * pieces need no numbering. */
+#define CF__MPI_PACK_MAX 65536
+#define CF__MPI_PIECE ((size_t)1 << 30)
+extern size_t cf__mpi_piece; /* CF__MPI_PIECE; tests make it small */
+
+/* While waiting for a message: probe without sleeping for CF__PP_SPIN_NS,
+ * then sleep between probes, from CF__MPI_NAP_MIN_NS doubling up to
+ * CF__MPI_NAP_MAX_NS. */
+#define CF__MPI_NAP_MIN_NS 10000
+#define CF__MPI_NAP_MAX_NS 1000000
+
+/* A channel (ipc.h) to one peer rank of a communicator. */
+typedef struct cf__mpi_link {
+  MPI_Comm comm;
+  int peer;
+} cf__mpi_link;
+/* ch's ops and ctx for the link (which must outlive ch). */
+void cf__mpi_chan_init(cf__chan *ch, cf__mpi_link *link);
+
+/* Is a frame of ours waiting from src (MPI_ANY_SOURCE: any rank)?  Never
+ * blocks.  Returns 1 (*from: its sender, *count: its first message's
+ * size), 0, or CF_ESYS. */
+int cf__mpi_probe(MPI_Comm comm, int src, int *from, int *count);
+/* Receives the frame that cf__mpi_probe() found (from, count): header
+ * checked into fr, payload into a new buffer (*payload; NULL when empty).
+ * Returns CF_OK, CF_EPROTO, CF_ENOMEM or CF_ESYS. */
+int cf__mpi_recv(MPI_Comm comm, int from, int count, cf__frame *fr,
+                 unsigned char **payload);
+/* Sleeps for *nap_ns and doubles it, up to CF__MPI_NAP_MAX_NS. */
+void cf__mpi_nap(int64_t *nap_ns);
+
+/* EXIT's id from the root: the end of one pool (the rank waits for the
+ * next one, in cf_mpi_main()), or of serving altogether. */
+#define CF__MPI_EXIT_POOL 0
+#define CF__MPI_EXIT_END 1
+
+/* The ranks cf_mpi_main() set up, on the root (mpi_worker.c). */
+typedef struct cf__mpi_world {
+  MPI_Comm comm;     /* our duplicate of MPI_COMM_WORLD; MPI_COMM_NULL: none */
+  bool inited;       /* cf_mpi_main() initialised MPI (and finalises it) */
+  bool pool;         /* a pool over comm is alive ... */
+  cf_executor *live; /* ... this one (for cf_mpi_finalize) */
+} cf__mpi_world;
+/* Claims the world's ranks for the pool ex (*comm set): CF_OK, or
+ * CF_ESTATE with the words set.  The pool's destroy releases them with
+ * cf__mpi_world_release(), before its memory goes. */
+int cf__mpi_world_claim(cf_executor *ex, MPI_Comm *comm);
+void cf__mpi_world_release(void);
+
+/* MPI's words for an error code, for cf__set_last_error(). */
+const char *cf__mpi_error_string(int err, char *buf, size_t cap);
+
+#endif /* CF_MPI_COMMON_H */
