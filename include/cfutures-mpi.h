@@ -79,9 +79,15 @@ extern "C" {
  *    cf_mpi_pool_create(NULL, ...) gives executors over the other ranks;
  *  - on every other rank, serves the pools the root creates, one after
  *    another, until the root calls cf_mpi_finalize() or leaves main(); it
- *    then finalises MPI if it initialised it and ends the process with
- *    exit(0), so main() never goes past this call there.
- * A job of one rank has no workers: cf_mpi_pool_create() then refuses.
+ *    then finalises MPI and ends the process with exit(0), so main() never
+ *    goes past this call there (MPI is finalised there even when the
+ *    application initialised it: the process ends inside this call, and
+ *    nothing else could).  A rank that cannot go on (a malformed message,
+ *    no memory) says why on stderr and ends the job with MPI_Abort.
+ * A job of one rank has no workers: cf_mpi_pool_create() then refuses,
+ * unless the pool spawns its own (cf_mpi_pool_options.spawn).  In a
+ * process that a spawning pool started, cf_mpi_main() serves that pool,
+ * then finalises MPI and exits.
  * Returns CF_OK (root), CF_ESTATE (called twice, or after MPI_Finalize),
  * CF_EINVAL (NULL arguments), CF_ESYS (MPI failed: the words in
  * cf_last_error_message()), or, on a worker rank, never. */
@@ -116,8 +122,15 @@ typedef struct cf_mpi_pool_options {
   int root;        /* this rank's rank in comm (ignored for MPI_COMM_NULL) */
   int max_workers; /* 0 = every other rank; else at most this many */
   cf_death_policy on_worker_death; /* only where MPI reports deaths, above */
-  cf_initializer_fn initializer;   /* run on each worker rank; NULL = none */
-  const void *initarg;             /* copied to each worker rank */
+  /* > 0: instead of the job's ranks, start this many new worker processes
+   * with MPI_Comm_spawn (this program again, whose cf_mpi_main() then
+   * serves the pool and exits), as mpi4py's MPIPoolExecutor does; comm
+   * and root are ignored.  Works from a program started without mpiexec
+   * (a singleton) where the MPI supports it: Debian's Open MPI does, over
+   * TCP; Debian's MPICH does not (create then fails with CF_ENOTSUP). */
+  int spawn;
+  cf_initializer_fn initializer; /* run on each worker rank; NULL = none */
+  const void *initarg;           /* copied to each worker rank */
   size_t initarg_len;
 } cf_mpi_pool_options;
 

@@ -12,6 +12,9 @@
 #include <time.h>
 
 size_t cf__mpi_piece = CF__MPI_PIECE;
+#ifdef CF_MPI_TEST_HOOKS
+int cf__mpi_fail_peer = -1;
+#endif
 
 const char *cf__mpi_error_string(int err, char *buf, size_t cap) {
   char s[MPI_MAX_ERROR_STRING];
@@ -25,6 +28,10 @@ const char *cf__mpi_error_string(int err, char *buf, size_t cap) {
 /* ---- sending ------------------------------------------------------------- */
 
 static int cf__mpi_send(const cf__mpi_link *l, const void *p, size_t n) {
+#ifdef CF_MPI_TEST_HOOKS
+  if (l->peer == cf__mpi_fail_peer)
+    return CF_ESYS;
+#endif
   return MPI_Send(p, (int)n, MPI_BYTE, l->peer, CF__MPI_TAG, l->comm) ==
                  MPI_SUCCESS
              ? CF_OK

@@ -29,6 +29,11 @@
 #define CF__MPI_PACK_MAX 65536
 #define CF__MPI_PIECE ((size_t)1 << 30)
 extern size_t cf__mpi_piece; /* CF__MPI_PIECE; tests make it small */
+#ifdef CF_MPI_TEST_HOOKS
+/* Tests only (tests/test_mpi.c): sends to this peer fail as if MPI had
+ * returned an error for it, which stock MPI never does (the job dies). */
+extern int cf__mpi_fail_peer;
+#endif
 
 /* While waiting for a message: probe without sleeping for CF__PP_SPIN_NS,
  * then sleep between probes, from CF__MPI_NAP_MIN_NS doubling up to

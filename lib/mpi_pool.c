@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CF__MP_OPTIONS_V1 CF__V1_SIZE(cf_mpi_pool_options, initarg_len)
 _Static_assert(sizeof(cf_mpi_pool_options) == CF__MP_OPTIONS_V1,
@@ -71,8 +72,10 @@ typedef struct cf__mpool {
   bool joined;
   /* fixed at create */
   MPI_Comm comm;
-  bool own_comm; /* our duplicate of the caller's comm; else the world's */
-  int comm_size, root;
+  bool own_comm;       /* our duplicate of the caller's comm, or the spawned
+                          workers' intercommunicator; else the world's */
+  bool spawned;        /* comm is the intercommunicator to spawned workers */
+  int comm_size, root; /* of the workers' group; root -1 when spawned */
   cf__mrank *r;
   int nr;
   int *index; /* comm rank -> index in r, or -1 */
@@ -544,7 +547,9 @@ static void cf__mp_free_memory(cf__mpool *p) {
 /* After the manager: the ranks go back to the world, or the duplicate
  * goes. */
 static void cf__mp_free(cf__mpool *p) {
-  if (p->own_comm)
+  if (p->spawned)
+    MPI_Comm_disconnect(&p->comm); /* the workers disconnect and leave */
+  else if (p->own_comm)
     MPI_Comm_free(&p->comm);
   else
     cf__mpi_world_release();
@@ -631,13 +636,14 @@ static int cf__mp_options(const cf_mpi_pool_options *opts,
                       "cf_mpi_pool_options_init(), or fields this library "
                       "does not know are set",
                       opts->size);
-  if (o->max_workers < 0 || (o->initarg_len && !o->initarg) ||
+  if (o->max_workers < 0 || o->spawn < 0 || (o->initarg_len && !o->initarg) ||
       (o->on_worker_death != CF_ON_DEATH_BREAK &&
        o->on_worker_death != CF_ON_DEATH_RESTART))
-    return CF__REFUSE(CF_EINVAL,
-                      "invalid options: max_workers must be >= 0, initarg "
-                      "set when initarg_len is, on_worker_death a "
-                      "cf_death_policy");
+    return CF__REFUSE(
+        CF_EINVAL,
+        "invalid options: max_workers and spawn must be >= 0, initarg "
+        "set when initarg_len is, on_worker_death a "
+        "cf_death_policy");
   return CF_OK;
 }
 
@@ -657,9 +663,44 @@ static int cf__mp_mpi_ready(void) {
   return CF_OK;
 }
 
+/* New worker processes, this program again: their cf_mpi_main() sees its
+ * parent and serves (mpi_worker.c).  MPI_Comm_spawn reports its errors on
+ * MPI_COMM_SELF, whose handler would abort: it returns them meanwhile. */
+static int cf__mp_spawn(cf__mpool *p) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0)
+    return CF__REFUSE(CF_ENOTSUP, "spawn: cannot read /proc/self/exe, the "
+                                  "program the workers would run");
+  exe[n] = '\0';
+  MPI_Errhandler old;
+  MPI_Comm_get_errhandler(MPI_COMM_SELF, &old);
+  MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+  int *codes = cf__calloc((size_t)p->o.spawn, sizeof *codes);
+  int e = codes ? MPI_Comm_spawn(exe, MPI_ARGV_NULL, p->o.spawn, MPI_INFO_NULL,
+                                 0, MPI_COMM_SELF, &p->comm, codes)
+                : MPI_ERR_NO_MEM;
+  MPI_Comm_set_errhandler(MPI_COMM_SELF, old);
+  MPI_Errhandler_free(&old);
+  free(codes);
+  if (e != MPI_SUCCESS) {
+    char s[MPI_MAX_ERROR_STRING + 8];
+    return CF__REFUSE(CF_ENOTSUP,
+                      "spawn: MPI_Comm_spawn of %d workers failed (this MPI "
+                      "may not spawn from here): %s",
+                      p->o.spawn, cf__mpi_error_string(e, s, sizeof s));
+  }
+  MPI_Comm_set_errhandler(p->comm, MPI_ERRORS_RETURN);
+  p->own_comm = p->spawned = true;
+  p->root = -1;
+  return CF_OK;
+}
+
 /* The communicator: the world's ranks, or a duplicate of the caller's
  * (collective with cf_mpi_serve() on the other ranks). */
 static int cf__mp_comm(cf__mpool *p) {
+  if (p->o.spawn > 0)
+    return cf__mp_spawn(p);
   if (p->o.comm == MPI_COMM_NULL) {
     int rc = cf__mpi_world_claim(&p->base, &p->comm);
     p->root = 0;
@@ -685,13 +726,17 @@ static int cf__mp_comm(cf__mpool *p) {
 
 /* The ranks, the module list INIT carries, the initializer. */
 static int cf__mp_tables(cf__mpool *p) {
-  MPI_Comm_size(p->comm, &p->comm_size);
-  int n = p->comm_size - 1;
+  if (p->spawned)
+    MPI_Comm_remote_size(p->comm, &p->comm_size);
+  else
+    MPI_Comm_size(p->comm, &p->comm_size);
+  int n = p->spawned ? p->comm_size : p->comm_size - 1;
   if (p->o.max_workers && p->o.max_workers < n)
     n = p->o.max_workers;
   if (n <= 0)
     return CF__REFUSE(CF_EINVAL, "no worker rank: the job has only the root "
-                                 "(run it with mpiexec -n 2 or more)");
+                                 "(run it with mpiexec -n 2 or more, or let "
+                                 "the pool spawn its workers)");
   p->nr = n;
   p->r = cf__calloc((size_t)n, sizeof *p->r);
   p->index = cf__malloc((size_t)p->comm_size * sizeof *p->index);
@@ -851,7 +896,9 @@ static void cf__mp_abandon(cf__mpool *p, bool claimed) {
     cf__mpi_chan_init(&ch, &link);
     cf__ipc_send_exit(&ch, id);
   }
-  if (p->own_comm)
+  if (p->spawned)
+    MPI_Comm_disconnect(&p->comm);
+  else if (p->own_comm)
     MPI_Comm_free(&p->comm);
   else
     cf__mpi_world_release();

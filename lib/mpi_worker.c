@@ -106,8 +106,24 @@ static _Noreturn void cf__mpi_worker_rank(MPI_Comm comm) {
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   MPI_Comm_free(&comm);
-  if (cf__world.inited)
-    MPI_Finalize();
+  /* Whoever initialised MPI: the process ends here (cfutures-mpi.h). */
+  MPI_Finalize();
+  exit(0);
+}
+
+/* In a process a spawning pool started: serve it on the intercommunicator
+ * to the spawner (the root is its rank 0), then leave. */
+static _Noreturn void cf__mpi_spawned(MPI_Comm parent) {
+  MPI_Comm_set_errhandler(parent, MPI_ERRORS_RETURN);
+  int rc = cf__mpi_serve_on(parent, 0, true);
+  if (rc != CF_OK) {
+    fprintf(stderr, "cfutures-mpi: a spawned worker cannot go on: %s\n",
+            rc == CF_EPROTO ? "malformed message from the root"
+                            : cf_strerror(rc));
+    MPI_Abort(parent, 1);
+  }
+  MPI_Comm_disconnect(&parent);
+  MPI_Finalize();
   exit(0);
 }
 
@@ -145,7 +161,10 @@ int cf_mpi_main(int *argc, char ***argv) {
     return CF_ESTATE;
   }
   int rc = cf__mpi_init(argc, argv);
-  MPI_Comm comm;
+  MPI_Comm parent = MPI_COMM_NULL, comm;
+  if (rc == CF_OK && MPI_Comm_get_parent(&parent) == MPI_SUCCESS &&
+      parent != MPI_COMM_NULL)
+    cf__mpi_spawned(parent);
   if (rc == CF_OK)
     rc = cf__mpi_dup(MPI_COMM_WORLD, &comm);
   int me = 0;

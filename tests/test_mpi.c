@@ -14,6 +14,8 @@
  *             must be refused, with words naming the rank
  *   huge      one input of 2 GiB + 1 MiB: pieces of the real size
  *   comm      the ranks serve a split communicator (cf_mpi_serve)
+ *   spawn     run without mpiexec: the pool spawns 2 workers (exit 3 when
+ *             this MPI cannot spawn, as Debian's MPICH)
  */
 #include "cfutures-mpi.h"
 #include "mpi_common.h" /* lib/: cf__mpi_piece */
@@ -469,6 +471,46 @@ static void test_options(void) {
   cf_executor_release(ex);
 }
 
+/* A rank MPI reports failed (simulated: stock MPI ends the job instead):
+ * its task fails with CF_EWORKERDIED; BREAK then breaks the pool, RESTART
+ * goes on with the other rank. */
+static void test_rank_failure(void) {
+  for (int pol = 0; pol < 2; pol++) {
+    cf_mpi_pool_options o;
+    cf_mpi_pool_options_init(&o);
+    o.on_worker_death = pol ? CF_ON_DEATH_RESTART : CF_ON_DEATH_BREAK;
+    cf_executor *ex;
+    CU_ASSERT_EQUAL_FATAL(cf_mpi_pool_create(&o, &ex), CF_OK);
+    cf__mpi_fail_peer = 1; /* the manager's next send to rank 1 fails */
+    cf_future *f = submit_u64(ex, task_square, 2);
+    int code = 0;
+    const char *msg = NULL;
+    CU_ASSERT_EQUAL(cf_future_error(f, CF_FOREVER, &code, &msg),
+                    CF_EWORKERDIED);
+    CU_ASSERT_PTR_NOT_NULL(msg ? strstr(msg, "worker rank 1") : NULL);
+    cf_future_release(f);
+    cf__mpi_fail_peer = -1;
+    cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
+    cf_executor_stats_get(ex, &st);
+    CU_ASSERT_EQUAL(st.workers, 1); /* rank 2: serving, or being released */
+    f = NULL;
+    int rc = cf_submit(ex, task_square, &(uint64_t){3}, 8, &f);
+    if (pol) { /* the other rank serves on */
+      CU_ASSERT_EQUAL(rc, CF_OK);
+      CU_ASSERT_EQUAL(result_u64(f), 10);
+      cf_future_release(f);
+    } else {
+      CU_ASSERT_EQUAL(rc, CF_EBROKEN);
+    }
+    cf_executor_release(ex);
+  }
+  /* Rank 1 missed its EXIT (the pool thought it gone): it is still in that
+   * pool's session, and takes the next pool's INIT as a new one. */
+  cf_executor *ex = make_mpi_pool(NULL, NULL, 0);
+  check_map(ex, 200, 1, false);
+  cf_executor_release(ex);
+}
+
 /* Pieces: with cf__mpi_piece at 64 KiB (main() sets it on every rank),
  * 16 MiB inputs and results travel as 256 pieces each way, and small
  * frames still go packed. */
@@ -648,6 +690,34 @@ static int mode_comm(int *argc, char ***argv) {
   return result;
 }
 
+/* Run without mpiexec: a singleton whose pool spawns 2 workers. */
+static int mode_spawn(void) {
+  cf_mpi_pool_options o;
+  cf_mpi_pool_options_init(&o);
+  o.spawn = 2;
+  cf_executor *ex = NULL;
+  int rc = cf_mpi_pool_create(&o, &ex);
+  printf("spawn: %s%s%s\n", cf_err_name(rc), rc ? ": " : "",
+         rc ? cf_last_error_message() : "");
+  if (rc != CF_OK)
+    return rc == CF_ENOTSUP ? 3 : 1;
+  bool ok = cf_executor_max_workers(ex) == 2;
+  for (uint64_t i = 0; i < 100; i++) {
+    cf_future *f = NULL;
+    ok = ok && cf_submit(ex, task_square, &i, sizeof i, &f) == CF_OK;
+    const void *d;
+    size_t n;
+    uint64_t v = 0;
+    if (f && cf_future_result(f, CF_FOREVER, &d, &n) == CF_OK && n == 8)
+      memcpy(&v, d, 8);
+    ok = ok && v == i * i + 1;
+    cf_future_release(f);
+  }
+  cf_executor_release(ex); /* the workers leave */
+  printf("spawn: 100 tasks on 2 spawned workers: %s\n", ok ? "ok" : "FAILED");
+  return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   /* Before anything travels, on every rank (they run this same main). */
   cf__mpi_piece = 65536;
@@ -668,6 +738,8 @@ int main(int argc, char **argv) {
     result = mode_mismatch();
   else if (strcmp(mode, "huge") == 0)
     result = mode_huge();
+  else if (strcmp(mode, "spawn") == 0)
+    result = mode_spawn();
   else {
     static const cf_test_case cases[] = {
         CF_TEST(test_results),           CF_TEST(test_errors),
@@ -675,7 +747,7 @@ int main(int argc, char **argv) {
         CF_TEST(test_wait_as_completed), CF_TEST(test_callbacks),
         CF_TEST(test_shutdown),          CF_TEST(test_initializer),
         CF_TEST(test_options),           CF_TEST(test_big_payloads),
-        CF_TEST(test_idle_cpu),
+        CF_TEST(test_rank_failure),      CF_TEST(test_idle_cpu),
     };
     result = cf_test_main("mpi", cases, sizeof cases / sizeof cases[0]);
   }

@@ -31,6 +31,17 @@ run -n 1 "$b/test_mpi" mismatch : -n 2 "$b/test_mpi_other" ||
 echo "== $MPI_IMPL: cf_mpi_serve on a split communicator"
 run -n 3 "$b/test_mpi" comm || { echo "FAIL: comm"; fail=1; }
 
+# Started without mpiexec (a singleton), as mpi4py's MPIPoolExecutor
+# is: Open MPI spawns (more processes than cores: oversubscribe), Debian's
+# MPICH cannot, which the pool must report cleanly (exit 3: CF_ENOTSUP).
+echo "== $MPI_IMPL: a singleton's pool spawns its workers"
+OMPI_MCA_rmaps_base_oversubscribe=1 timeout -k 10 "$limit" "$b/test_mpi" spawn
+st=$?
+case "$MPI_IMPL:$st" in
+openmpi:0 | mpich:3) echo "ok: spawn status $st" ;;
+*) echo "FAIL: spawn: status $st"; fail=1 ;;
+esac
+
 echo "== $MPI_IMPL: a rank killed in the middle of a task ends the job"
 t0=$(date +%s)
 timeout -k 10 120 "$MPIEXEC" $MPIEXEC_FLAGS -n 3 "$b/test_mpi" kill >kill.out 2>&1
