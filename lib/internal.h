@@ -12,8 +12,11 @@
  *   process_pool.c the process-pool backend: the parent's side, its manager
  *   worker.c       the worker process: start-up checks, its serving loop
  *   process.h      what those two share
- *   ipc.c          the process pool's wire protocol, every message's encoder
- *                  beside its decoder
+ *   ipc.c          the wire protocol of the process pool and the MPI
+ *                  backend, every message's encoder beside its decoder
+ *   mpi_pool.c     the MPI backend (libcfutures-mpi): the root's side
+ *   mpi_worker.c   the MPI job's start and end, the worker ranks' side
+ *   mpi_chan.c     frames over MPI messages (mpi_common.h)
  *   task.c         the cf_task handle a task reports through
  */
 #ifndef CF_INTERNAL_H
