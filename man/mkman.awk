@@ -814,11 +814,17 @@ function raw(p,    n, L, i, s, out, nu, u, kind) {
   return out
 }
 
+# A library name in bold troff: its hyphens are minus signs.
+function esc_lib(s) {
+  gsub(/-/, "\\-", s)
+  return s
+}
+
 function write_page(p,    f, out, nu, u, n, N, i, d, sorted, nsorted, j,
                     names, body, nbody) {
   f = outdir "/" pname[p] ".3"
   names = pfuncs[p] != "" ? repl(pfuncs[p], " ", ", ") : pname[p]
-  out = ".\\\" Made by man/mkman.sh from include/cfutures.h and man/" \
+  out = ".\\\" Made by man/mkman.sh from include/" lib ".h and man/" \
         pname[p] ".desc:\n.\\\" edit those, not this file.\n"
   out = out ".TH " toupper(pname[p]) " 3 \"" date "\" \"cfutures " version \
         "\" \"cfutures Manual\"\n"
@@ -826,8 +832,8 @@ function write_page(p,    f, out, nu, u, n, N, i, d, sorted, nsorted, j,
   # HY too, which .EE restores hyphenation from.
   out = out ".nr HY 0\n.nh\n"
   out = out ".SH NAME\n" names " \\- " esc_text(pbrief[p]) "\n"
-  out = out ".SH LIBRARY\ncfutures (\\fB\\-lcfutures\\fR; flags from\n" \
-        "\\fBpkg\\-config \\-\\-cflags \\-\\-libs cfutures\\fR)\n"
+  out = out ".SH LIBRARY\n" lib " (\\fB\\-l" esc_lib(lib) "\\fR; flags from\n" \
+        "\\fBpkg\\-config \\-\\-cflags \\-\\-libs " esc_lib(lib) "\\fR)\n"
   nu = pnitems[p] ? units(p) : 0
   if (nu > 0) {
     # SYNOPSIS: the page's declarations in header order (as C needs them).
@@ -841,7 +847,7 @@ function write_page(p,    f, out, nu, u, n, N, i, d, sorted, nsorted, j,
       for (j = i; j > 1 && sorted[j - 1] > sorted[j]; j--) {
         d = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = d
       }
-    out = out ".SH SYNOPSIS\n.nf\n.B #include <cfutures.h>\n"
+    out = out ".SH SYNOPSIS\n.nf\n.B #include <" lib ".h>\n"
     for (i = 1; i <= nsorted; i++) {
       d = sorted[i]
       if (i == 1 || dgroup[d] != dgroup[sorted[i - 1]] ||

@@ -61,8 +61,11 @@ mkdir -p "$outdir"
 # The directory holds only what this run writes: a page dropped from the
 # DESC files must not linger and be installed.
 rm -f "$outdir"/*.3
+# The header names the library, its -l flag and its pkg-config module:
+# include/cfutures.h, or include/cfutures-mpi.h for the MPI backend.
+lib=$(basename "$1" .h)
 if ! awk -v outdir="$outdir" -v version="$version" -v date="$date" \
-  -f "$here/mkman.awk" "$@"; then
+  -v lib="$lib" -f "$here/mkman.awk" "$@"; then
   rm -f "$outdir"/*.3
   exit 1
 fi

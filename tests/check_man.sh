@@ -131,6 +131,24 @@ if ! diff -u "$tmp/ex$((last - 1)).txt" "$tmp/out"; then
 fi
 echo "cfutures(3) example: compiles, prints what the page says"
 
+# ---- the MPI backend's pages (built with it) -----------------------------------
+mpidir="$build/man/mpi3"
+mpi_pages=
+[ -n "${MAN3_MPI_PAGES:-}" ] && [ -d "$mpidir" ] && mpi_pages=1
+if [ -n "$mpi_pages" ]; then
+  for p in $MAN3_MPI_PAGES; do basename "$p"; done | sort > "$tmp/mlisted"
+  (cd "$mpidir" && ls -- *.3) | sort > "$tmp/mwritten"
+  diff -u "$tmp/mlisted" "$tmp/mwritten" >&2 ||
+    fail "MAN3_MPI_PAGES in Makefile.am (-) is not what man/mkman.sh wrote (+)"
+  grep -E '^CF_API ' "$src/include/cfutures-mpi.h" |
+    sed -E 's/^CF_API [^(]*[ *]([a-z_0-9]+)\(.*/\1/' | sort -u > "$tmp/mfuncs"
+  while read -r f; do
+    [ -f "$mpidir/$f.3" ] || fail "man $f: no page (man/mpi/*.desc)"
+  done < "$tmp/mfuncs"
+  [ "$failed" = 0 ] || exit 1
+  echo "MPI pages: $(wc -l < "$tmp/mfuncs") functions of cfutures-mpi.h, each with its page"
+fi
+
 # ---- 3. rendering ------------------------------------------------------------
 if ! command -v groff >/dev/null; then
   echo "SKIP: groff is not installed; the pages were checked, not rendered"
@@ -145,6 +163,19 @@ for f in "$mandir"/*.3; do
     fail "$p does not render cleanly"
   fi
 done
+# The MPI pages as installed: beside the others in man3.
+if [ -n "$mpi_pages" ]; then
+  mkdir -p "$tmp/all/man3"
+  cp "$mandir"/*.3 "$mpidir"/*.3 "$tmp/all/man3/"
+  for f in "$mpidir"/*.3; do
+    p=man3/$(basename "$f")
+    if ! (cd "$tmp/all" && groff -ww -z -man "$p") > "$tmp/err" 2>&1 ||
+      [ -s "$tmp/err" ]; then
+      sed "s|^|$p: |" "$tmp/err" >&2
+      fail "$p does not render cleanly"
+    fi
+  done
+fi
 [ "$failed" = 0 ] || exit 1
-set -- "$mandir"/*.3
+set -- "$mandir"/*.3 ${mpi_pages:+"$mpidir"/*.3}
 echo "groff -ww: $# pages render without a warning"
