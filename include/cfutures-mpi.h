@@ -98,8 +98,10 @@ CF_API int cf_mpi_main(int *argc, char ***argv);
  * Runs by itself at exit() when the program does not call it.  A pool
  * still alive over those ranks is shut down first, with its queued tasks
  * cancelled, waiting for those that run.  Returns CF_OK, or CF_ESTATE
- * (not the root of cf_mpi_main(), or called already).  Do not call it
- * from a task or a done callback. */
+ * (not the root of cf_mpi_main(), called already, or MPI finalised by
+ * the application: call this instead of MPI_Finalize, which would leave
+ * the worker ranks waiting).  Do not call it from a task or a done
+ * callback. */
 CF_API int cf_mpi_finalize(void);
 
 /* Like mpi4py's MPICommExecutor, on a communicator of the application's:

@@ -799,10 +799,19 @@ static int cf__mp_on_init_answer(cf__mpool *p, int from, const cf__frame *fr,
     return CF_EPROTO;
   }
   if (mod == 0) {
+    /* Without a build-id the program is known by device and inode, which
+     * differ between hosts even for the same file. */
+    bool by_file = p->mods.m[0].kind != CF__ID_BUILD;
     snprintf(p->why, sizeof p->why,
-             "rank %d runs another build of the program than the root (its "
-             "build-id differs): start every rank from the same binary",
-             from);
+             "rank %d runs another build of the program than the root (%s): "
+             "start every rank from the same binary%s",
+             from,
+             by_file ? "compared by device and inode"
+                     : "its build-id "
+                       "differs",
+             by_file ? "; the program has no build-id (link it with "
+                       "-Wl,--build-id to run it across hosts)"
+                     : "");
     return CF_EINVAL;
   }
   if (c != 0) {

@@ -233,8 +233,13 @@ static cf_executor *cf__mpi_world_take_live(void) {
 }
 
 int cf_mpi_finalize(void) {
+  int fin = 0;
   pthread_mutex_lock(&cf__world_mu);
-  bool ok = cf__world_up && !cf__finalized && getpid() == cf__root_pid;
+  /* Finalised by the application: nothing can be sent any more (the
+   * worker ranks then wait in vain: cfutures-mpi.h says to call this
+   * instead of MPI_Finalize). */
+  bool ok = cf__world_up && !cf__finalized && getpid() == cf__root_pid &&
+            MPI_Finalized(&fin) == MPI_SUCCESS && !fin;
   cf__finalized = ok || cf__finalized;
   pthread_mutex_unlock(&cf__world_mu);
   if (!ok)
