@@ -5,8 +5,19 @@
  * becomes cf_map() over a process pool: inputs go out in chunks, results
  * come back in input order, and printing starts as soon as the first chunk
  * is done.  See primecheck(1).
+ *
+ * Built a second time with -DCF_SAMPLE_MPI as primecheck-mpi, linked with
+ * libcfutures-mpi: there --mpi checks the numbers on the other ranks of an
+ * MPI job (mpiexec -n N primecheck-mpi --mpi ...), with the same output.
+ * primecheck itself never sees MPI.
  */
 #include <cfutures.h>
+#ifdef CF_SAMPLE_MPI
+#include <cfutures-mpi.h>
+#define PROG "primecheck-mpi"
+#else
+#define PROG "primecheck"
+#endif
 
 #include "numparse.h"
 
@@ -132,6 +143,9 @@ static int next_in_range(void *arg, size_t i, const void **in, size_t *len) {
 
 typedef struct run {
   bool threads, trial, have_range;
+#ifdef CF_SAMPLE_MPI
+  bool mpi; /* --mpi: the other ranks of the MPI job are the workers */
+#endif
   uint64_t jobs, chunksize; /* 0: the library's default */
   uint64_t lo, hi;          /* with have_range */
   numparse_list ns;         /* the numbers, when not a range */
@@ -140,7 +154,7 @@ typedef struct run {
 
 static void usage(FILE *to) {
   fprintf(to,
-          "usage: primecheck [OPTIONS] [N... | -]\n"
+          "usage: " PROG " [OPTIONS] [N... | -]\n"
           "Checks whether each N (0 to 18446744073709551615) is prime, in "
           "parallel.\n"
           "With no N, checks the list of the Python example.  '-' reads one "
@@ -151,6 +165,12 @@ static void usage(FILE *to) {
           "  -j, --jobs N          N workers (default: one per CPU)\n"
           "  -c, --chunksize K     numbers per task sent to a worker\n"
           "  -t, --threads         use a thread pool instead of processes\n"
+#ifdef CF_SAMPLE_MPI
+          "      --mpi             use the other ranks of the MPI job as the "
+          "workers:\n"
+          "                        mpiexec -n RANKS " PROG " --mpi ... (-j N: "
+          "at most N ranks)\n"
+#endif
           "  -h, --help            show this help\n"
           "  -V, --version         show the version\n\n"
           "Exit status: 0 done, 1 a check could not run, 2 bad usage or "
@@ -198,10 +218,16 @@ static bool parse_count(run *r, int c, const char *arg) {
   return true;
 }
 
+/* getopt's value for --mpi, which has no short form. */
+#define OPT_MPI 256
+
 /* The options into r; RUN_ON, or the exit status at once (-h and -V end
  * the run there, before the options after them are read). */
 static int parse_options(run *r, int argc, char **argv) {
   static const struct option longopts[] = {
+#ifdef CF_SAMPLE_MPI
+      {"mpi", no_argument, NULL, OPT_MPI},
+#endif
       {"range", required_argument, NULL, 'r'},
       {"method", required_argument, NULL, 'm'},
       {"jobs", required_argument, NULL, 'j'},
@@ -227,11 +253,16 @@ static int parse_options(run *r, int argc, char **argv) {
     case 't':
       r->threads = true;
       break;
+#ifdef CF_SAMPLE_MPI
+    case OPT_MPI:
+      r->mpi = true;
+      break;
+#endif
     case 'h':
       usage(stdout);
       return 0;
     case 'V':
-      printf("primecheck (cfutures) %s\n", cf_version());
+      printf(PROG " (cfutures) %s\n", cf_version());
       return 0;
     default:
       usage(stderr);
@@ -240,6 +271,13 @@ static int parse_options(run *r, int argc, char **argv) {
     if (!ok)
       return EXIT_USAGE;
   }
+#ifdef CF_SAMPLE_MPI
+  if (r->mpi && r->threads) {
+    fprintf(stderr, "primecheck: --mpi and --threads: choose one kind of "
+                    "workers\n");
+    return EXIT_USAGE;
+  }
+#endif
   return RUN_ON;
 }
 
@@ -277,6 +315,22 @@ static int read_numbers(run *r, int argc, char **argv) {
 
 static bool start_workers(run *r) {
   int rc;
+#ifdef CF_SAMPLE_MPI
+  if (r->mpi) {
+    /* Over every rank but this one (the root), or at most -j of them. */
+    cf_mpi_pool_options o;
+    cf_mpi_pool_options_init(&o);
+    o.max_workers = (int)r->jobs;
+    rc = cf_mpi_pool_create(&o, &r->ex);
+    if (rc != CF_OK) {
+      const char *why = cf_last_error_message();
+      fprintf(stderr, "primecheck: cannot start the MPI pool: %s\n",
+              *why ? why : cf_strerror(rc));
+      return false;
+    }
+    return true;
+  }
+#endif
   if (r->threads) {
     cf_thread_pool_options o;
     cf_thread_pool_options_init(&o);
@@ -330,6 +384,19 @@ static int check_and_print(run *r) {
 /* ---- main ---------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
+#ifdef CF_SAMPLE_MPI
+  /* Every rank, before anything else: rank 0 goes on as the root; the
+   * others serve the root's pools here and leave with exit(0) when the
+   * root ends (its exit() finalises, whatever the exit status), so they
+   * never parse the arguments or print. */
+  int mrc = cf_mpi_main(&argc, &argv);
+  if (mrc != CF_OK) {
+    const char *why = cf_last_error_message();
+    fprintf(stderr, "primecheck: cannot start MPI: %s\n",
+            *why ? why : cf_strerror(mrc));
+    return 1;
+  }
+#endif
   run r = {0};
   int status = parse_options(&r, argc, argv);
   if (status == RUN_ON)
