@@ -27,6 +27,7 @@
 #include "batch.h"
 #include "mpi_common.h"
 #include "process.h"
+#include "remote.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -40,36 +41,16 @@
 _Static_assert(sizeof(cf_mpi_pool_options) == CF__MP_OPTIONS_V1,
                "cf_mpi_pool_options ends with padding");
 
-enum { CF__R_IDLE, CF__R_BUSY, CF__R_GONE };
-
 typedef struct cf__mrank {
+  cf__rworker rw; /* state (FREE: gone), task, stop requests (remote.h) */
   cf__mpi_link link;
   cf__chan ch;
-  int state;       /* manager only (create's handshake before it) */
-  cf_future *task; /* manager only: with the executor's reference; NULL
-                      while BUSY once the pool broke (the answer is
-                      awaited, then dropped) */
-  uint64_t task_id;
-  bool send_stop;
-  /* Under the pool's mutex (for cf__mp_stop_batch on other threads): the
-   * future while BUSY, and whether a stop was asked (1) or sent (2). */
-  cf_future *running;
-  int stop;
 } cf__mrank;
 
 typedef struct cf__mpool {
-  cf_executor base;
-  pthread_mutex_t mu; /* queue, flags, counters, `running`/`stop` */
-  pthread_cond_t cv;  /* the manager sleeps on it, CLOCK_MONOTONIC */
-  cf_future *qhead, *qtail;
-  size_t qlen;
-  bool shutdown, broken, stopped, self_destroy, poked;
-  size_t nlive, nidle, nbusy;
-  uint64_t completed, failed, cancelled;
-  atomic_bool stop_pending;
-  pthread_t manager;
-  pthread_mutex_t join_mu;
-  bool joined;
+  cf__rpool rp;      /* the queue, flags, counters, manager (remote.h) */
+  pthread_cond_t cv; /* the manager sleeps on it (CLOCK_MONOTONIC) ... */
+  bool poked;        /* ... until this is set (under rp.mu) */
   /* fixed at create */
   MPI_Comm comm;
   bool own_comm;       /* our duplicate of the caller's comm, or the spawned
@@ -94,54 +75,14 @@ typedef struct cf__mpool {
 
 static void cf__mp_free(cf__mpool *p);
 
-static bool cf__mp_on_manager(cf__mpool *p) {
-  cf__worker_ctx *ctx = cf__tls_worker;
-  return ctx && ctx->io_thread && ctx->pool == &p->base;
-}
-
-static void cf__mp_poke(cf__mpool *p) {
-  pthread_mutex_lock(&p->mu);
+/* The manager sleeps on a condition variable (MPI has no descriptor to
+ * poll): a submit, a shutdown or a stop request wakes it. */
+static void cf__mp_poke(cf__rpool *rp) {
+  cf__mpool *p = (cf__mpool *)rp;
+  pthread_mutex_lock(&p->rp.mu);
   p->poked = true;
   pthread_cond_signal(&p->cv);
-  pthread_mutex_unlock(&p->mu);
-}
-
-static void cf__mp_count(cf__mpool *p, uint64_t *counter) {
-  pthread_mutex_lock(&p->mu);
-  (*counter)++;
-  pthread_mutex_unlock(&p->mu);
-}
-
-static void cf__mp_set_state(cf__mpool *p, cf__mrank *r, int state) {
-  pthread_mutex_lock(&p->mu);
-  p->nidle -= r->state == CF__R_IDLE;
-  p->nbusy -= r->state == CF__R_BUSY;
-  p->nlive -= r->state != CF__R_GONE;
-  r->state = state;
-  r->running = state == CF__R_BUSY ? r->task : NULL;
-  if (state != CF__R_BUSY)
-    r->stop = 0;
-  p->nidle += state == CF__R_IDLE;
-  p->nbusy += state == CF__R_BUSY;
-  p->nlive += state != CF__R_GONE;
-  pthread_mutex_unlock(&p->mu);
-}
-
-static cf_future *cf__mp_steal_locked(cf__mpool *p) {
-  cf_future *l = p->qhead;
-  p->qhead = p->qtail = NULL;
-  p->qlen = 0;
-  return l;
-}
-
-static void cf__mp_fail_list(cf_future *l, int status, int code,
-                             const char *msg) {
-  while (l) {
-    cf_future *next = l->next;
-    cf__future_fail(l, status, code, msg ? cf__strdup(msg) : NULL);
-    cf_future_release(l);
-    l = next;
-  }
+  pthread_mutex_unlock(&p->rp.mu);
 }
 
 /* ---- breaking, and ranks that are gone ----------------------------------- */
@@ -150,20 +91,20 @@ static void cf__mp_fail_list(cf_future *l, int status, int code,
  * CF_EBROKEN.  Busy ranks cannot be stopped: their answers are awaited,
  * then dropped, before the ranks are released (cf__mp_done). */
 static void cf__mp_break(cf__mpool *p, int code, const char *why) {
-  pthread_mutex_lock(&p->mu);
-  bool was = p->broken;
-  p->broken = true;
-  cf_future *l = cf__mp_steal_locked(p);
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
+  bool was = p->rp.broken;
+  p->rp.broken = true;
+  cf_future *l = cf__rp_steal_locked(&p->rp);
+  pthread_mutex_unlock(&p->rp.mu);
   if (was)
     return;
-  cf__mp_fail_list(l, CF_EBROKEN, code, why);
+  cf__rp_fail_list(l, CF_EBROKEN, code, why);
   for (int i = 0; i < p->nr; i++) {
-    cf_future *f = p->r[i].task;
+    cf_future *f = p->r[i].rw.task;
     if (!f)
       continue;
-    p->r[i].task = NULL;
-    cf__mp_count(p, &p->failed);
+    p->r[i].rw.task = NULL;
+    cf__rp_count(&p->rp, &p->rp.failed);
     cf__future_fail(f, CF_EBROKEN, code, why ? cf__strdup(why) : NULL);
     cf_future_release(f);
   }
@@ -175,17 +116,17 @@ static void cf__mp_gone(cf__mpool *p, cf__mrank *r, int status,
                         const char *what) {
   char msg[300];
   snprintf(msg, sizeof msg, "worker rank %d: %s", r->link.peer, what);
-  cf_future *f = r->task;
-  r->task = NULL;
-  cf__mp_set_state(p, r, CF__R_GONE);
+  cf_future *f = r->rw.task;
+  r->rw.task = NULL;
+  cf__rp_set_state(&p->rp, &r->rw, CF__RW_FREE);
   if (f) {
-    cf__mp_count(p, &p->failed);
+    cf__rp_count(&p->rp, &p->rp.failed);
     cf__future_fail(f, status, 0, cf__strdup(msg));
     cf_future_release(f);
   }
-  pthread_mutex_lock(&p->mu);
-  bool brk = p->nlive == 0 || p->o.on_worker_death == CF_ON_DEATH_BREAK;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
+  bool brk = p->rp.nlive == 0 || p->o.on_worker_death == CF_ON_DEATH_BREAK;
+  pthread_mutex_unlock(&p->rp.mu);
   if (brk) {
     char why[400];
     snprintf(why, sizeof why, "the pool is broken: %s", msg);
@@ -222,7 +163,7 @@ static int cf__mp_fnref(cf__mpool *p, cf_task_fn fn, cf__fnref *out) {
 
 /* Hands a started future to its rank (BUSY with it already). */
 static void cf__mp_send(cf__mpool *p, cf__mrank *r, cf_future *f) {
-  uint64_t id = r->task_id = ++p->next_id;
+  uint64_t id = r->rw.task_id = ++p->next_id;
   cf__batch *c = cf__future_batch(f);
   cf__fnref ref;
   int rc = cf__mp_fnref(p, c ? c->fn : f->fn, &ref);
@@ -231,9 +172,9 @@ static void cf__mp_send(cf__mpool *p, cf__mrank *r, cf_future *f) {
            : cf__ipc_send_task(&r->ch, id, &ref, cf__buf_data(&f->in),
                                cf__buf_len(&f->in));
   if (rc == CF_EINVAL || rc == CF_ENOMEM) { /* nothing was sent */
-    r->task = NULL;
-    cf__mp_set_state(p, r, CF__R_IDLE);
-    cf__mp_count(p, &p->failed);
+    r->rw.task = NULL;
+    cf__rp_set_state(&p->rp, &r->rw, CF__RW_IDLE);
+    cf__rp_count(&p->rp, &p->rp.failed);
     cf__future_fail(f, rc == CF_EINVAL ? CF_ETASK : CF_ENOMEM, rc,
                     cf__strdup(rc == CF_EINVAL ? p->why : "out of memory"));
     cf_future_release(f);
@@ -246,26 +187,18 @@ static void cf__mp_send(cf__mpool *p, cf__mrank *r, cf_future *f) {
 static void cf__mp_dispatch(cf__mpool *p) {
   for (int i = 0; i < p->nr; i++) {
     cf__mrank *r = &p->r[i];
-    while (r->state == CF__R_IDLE) {
-      pthread_mutex_lock(&p->mu);
-      cf_future *f = p->broken ? NULL : p->qhead;
-      if (f) {
-        p->qhead = f->next;
-        if (!p->qhead)
-          p->qtail = NULL;
-        p->qlen--;
-      }
-      pthread_mutex_unlock(&p->mu);
+    while (r->rw.state == CF__RW_IDLE) {
+      cf_future *f = cf__rp_pop(&p->rp);
       if (!f)
         return;
       /* BUSY before RUNNING: cf__mp_stop_batch finds running futures in
        * their rank's `running`. */
-      r->task = f;
-      cf__mp_set_state(p, r, CF__R_BUSY);
+      r->rw.task = f;
+      cf__rp_set_state(&p->rp, &r->rw, CF__RW_BUSY);
       if (!cf__future_start(f)) { /* cancelled while queued */
-        r->task = NULL;
-        cf__mp_set_state(p, r, CF__R_IDLE);
-        cf__mp_count(p, &p->cancelled);
+        r->rw.task = NULL;
+        cf__rp_set_state(&p->rp, &r->rw, CF__RW_IDLE);
+        cf__rp_count(&p->rp, &p->rp.cancelled);
         cf_future_release(f);
         continue;
       }
@@ -274,24 +207,15 @@ static void cf__mp_dispatch(cf__mpool *p) {
   }
 }
 
-/* Sends the STOPs that cf__mp_stop_batch asked for. */
+/* Sends the STOPs that cf__rp_stop_batch asked for. */
 static void cf__mp_send_stops(cf__mpool *p) {
-  if (!atomic_load_explicit(&p->stop_pending, memory_order_relaxed) ||
-      !atomic_exchange_explicit(&p->stop_pending, false, memory_order_acquire))
+  if (!cf__rp_stops_due(&p->rp))
     return;
-  pthread_mutex_lock(&p->mu);
   for (int i = 0; i < p->nr; i++) {
     cf__mrank *r = &p->r[i];
-    r->send_stop = r->stop == 1 && r->state == CF__R_BUSY;
-    if (r->send_stop)
-      r->stop = 2;
-  }
-  pthread_mutex_unlock(&p->mu);
-  for (int i = 0; i < p->nr; i++) {
-    cf__mrank *r = &p->r[i];
-    if (r->send_stop) {
-      r->send_stop = false;
-      if (cf__ipc_send_stop(&r->ch, r->task_id) != CF_OK)
+    if (r->rw.send_stop) {
+      r->rw.send_stop = false;
+      if (cf__ipc_send_stop(&r->ch, r->rw.task_id) != CF_OK)
         cf__mp_gone(p, r, CF_EWORKERDIED, "MPI_Send failed");
     }
   }
@@ -328,17 +252,17 @@ static int cf__mp_result(unsigned char *buf, size_t len, cf_task *t,
  * here) and makes r idle.  Takes buf. */
 static void cf__mp_on_answer(cf__mpool *p, cf__mrank *r, const cf__frame *fr,
                              unsigned char *buf) {
-  cf_future *f = r->task;
+  cf_future *f = r->rw.task;
   cf__batch *b = f ? cf__future_batch(f) : NULL;
   bool chunk = b || (!f && fr->type == CF__MSG_CHUNKRESULT);
-  if (r->state != CF__R_BUSY || fr->id != r->task_id ||
+  if (r->rw.state != CF__RW_BUSY || fr->id != r->rw.task_id ||
       fr->type != (chunk ? CF__MSG_CHUNKRESULT : CF__MSG_RESULT)) {
     free(buf);
     cf__mp_gone(p, r, CF_EPROTO, "malformed message from worker");
     return;
   }
-  r->task = NULL;
-  cf__mp_set_state(p, r, CF__R_IDLE);
+  r->rw.task = NULL;
+  cf__rp_set_state(&p->rp, &r->rw, CF__RW_IDLE);
   if (!f) { /* the pool broke meanwhile: its future failed already */
     free(buf);
     return;
@@ -352,14 +276,14 @@ static void cf__mp_on_answer(cf__mpool *p, cf__mrank *r, const cf__frame *fr,
     rc = cf__mp_result(buf, (size_t)fr->len, &t, &task_rc);
   }
   if (rc != CF_OK) {
-    r->task = f; /* fails with the rank */
-    cf__mp_set_state(p, r, CF__R_BUSY);
+    r->rw.task = f; /* fails with the rank */
+    cf__rp_set_state(&p->rp, &r->rw, CF__RW_BUSY);
     cf__mp_gone(p, r, rc == CF_ENOMEM ? CF_ENOMEM : CF_EPROTO,
                 rc == CF_ENOMEM ? "out of memory for its answer"
                                 : "malformed message from worker");
     return;
   }
-  cf__mp_count(p, task_rc == 0 ? &p->completed : &p->failed);
+  cf__rp_count(&p->rp, task_rc == 0 ? &p->rp.completed : &p->rp.failed);
   cf__future_finish(f, task_rc, &t); /* callbacks run here */
   cf_future_release(f);
 }
@@ -399,27 +323,28 @@ static bool cf__mp_receive(cf__mpool *p) {
 
 /* Done: shut down (or broken) with nothing queued and every answer in. */
 static bool cf__mp_done(cf__mpool *p) {
-  pthread_mutex_lock(&p->mu);
-  bool done = (p->shutdown || p->broken) && !p->qhead && p->nbusy == 0;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
+  bool done = (p->rp.shutdown || p->rp.broken) && !p->rp.qhead &&
+              p->rp.nbusy == 0;
+  pthread_mutex_unlock(&p->rp.mu);
   return done;
 }
 
 /* Nothing came: sleeps until poked when nothing is in flight, else naps
  * (a short timed wait, which a submit also ends). */
 static void cf__mp_idle(cf__mpool *p, int64_t *nap) {
-  pthread_mutex_lock(&p->mu);
-  if (!p->poked && p->nbusy == 0) {
-    pthread_cond_wait(&p->cv, &p->mu);
+  pthread_mutex_lock(&p->rp.mu);
+  if (!p->poked && p->rp.nbusy == 0) {
+    pthread_cond_wait(&p->cv, &p->rp.mu);
     *nap = CF__MPI_NAP_MIN_NS;
   } else if (!p->poked) {
     int64_t t = cf__now_ns() + *nap;
     struct timespec ts = {(time_t)(t / 1000000000), (long)(t % 1000000000)};
-    pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    pthread_cond_timedwait(&p->cv, &p->rp.mu, &ts);
     *nap = *nap * 2 > CF__MPI_NAP_MAX_NS ? CF__MPI_NAP_MAX_NS : *nap * 2;
   }
   p->poked = false;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->rp.mu);
 }
 
 /* The end of the pool for its ranks: EXIT to each (in cf_mpi_main()'s
@@ -428,13 +353,13 @@ static void cf__mp_idle(cf__mpool *p, int64_t *nap) {
 static void cf__mp_wind_down(cf__mpool *p) {
   uint64_t id = p->own_comm ? CF__MPI_EXIT_END : CF__MPI_EXIT_POOL;
   for (int i = 0; i < p->nr; i++)
-    if (p->r[i].state != CF__R_GONE)
+    if (p->r[i].rw.state != CF__RW_FREE)
       cf__ipc_send_exit(&p->r[i].ch, id);
-  pthread_mutex_lock(&p->mu);
-  p->stopped = true;
-  cf_future *left = cf__mp_steal_locked(p);
-  pthread_mutex_unlock(&p->mu);
-  cf__mp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
+  pthread_mutex_lock(&p->rp.mu);
+  p->rp.stopped = true;
+  cf_future *left = cf__rp_steal_locked(&p->rp);
+  pthread_mutex_unlock(&p->rp.mu);
+  cf__rp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
 }
 
 static void *cf__mp_manager(void *arg) {
@@ -442,7 +367,7 @@ static void *cf__mp_manager(void *arg) {
   pthread_setname_np(pthread_self(), "cf-mpipool");
   /* Callbacks run here: a wait on a pending future of this pool from one
    * of them could never end (only this thread completes them). */
-  cf__worker_ctx io = {.pool = &p->base, .io_thread = true};
+  cf__worker_ctx io = {.pool = &p->rp.base, .io_thread = true};
   cf__tls_worker = &io;
   int64_t spin_end = 0, nap = CF__MPI_NAP_MIN_NS;
   for (;;) {
@@ -455,10 +380,10 @@ static void *cf__mp_manager(void *arg) {
       nap = CF__MPI_NAP_MIN_NS;
       continue;
     }
-    pthread_mutex_lock(&p->mu);
-    bool poked = p->poked, busy = p->nbusy != 0;
+    pthread_mutex_lock(&p->rp.mu);
+    bool poked = p->poked, busy = p->rp.nbusy != 0;
     p->poked = false;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->rp.mu);
     if (poked)
       continue;
     if (busy && cf__now_ns() < spin_end) {
@@ -468,9 +393,9 @@ static void *cf__mp_manager(void *arg) {
     cf__mp_idle(p, &nap);
   }
   cf__mp_wind_down(p);
-  pthread_mutex_lock(&p->mu);
-  bool self_free = p->self_destroy;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
+  bool self_free = p->rp.self_destroy;
+  pthread_mutex_unlock(&p->rp.mu);
   cf__tls_worker = NULL;
   if (self_free) {
     pthread_detach(pthread_self());
@@ -482,56 +407,11 @@ static void *cf__mp_manager(void *arg) {
 /* ---- the backend --------------------------------------------------------- */
 
 static int cf__mp_submit(cf_executor *ex, cf_future *f) {
-  cf__mpool *p = (cf__mpool *)ex;
-  pthread_mutex_lock(&p->mu);
-  int rc = p->shutdown               ? CF_ESHUTDOWN
-           : p->broken || p->stopped ? CF_EBROKEN
-                                     : CF_OK;
-  if (rc == CF_OK) {
-    f->next = NULL;
-    if (p->qtail)
-      p->qtail->next = f;
-    else
-      p->qhead = f;
-    p->qtail = f;
-    p->qlen++;
-    p->poked = true;
-    pthread_cond_signal(&p->cv);
-  }
-  pthread_mutex_unlock(&p->mu);
-  return rc;
-}
-
-static void cf__mp_join(cf__mpool *p) {
-  if (cf__mp_on_manager(p))
-    return; /* from a callback: the manager finishes after it returns */
-  pthread_mutex_lock(&p->join_mu);
-  if (!p->joined) {
-    pthread_join(p->manager, NULL);
-    p->joined = true;
-  }
-  pthread_mutex_unlock(&p->join_mu);
+  return cf__rp_submit((cf__rpool *)ex, f);
 }
 
 static int cf__mp_shutdown(cf_executor *ex, bool wait, bool cancel) {
-  cf__mpool *p = (cf__mpool *)ex;
-  pthread_mutex_lock(&p->mu);
-  p->shutdown = true;
-  cf_future *l = cancel ? cf__mp_steal_locked(p) : NULL;
-  pthread_mutex_unlock(&p->mu);
-  cf__mp_poke(p);
-  uint64_t n = 0;
-  for (; l; n++) {
-    cf_future *next = l->next;
-    cf_future_cancel(l);
-    cf_future_release(l);
-    l = next;
-  }
-  pthread_mutex_lock(&p->mu);
-  p->cancelled += n;
-  pthread_mutex_unlock(&p->mu);
-  if (wait)
-    cf__mp_join(p);
+  cf__rp_shutdown((cf__rpool *)ex, wait, cancel);
   return CF_OK;
 }
 
@@ -553,8 +433,7 @@ static void cf__mp_free(cf__mpool *p) {
     MPI_Comm_free(&p->comm);
   else
     cf__mpi_world_release();
-  pthread_mutex_destroy(&p->mu);
-  pthread_mutex_destroy(&p->join_mu);
+  cf__rp_fini(&p->rp);
   pthread_cond_destroy(&p->cv);
   cf__mp_free_memory(p);
 }
@@ -562,44 +441,21 @@ static void cf__mp_free(cf__mpool *p) {
 static void cf__mp_destroy(cf_executor *ex) {
   cf__mpool *p = (cf__mpool *)ex;
   cf__mp_shutdown(ex, true, false);
-  if (cf__mp_on_manager(p)) {
-    pthread_mutex_lock(&p->mu);
-    p->self_destroy = true; /* the manager frees the pool as it exits */
-    pthread_mutex_unlock(&p->mu);
+  if (cf__rp_on_manager(&p->rp)) {
+    pthread_mutex_lock(&p->rp.mu);
+    p->rp.self_destroy = true; /* the manager frees the pool as it exits */
+    pthread_mutex_unlock(&p->rp.mu);
     return;
   }
   cf__mp_free(p);
 }
 
 static void cf__mp_stop_batch(cf_executor *ex, cf_future *f) {
-  cf__mpool *p = (cf__mpool *)ex;
-  bool poke = false;
-  pthread_mutex_lock(&p->mu);
-  for (int i = 0; i < p->nr; i++) {
-    cf__mrank *r = &p->r[i];
-    if (r->state == CF__R_BUSY && r->running == f && r->stop == 0) {
-      r->stop = 1;
-      poke = true;
-    }
-  }
-  if (poke)
-    atomic_store_explicit(&p->stop_pending, true, memory_order_release);
-  pthread_mutex_unlock(&p->mu);
-  if (poke)
-    cf__mp_poke(p);
+  cf__rp_stop_batch((cf__rpool *)ex, f);
 }
 
 static void cf__mp_stats(cf_executor *ex, cf_executor_stats *st) {
-  cf__mpool *p = (cf__mpool *)ex;
-  pthread_mutex_lock(&p->mu);
-  st->workers = p->nlive;
-  st->idle_workers = p->nidle;
-  st->queued = p->qlen;
-  st->running = p->nbusy;
-  st->completed = p->completed;
-  st->failed = p->failed;
-  st->cancelled = p->cancelled;
-  pthread_mutex_unlock(&p->mu);
+  cf__rp_stats((cf__rpool *)ex, st);
 }
 
 /* In a fork child: the manager and MPI belong to the parent.  Memory only. */
@@ -702,7 +558,7 @@ static int cf__mp_comm(cf__mpool *p) {
   if (p->o.spawn > 0)
     return cf__mp_spawn(p);
   if (p->o.comm == MPI_COMM_NULL) {
-    int rc = cf__mpi_world_claim(&p->base, &p->comm);
+    int rc = cf__mpi_world_claim(&p->rp.base, &p->comm);
     p->root = 0;
     return rc;
   }
@@ -752,10 +608,10 @@ static int cf__mp_tables(cf__mpool *p) {
       continue;
     p->r[i].link = (cf__mpi_link){p->comm, c};
     cf__mpi_chan_init(&p->r[i].ch, &p->r[i].link);
-    p->r[i].state = CF__R_IDLE;
+    p->r[i].rw.state = CF__RW_IDLE;
     i++;
   }
-  p->nlive = p->nidle = (size_t)n;
+  p->rp.nlive = p->rp.nidle = (size_t)n;
   p->modwire_len = cf__modules_size(&p->mods);
   p->modwire = cf__malloc(p->modwire_len);
   if (!p->modwire)
@@ -831,7 +687,7 @@ static int cf__mp_on_init_answer(cf__mpool *p, int from, const cf__frame *fr,
 }
 
 /* INIT to every rank, then every answer.  An initializer that failed
- * breaks the pool (CF_OK then, with p->broken); another build of the
+ * breaks the pool (CF_OK then, with p->rp.broken); another build of the
  * program, or a malformed answer, refuses it. */
 static int cf__mp_handshake(cf__mpool *p) {
   for (int i = 0; i < p->nr; i++)
@@ -858,7 +714,7 @@ static int cf__mp_handshake(cf__mpool *p) {
     unsigned char *buf;
     int rc = cf__mpi_recv(p->comm, from, count, &fr, &buf);
     int k = from >= 0 && from < p->comm_size ? p->index[from] : -1;
-    if (rc == CF_OK && (k < 0 || p->r[k].state != CF__R_IDLE))
+    if (rc == CF_OK && (k < 0 || p->r[k].rw.state != CF__RW_IDLE))
       rc = CF_EPROTO; /* not ours, or a second answer */
     int code = 0;
     if (rc == CF_OK)
@@ -869,7 +725,7 @@ static int cf__mp_handshake(cf__mpool *p) {
                                : cf_strerror(rc));
     free(buf);
     if (k >= 0)
-      p->r[k].state = CF__R_BUSY; /* answered (IDLE again below) */
+      p->r[k].rw.state = CF__RW_BUSY; /* answered (IDLE again below) */
     left--;
     if (rc == CF_ETASK && !fail_code) {
       fail_code = code;
@@ -880,12 +736,12 @@ static int cf__mp_handshake(cf__mpool *p) {
     }
   }
   for (int i = 0; i < p->nr; i++)
-    p->r[i].state = CF__R_IDLE;
+    p->r[i].rw.state = CF__RW_IDLE;
   if (refuse != CF_OK)
     return refuse;
   if (fail_code) {
     cf__set_last_error("%s", fail_why);
-    p->broken = true; /* submits say CF_EBROKEN; nothing is queued yet */
+    p->rp.broken = true; /* submits say CF_EBROKEN; nothing is queued yet */
   }
   return CF_OK;
 }
@@ -932,20 +788,18 @@ static int cf__mp_start(cf__mpool *p) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&p->cv, &ca);
   pthread_condattr_destroy(&ca);
-  pthread_mutex_init(&p->mu, NULL);
-  pthread_mutex_init(&p->join_mu, NULL);
-  cf__executor_init(&p->base, &cf__mp_backend, p->nr);
+  cf__rp_init(&p->rp, &cf__mp_backend, p->nr, cf__mp_poke);
+  cf__rp_workers(&p->rp, p->r, sizeof *p->r, p->nr);
   /* The manager runs with every signal blocked: they are the
    * application's. */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int e = cf__pthread_create(&p->manager, NULL, cf__mp_manager, p);
+  int e = cf__pthread_create(&p->rp.manager, NULL, cf__mp_manager, p);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (e == 0)
     return CF_OK;
-  pthread_mutex_destroy(&p->mu);
-  pthread_mutex_destroy(&p->join_mu);
+  cf__rp_fini(&p->rp);
   pthread_cond_destroy(&p->cv);
   return CF__REFUSE(CF_EAGAIN, "cannot create the pool's manager thread");
 }
@@ -980,6 +834,6 @@ int cf_mpi_pool_create(const cf_mpi_pool_options *opts, cf_executor **out) {
     return rc;
   }
   cf__mp_release_unused(p);
-  *out = &p->base;
+  *out = &p->rp.base;
   return CF_OK;
 }

@@ -34,6 +34,7 @@
 #include "alloc.h"
 #include "ipc.h"
 #include "process.h"
+#include "remote.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -66,36 +67,17 @@ extern char **environ;
 #define CF__PP_RETRY_NS ((int64_t)10 * 1000000)
 #define CF__PP_RETRY_MAX_NS ((int64_t)1000 * 1000000)
 
-enum { CF__W_FREE, CF__W_STARTING, CF__W_IDLE, CF__W_BUSY, CF__W_EXITING };
-
 typedef struct cf__pworker {
+  cf__rworker rw; /* state, task, stop requests (remote.h) */
   pid_t pid;
   int fd, pidfd;
-  int state;
-  cf_future *task; /* running future, with the executor's reference */
-  uint64_t task_id;
   int ntasks;
-  bool send_stop; /* manager only: a STOP is due (see cf__pp_send_stops) */
-  /* Under the pool's mutex (for cf__pp_stop_batch on other threads): the
-   * future while BUSY, and whether a stop was asked (1) or sent (2). */
-  cf_future *running;
-  int stop;
 } cf__pworker;
 
 typedef struct cf__ppool {
-  cf_executor base;
-  pthread_mutex_t mu; /* queue, flags and counters */
-  cf_future *qhead, *qtail;
-  size_t qlen;
-  bool shutdown, broken, self_destroy, stopped;
-  int term_sig;
-  size_t nlive, nidle, nbusy;
-  uint64_t completed, failed, cancelled;
+  cf__rpool rp; /* the queue, flags, counters, manager (remote.h) */
+  int term_sig; /* under rp.mu */
   int evfd;
-  pthread_t manager;
-  pthread_mutex_t join_mu;
-  bool joined;
-  atomic_bool stop_pending; /* some worker's stop is 1: look (manager) */
   /* manager thread only */
   cf__pworker *w;
   struct pollfd *pf; /* 2 per worker + the eventfd, allocated up front so */
@@ -124,58 +106,12 @@ typedef struct cf__ppool {
 
 static void cf__pp_free(cf__ppool *p);
 
-/* Are we the pool's manager thread (in one of its callbacks)?  Asked of
- * the thread's own context, not by comparing pthread_t: once the manager
- * is joined, glibc hands its pthread_t to the next thread it creates. */
-static bool cf__pp_on_manager(cf__ppool *p) {
-  cf__worker_ctx *ctx = cf__tls_worker;
-  return ctx && ctx->io_thread && ctx->pool == &p->base;
-}
-
-static void cf__pp_poke(cf__ppool *p) {
+/* The manager polls its eventfd with the workers' sockets. */
+static void cf__pp_poke(cf__rpool *rp) {
+  cf__ppool *p = (cf__ppool *)rp;
   uint64_t one = 1;
   while (write(p->evfd, &one, sizeof one) < 0 && errno == EINTR)
     ;
-}
-
-static void cf__pp_count(cf__ppool *p, uint64_t *counter) {
-  pthread_mutex_lock(&p->mu);
-  (*counter)++;
-  pthread_mutex_unlock(&p->mu);
-}
-
-/* Sets a worker's state, keeping the idle/busy counts (for stats). */
-static void cf__pp_set_state(cf__ppool *p, cf__pworker *w, int state) {
-  pthread_mutex_lock(&p->mu);
-  p->nidle -= w->state == CF__W_IDLE;
-  p->nbusy -= w->state == CF__W_BUSY;
-  p->nlive -= w->state != CF__W_FREE;
-  w->state = state;
-  w->running = state == CF__W_BUSY ? w->task : NULL;
-  if (state != CF__W_BUSY)
-    w->stop = 0;
-  p->nidle += state == CF__W_IDLE;
-  p->nbusy += state == CF__W_BUSY;
-  p->nlive += state != CF__W_FREE;
-  pthread_mutex_unlock(&p->mu);
-}
-
-/* Empties the queue into a list linked through f->next (lock held). */
-static cf_future *cf__pp_steal_locked(cf__ppool *p) {
-  cf_future *l = p->qhead;
-  p->qhead = p->qtail = NULL;
-  p->qlen = 0;
-  return l;
-}
-
-static void cf__pp_fail_list(cf_future *l, int status, int code,
-                             const char *msg) {
-  while (l) {
-    cf_future *next = l->next;
-    cf__future_fail(l, status, code, msg ? cf__strdup(msg) : NULL);
-    cf_future_release(l);
-    l = next;
-  }
 }
 
 /* ---- workers: start, stop, death ----------------------------------------- */
@@ -445,9 +381,9 @@ static int cf__pp_spawn(cf__ppool *p, cf__pworker *w) {
   w->pid = pid;
   w->fd = sv[0];
   w->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  w->task = NULL;
+  w->rw.task = NULL;
   w->ntasks = 0;
-  cf__pp_set_state(p, w, CF__W_STARTING);
+  cf__rp_set_state(&p->rp, &w->rw, CF__RW_STARTING);
   /* INIT goes first; its answer (READY / INITFAIL) comes back through the
    * manager's poll.  A failed send shows up there as the worker's death. */
   cf__ipc_send_init(CF__FD_CHAN(w->fd), p->modwire, p->modwire_len, &p->initref,
@@ -466,7 +402,7 @@ static int cf__pp_reap(cf__ppool *p, cf__pworker *w, bool kill_first) {
   if (w->pidfd >= 0)
     close(w->pidfd);
   w->fd = w->pidfd = -1;
-  cf__pp_set_state(p, w, CF__W_FREE);
+  cf__rp_set_state(&p->rp, &w->rw, CF__RW_FREE);
   return st;
 }
 
@@ -485,23 +421,23 @@ static char *cf__pp_describe(int st) {
 
 /* The pool cannot go on: fail everything, kill every worker. */
 static void cf__pp_break(cf__ppool *p, int code, const char *why) {
-  pthread_mutex_lock(&p->mu);
-  bool was = p->broken;
-  p->broken = true;
-  cf_future *l = cf__pp_steal_locked(p);
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
+  bool was = p->rp.broken;
+  p->rp.broken = true;
+  cf_future *l = cf__rp_steal_locked(&p->rp);
+  pthread_mutex_unlock(&p->rp.mu);
   if (was)
     return;
-  cf__pp_fail_list(l, CF_EBROKEN, code, why);
-  for (int i = 0; i < p->base.max_workers; i++) {
+  cf__rp_fail_list(l, CF_EBROKEN, code, why);
+  for (int i = 0; i < p->rp.base.max_workers; i++) {
     cf__pworker *w = &p->w[i];
-    if (w->state == CF__W_FREE)
+    if (w->rw.state == CF__RW_FREE)
       continue;
-    cf_future *f = w->task;
-    w->task = NULL;
+    cf_future *f = w->rw.task;
+    w->rw.task = NULL;
     cf__pp_reap(p, w, true);
     if (f) {
-      cf__pp_count(p, &p->failed); /* before waiters can look */
+      cf__rp_count(&p->rp, &p->rp.failed); /* before waiters can look */
       cf__future_fail(f, CF_EBROKEN, code, why ? cf__strdup(why) : NULL);
       cf_future_release(f);
     }
@@ -513,9 +449,9 @@ static void cf__pp_break(cf__ppool *p, int code, const char *why) {
  * a row; otherwise the pool breaks. */
 static void cf__pp_start_died(cf__ppool *p, int st, char *msg) {
   if (p->o.on_worker_death == CF_ON_DEATH_RESTART) {
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->rp.mu);
     bool terminated = p->term_sig != 0;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->rp.mu);
     if (terminated) { /* killed on purpose */
       free(msg);
       return;
@@ -551,27 +487,27 @@ static void cf__pp_start_died(cf__ppool *p, int st, char *msg) {
  * task fails with). */
 static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
                          const char *proto_error) {
-  int prev = w->state;
-  cf_future *f = w->task;
-  w->task = NULL;
+  int prev = w->rw.state;
+  cf_future *f = w->rw.task;
+  w->rw.task = NULL;
   int st = cf__pp_reap(p, w, true);
-  if (prev == CF__W_EXITING)
+  if (prev == CF__RW_EXITING)
     return; /* retired on purpose */
   char *msg = proto_error ? cf__strdup(proto_error) : cf__pp_describe(st);
-  if (prev == CF__W_STARTING) {
+  if (prev == CF__RW_STARTING) {
     cf__pp_start_died(p, st, msg);
     return;
   }
   if (f) {
-    cf__pp_count(p, &p->failed); /* before waiters can look */
+    cf__rp_count(&p->rp, &p->rp.failed); /* before waiters can look */
     cf__future_fail(f, status, status == CF_EWORKERDIED ? st : 0,
                     msg ? cf__strdup(msg) : NULL);
     cf_future_release(f);
   }
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
   bool brk = f && status == CF_EWORKERDIED && !p->term_sig &&
              p->o.on_worker_death == CF_ON_DEATH_BREAK;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->rp.mu);
   if (brk) {
     char why[200];
     snprintf(why, sizeof why, "the pool is broken: %s", msg ? msg : "");
@@ -593,7 +529,7 @@ static int cf__pp_send_chunk(cf__ppool *p, cf__pworker *w, uint64_t id,
 
 /* Hands a started future to its worker (BUSY with it already). */
 static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
-  uint64_t id = w->task_id = ++p->next_id;
+  uint64_t id = w->rw.task_id = ++p->next_id;
   cf__batch *c = cf__future_batch(f);
   int rc;
   if (c) {
@@ -607,9 +543,9 @@ static void cf__pp_send(cf__ppool *p, cf__pworker *w, cf_future *f) {
   }
   if (rc == CF_EINVAL || rc == CF_ENOMEM) {
     /* Nothing was sent: fail the task, the worker stays idle. */
-    w->task = NULL;
-    cf__pp_set_state(p, w, CF__W_IDLE);
-    cf__pp_count(p, &p->failed);
+    w->rw.task = NULL;
+    cf__rp_set_state(&p->rp, &w->rw, CF__RW_IDLE);
+    cf__rp_count(&p->rp, &p->rp.failed);
     cf__future_fail(f, rc == CF_EINVAL ? CF_ETASK : CF_ENOMEM, rc,
                     cf__strdup(rc != CF_EINVAL ? "out of memory"
                                : p->why[0]     ? p->why
@@ -649,7 +585,7 @@ static void cf__pp_on_ready(cf__ppool *p, cf__pworker *w, const cf__frame *fr) {
   }
   free(bad);
   p->start_failures = 0; /* a good start: RESTART's retries begin anew */
-  cf__pp_set_state(p, w, CF__W_IDLE);
+  cf__rp_set_state(&p->rp, &w->rw, CF__RW_IDLE);
 }
 
 /* INITFAIL: the initializer failed, or was not run because its module
@@ -680,7 +616,7 @@ static void cf__pp_on_initfail(cf__ppool *p, cf__pworker *w,
   else
     snprintf(why, sizeof why, "process pool initializer failed with code %d",
              code);
-  cf__pp_set_state(p, w, CF__W_EXITING);
+  cf__rp_set_state(&p->rp, &w->rw, CF__RW_EXITING);
   cf__pp_break(p, code, why);
 }
 
@@ -735,11 +671,11 @@ static int cf__pp_read_answer(cf__pworker *w, const cf__frame *fr, cf__batch *b,
  * makes w idle, or retires it after max_tasks_per_child tasks. */
 static void cf__pp_on_answer(cf__ppool *p, cf__pworker *w,
                              const cf__frame *fr) {
-  cf_future *f = w->task;
+  cf_future *f = w->rw.task;
   cf__batch *b = f ? cf__future_batch(f) : NULL;
-  if (w->state != CF__W_BUSY ||
+  if (w->rw.state != CF__RW_BUSY ||
       fr->type != (b ? CF__MSG_CHUNKRESULT : CF__MSG_RESULT) ||
-      fr->id != w->task_id) {
+      fr->id != w->rw.task_id) {
     cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
     return;
   }
@@ -751,15 +687,15 @@ static void cf__pp_on_answer(cf__ppool *p, cf__pworker *w,
     cf__pp_death(p, w, rc, why);
     return;
   }
-  w->task = NULL;
+  w->rw.task = NULL;
   w->ntasks++;
   if (p->o.max_tasks_per_child > 0 && w->ntasks >= p->o.max_tasks_per_child) {
     cf__ipc_send_exit(CF__FD_CHAN(w->fd), 0);
-    cf__pp_set_state(p, w, CF__W_EXITING);
+    cf__rp_set_state(&p->rp, &w->rw, CF__RW_EXITING);
   } else {
-    cf__pp_set_state(p, w, CF__W_IDLE);
+    cf__rp_set_state(&p->rp, &w->rw, CF__RW_IDLE);
   }
-  cf__pp_count(p, task_rc == 0 ? &p->completed : &p->failed);
+  cf__rp_count(&p->rp, task_rc == 0 ? &p->rp.completed : &p->rp.failed);
   cf__future_finish(f, task_rc, &t); /* callbacks run here */
   cf_future_release(f);
 }
@@ -772,10 +708,10 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
     cf__pp_death(p, w, CF_EWORKERDIED, NULL);
   else if (rc != CF_OK)
     cf__pp_death(p, w, CF_EPROTO, "malformed message from worker");
-  else if (fr.type == CF__MSG_READY && w->state == CF__W_STARTING &&
+  else if (fr.type == CF__MSG_READY && w->rw.state == CF__RW_STARTING &&
            fr.len <= 4 * p->mods.n)
     cf__pp_on_ready(p, w, &fr);
-  else if (fr.type == CF__MSG_INITFAIL && w->state == CF__W_STARTING &&
+  else if (fr.type == CF__MSG_INITFAIL && w->rw.state == CF__RW_STARTING &&
            fr.len <= CF__INITFAIL_MAX)
     cf__pp_on_initfail(p, w, &fr);
   else
@@ -789,15 +725,15 @@ static void cf__pp_receive(cf__ppool *p, cf__pworker *w) {
  * run the queue: its futures fail with CF_EAGAIN, as a thread pool's submit
  * does, and the pool stays usable for when resources come back. */
 static void cf__pp_spawn_failed(cf__ppool *p, int rc) {
-  pthread_mutex_lock(&p->mu);
-  cf_future *l = p->nlive == 0 ? cf__pp_steal_locked(p) : NULL;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
+  cf_future *l = p->rp.nlive == 0 ? cf__rp_steal_locked(&p->rp) : NULL;
+  pthread_mutex_unlock(&p->rp.mu);
   if (!l)
     return;
   char why[480];
   snprintf(why, sizeof why, "could not start a worker process: %s",
            p->why[0] ? p->why : cf_strerror(rc));
-  cf__pp_fail_list(l, CF_EAGAIN, 0, why);
+  cf__rp_fail_list(l, CF_EAGAIN, 0, why);
 }
 
 /* Starts queued tasks on idle workers; starts workers as needed.  Returns
@@ -807,29 +743,29 @@ static int64_t cf__pp_dispatch(cf__ppool *p) {
   for (;;) {
     cf__pworker *idle = NULL, *free_slot = NULL;
     int starting = 0;
-    for (int i = 0; i < p->base.max_workers; i++) {
+    for (int i = 0; i < p->rp.base.max_workers; i++) {
       cf__pworker *w = &p->w[i];
-      if (w->state == CF__W_IDLE && !idle)
+      if (w->rw.state == CF__RW_IDLE && !idle)
         idle = w;
-      else if (w->state == CF__W_FREE && !free_slot)
+      else if (w->rw.state == CF__RW_FREE && !free_slot)
         free_slot = w;
-      starting += w->state == CF__W_STARTING;
+      starting += w->rw.state == CF__RW_STARTING;
     }
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->rp.mu);
     cf_future *f = NULL;
     bool spawn = false;
-    if (!p->broken && !p->term_sig && p->qhead) {
+    if (!p->rp.broken && !p->term_sig && p->rp.qhead) {
       if (idle) {
-        f = p->qhead;
-        p->qhead = f->next;
-        if (!p->qhead)
-          p->qtail = NULL;
-        p->qlen--;
+        f = p->rp.qhead;
+        p->rp.qhead = f->next;
+        if (!p->rp.qhead)
+          p->rp.qtail = NULL;
+        p->rp.qlen--;
       } else {
-        spawn = free_slot && (size_t)starting < p->qlen;
+        spawn = free_slot && (size_t)starting < p->rp.qlen;
       }
     }
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->rp.mu);
     if (spawn) {
       if (p->retry_at && cf__now_ns() < p->retry_at)
         return p->retry_at;
@@ -843,12 +779,12 @@ static int64_t cf__pp_dispatch(cf__ppool *p) {
       return 0;
     /* BUSY before RUNNING: a running future of this pool is always some
      * worker's `running`, which is where cf__pp_stop_batch looks. */
-    idle->task = f;
-    cf__pp_set_state(p, idle, CF__W_BUSY);
+    idle->rw.task = f;
+    cf__rp_set_state(&p->rp, &idle->rw, CF__RW_BUSY);
     if (!cf__future_start(f)) { /* cancelled while queued */
-      idle->task = NULL;
-      cf__pp_set_state(p, idle, CF__W_IDLE);
-      cf__pp_count(p, &p->cancelled);
+      idle->rw.task = NULL;
+      cf__rp_set_state(&p->rp, &idle->rw, CF__RW_IDLE);
+      cf__rp_count(&p->rp, &p->rp.cancelled);
       cf_future_release(f);
       continue;
     }
@@ -856,48 +792,38 @@ static int64_t cf__pp_dispatch(cf__ppool *p) {
   }
 }
 
-/* Sends the STOPs that cf__pp_stop_batch asked for. */
+/* Sends the STOPs that cf__rp_stop_batch asked for. */
 static void cf__pp_send_stops(cf__ppool *p) {
-  if (!atomic_load_explicit(&p->stop_pending, memory_order_relaxed) ||
-      !atomic_exchange_explicit(&p->stop_pending, false, memory_order_acquire))
-    return; /* the common case: one plain load per manager round */
-  int n = p->base.max_workers;
-  pthread_mutex_lock(&p->mu);
-  for (int i = 0; i < n; i++) {
+  if (!cf__rp_stops_due(&p->rp))
+    return;
+  for (int i = 0; i < p->rp.nworkers; i++) {
     cf__pworker *w = &p->w[i];
-    w->send_stop = w->stop == 1 && w->state == CF__W_BUSY;
-    if (w->send_stop)
-      w->stop = 2;
-  }
-  pthread_mutex_unlock(&p->mu);
-  for (int i = 0; i < n; i++) {
-    cf__pworker *w = &p->w[i];
-    if (!w->send_stop)
+    if (!w->rw.send_stop)
       continue;
-    w->send_stop = false;
+    w->rw.send_stop = false;
     /* A failed send: the worker is gone, which its poll shows next. */
-    cf__ipc_send_stop(CF__FD_CHAN(w->fd), w->task_id);
+    cf__ipc_send_stop(CF__FD_CHAN(w->fd), w->rw.task_id);
   }
 }
 
 static bool cf__pp_done(cf__ppool *p) {
-  pthread_mutex_lock(&p->mu);
-  bool done = (p->broken && p->nlive == 0) ||
-              (p->shutdown && !p->qhead && p->nbusy == 0);
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
+  bool done = (p->rp.broken && p->rp.nlive == 0) ||
+              (p->rp.shutdown && !p->rp.qhead && p->rp.nbusy == 0);
+  pthread_mutex_unlock(&p->rp.mu);
   return done;
 }
 
 /* terminate(): signals every worker once, the first round after it was
  * asked.  Returns the signal (0: not terminating). */
 static int cf__pp_pass_terminate(cf__ppool *p) {
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
   int sig = p->term_sig;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->rp.mu);
   if (sig && !p->term_sent) {
     p->term_sent = true;
-    for (int i = 0; i < p->base.max_workers; i++)
-      if (p->w[i].state != CF__W_FREE)
+    for (int i = 0; i < p->rp.base.max_workers; i++)
+      if (p->w[i].rw.state != CF__RW_FREE)
         kill(p->w[i].pid, sig);
   }
   return sig;
@@ -911,8 +837,8 @@ static int cf__pp_watch_list(cf__ppool *p, bool *any) {
   p->pf[k] = (struct pollfd){p->evfd, POLLIN, 0};
   p->who[k++] = -1;
   *any = false;
-  for (int i = 0; i < p->base.max_workers; i++) {
-    if (p->w[i].state == CF__W_FREE)
+  for (int i = 0; i < p->rp.base.max_workers; i++) {
+    if (p->w[i].rw.state == CF__RW_FREE)
       continue;
     *any = true;
     p->pf[k] = (struct pollfd){p->w[i].fd, POLLIN, 0};
@@ -958,7 +884,7 @@ static void cf__pp_handle_events(cf__ppool *p, int k) {
   }
   for (int j = 1; j < k; j++) {
     cf__pworker *w = &p->w[p->who[j]];
-    if (!pf[j].revents || w->state == CF__W_FREE || pf[j].fd != w->fd)
+    if (!pf[j].revents || w->rw.state == CF__RW_FREE || pf[j].fd != w->fd)
       continue;
     cf__pp_receive(p, w);
   }
@@ -966,7 +892,7 @@ static void cf__pp_handle_events(cf__ppool *p, int k) {
    * socket may also live on in a child it forked). */
   for (int j = 1; j < k; j++) {
     cf__pworker *w = &p->w[p->who[j]];
-    if (pf[j].revents && w->state != CF__W_FREE && pf[j].fd == w->pidfd) {
+    if (pf[j].revents && w->rw.state != CF__RW_FREE && pf[j].fd == w->pidfd) {
       struct pollfd q = {w->fd, POLLIN, 0};
       if (poll(&q, 1, 0) == 1)
         cf__pp_receive(p, w); /* drain what it said last */
@@ -979,24 +905,24 @@ static void cf__pp_handle_events(cf__ppool *p, int k) {
 /* The manager is done: retires every worker (EXIT, then reap) and fails
  * what is left in the queue. */
 static void cf__pp_wind_down(cf__ppool *p) {
-  for (int i = 0; i < p->base.max_workers; i++) {
+  for (int i = 0; i < p->rp.base.max_workers; i++) {
     cf__pworker *w = &p->w[i];
-    if (w->state == CF__W_FREE)
+    if (w->rw.state == CF__RW_FREE)
       continue;
     cf__ipc_send_exit(CF__FD_CHAN(w->fd), 0);
-    cf_future *f = w->task;
-    w->task = NULL;
+    cf_future *f = w->rw.task;
+    w->rw.task = NULL;
     int st = cf__pp_reap(p, w, false);
     if (f) {
       cf__future_fail(f, CF_EWORKERDIED, st, cf__pp_describe(st));
       cf_future_release(f);
     }
   }
-  pthread_mutex_lock(&p->mu);
-  p->stopped = true;
-  cf_future *left = cf__pp_steal_locked(p);
-  pthread_mutex_unlock(&p->mu);
-  cf__pp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
+  pthread_mutex_lock(&p->rp.mu);
+  p->rp.stopped = true;
+  cf_future *left = cf__rp_steal_locked(&p->rp);
+  pthread_mutex_unlock(&p->rp.mu);
+  cf__rp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
 }
 
 static void *cf__pp_manager(void *arg) {
@@ -1004,7 +930,7 @@ static void *cf__pp_manager(void *arg) {
   pthread_setname_np(pthread_self(), "cf-procpool");
   /* Callbacks run here: a wait on a pending future of this pool from one of
    * them could never end (only this thread completes them): CF_EDEADLK. */
-  cf__worker_ctx io = {.pool = &p->base, .io_thread = true};
+  cf__worker_ctx io = {.pool = &p->rp.base, .io_thread = true};
   cf__tls_worker = &io;
   for (;;) {
     int sig = cf__pp_pass_terminate(p);
@@ -1023,9 +949,9 @@ static void *cf__pp_manager(void *arg) {
   cf__pp_wind_down(p);
   /* Read after the last callbacks: one of them may drop the last
    * reference, and then this thread frees the pool. */
-  pthread_mutex_lock(&p->mu);
-  bool self_free = p->self_destroy;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_lock(&p->rp.mu);
+  bool self_free = p->rp.self_destroy;
+  pthread_mutex_unlock(&p->rp.mu);
   cf__tls_worker = NULL;
   if (self_free) {
     pthread_detach(pthread_self());
@@ -1037,59 +963,17 @@ static void *cf__pp_manager(void *arg) {
 /* ---- the backend --------------------------------------------------------- */
 
 static int cf__pp_submit(cf_executor *ex, cf_future *f) {
-  cf__ppool *p = (cf__ppool *)ex;
-  pthread_mutex_lock(&p->mu);
-  /* stopped without a shutdown: the manager could not go on */
-  int rc = p->shutdown               ? CF_ESHUTDOWN
-           : p->broken || p->stopped ? CF_EBROKEN
-                                     : CF_OK;
-  if (rc == CF_OK) {
-    f->next = NULL;
-    if (p->qtail)
-      p->qtail->next = f;
-    else
-      p->qhead = f;
-    p->qtail = f;
-    p->qlen++;
-  }
-  pthread_mutex_unlock(&p->mu);
-  if (rc == CF_OK)
-    cf__pp_poke(p);
-  return rc;
+  return cf__rp_submit((cf__rpool *)ex, f);
 }
 
-static void cf__pp_join(cf__ppool *p) {
-  if (cf__pp_on_manager(p))
-    return; /* from a callback: the manager finishes after it returns */
-  pthread_mutex_lock(&p->join_mu);
-  if (!p->joined) {
-    pthread_join(p->manager, NULL);
-    p->joined = true;
-  }
-  pthread_mutex_unlock(&p->join_mu);
-}
-
+/* Shuts down; a terminate() first says which signal the manager sends. */
 static int cf__pp_stop(cf__ppool *p, bool wait, bool cancel, int sig) {
-  pthread_mutex_lock(&p->mu);
-  p->shutdown = true;
-  if (sig)
+  if (sig) {
+    pthread_mutex_lock(&p->rp.mu);
     p->term_sig = sig;
-  cf_future *l = cancel ? cf__pp_steal_locked(p) : NULL;
-  pthread_mutex_unlock(&p->mu);
-  cf__pp_poke(p);
-  uint64_t n = 0;
-  while (l) {
-    cf_future *next = l->next;
-    cf_future_cancel(l);
-    cf_future_release(l);
-    n++;
-    l = next;
+    pthread_mutex_unlock(&p->rp.mu);
   }
-  pthread_mutex_lock(&p->mu);
-  p->cancelled += n;
-  pthread_mutex_unlock(&p->mu);
-  if (wait)
-    cf__pp_join(p);
+  cf__rp_shutdown(&p->rp, wait, cancel);
   return CF_OK;
 }
 
@@ -1123,55 +1007,28 @@ static void cf__pp_free_memory(cf__ppool *p) {
 }
 
 static void cf__pp_free(cf__ppool *p) {
-  pthread_mutex_destroy(&p->mu);
-  pthread_mutex_destroy(&p->join_mu);
+  cf__rp_fini(&p->rp);
   cf__pp_free_memory(p);
 }
 
 static void cf__pp_destroy(cf_executor *ex) {
   cf__ppool *p = (cf__ppool *)ex;
   cf__pp_stop(p, true, false, 0);
-  if (cf__pp_on_manager(p)) {
-    pthread_mutex_lock(&p->mu);
-    p->self_destroy = true; /* the manager frees the pool as it exits */
-    pthread_mutex_unlock(&p->mu);
+  if (cf__rp_on_manager(&p->rp)) {
+    pthread_mutex_lock(&p->rp.mu);
+    p->rp.self_destroy = true; /* the manager frees the pool as it exits */
+    pthread_mutex_unlock(&p->rp.mu);
     return;
   }
   cf__pp_free(p);
 }
 
-/* From cf_map's consumer: the map could not cancel f (a chunk) because it
- * runs.  Ask its worker to stop after the current input; the manager sends
- * the STOP.  Not found: f is done, or its result is being read already. */
 static void cf__pp_stop_batch(cf_executor *ex, cf_future *f) {
-  cf__ppool *p = (cf__ppool *)ex;
-  bool poke = false;
-  pthread_mutex_lock(&p->mu);
-  for (int i = 0; i < p->base.max_workers; i++) {
-    cf__pworker *w = &p->w[i];
-    if (w->state == CF__W_BUSY && w->running == f && w->stop == 0) {
-      w->stop = 1;
-      poke = true;
-    }
-  }
-  if (poke)
-    atomic_store_explicit(&p->stop_pending, true, memory_order_release);
-  pthread_mutex_unlock(&p->mu);
-  if (poke)
-    cf__pp_poke(p);
+  cf__rp_stop_batch((cf__rpool *)ex, f);
 }
 
 static void cf__pp_stats(cf_executor *ex, cf_executor_stats *st) {
-  cf__ppool *p = (cf__ppool *)ex;
-  pthread_mutex_lock(&p->mu);
-  st->workers = p->nlive;
-  st->idle_workers = p->nidle;
-  st->queued = p->qlen;
-  st->running = p->nbusy;
-  st->completed = p->completed;
-  st->failed = p->failed;
-  st->cancelled = p->cancelled;
-  pthread_mutex_unlock(&p->mu);
+  cf__rp_stats((cf__rpool *)ex, st);
 }
 
 /* In a fork child: the manager thread is gone and the workers are the
@@ -1179,7 +1036,7 @@ static void cf__pp_stats(cf_executor *ex, cf_executor_stats *st) {
  * signal and reap nothing. */
 static void cf__pp_forget(cf_executor *ex) {
   cf__ppool *p = (cf__ppool *)ex;
-  for (int i = 0; i < p->base.max_workers; i++) {
+  for (int i = 0; i < p->rp.base.max_workers; i++) {
     if (p->w[i].fd >= 0)
       close(p->w[i].fd);
     if (p->w[i].pidfd >= 0)
@@ -1396,20 +1253,19 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
     cf__pp_free_memory(p);
     return rc;
   }
-  pthread_mutex_init(&p->mu, NULL);
-  pthread_mutex_init(&p->join_mu, NULL);
-  cf__executor_init(&p->base, &cf__pp_backend, o.max_workers);
+  cf__rp_init(&p->rp, &cf__pp_backend, o.max_workers, cf__pp_poke);
+  cf__rp_workers(&p->rp, p->w, sizeof *p->w, o.max_workers);
   /* The manager runs with every signal blocked: they are the
    * application's. */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int e = cf__pthread_create(&p->manager, NULL, cf__pp_manager, p);
+  int e = cf__pthread_create(&p->rp.manager, NULL, cf__pp_manager, p);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (e != 0) {
     cf__pp_free(p); /* everything is initialised by now */
     return CF__REFUSE(CF_EAGAIN, "cannot create the pool's manager thread");
   }
-  *out = &p->base;
+  *out = &p->rp.base;
   return CF_OK;
 }
