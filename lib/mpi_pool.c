@@ -406,10 +406,6 @@ static void *cf__mp_manager(void *arg) {
 
 /* ---- the backend --------------------------------------------------------- */
 
-static int cf__mp_submit(cf_executor *ex, cf_future *f) {
-  return cf__rp_submit((cf__rpool *)ex, f);
-}
-
 static int cf__mp_shutdown(cf_executor *ex, bool wait, bool cancel) {
   cf__rp_shutdown((cf__rpool *)ex, wait, cancel);
   return CF_OK;
@@ -441,21 +437,8 @@ static void cf__mp_free(cf__mpool *p) {
 static void cf__mp_destroy(cf_executor *ex) {
   cf__mpool *p = (cf__mpool *)ex;
   cf__mp_shutdown(ex, true, false);
-  if (cf__rp_on_manager(&p->rp)) {
-    pthread_mutex_lock(&p->rp.mu);
-    p->rp.self_destroy = true; /* the manager frees the pool as it exits */
-    pthread_mutex_unlock(&p->rp.mu);
-    return;
-  }
-  cf__mp_free(p);
-}
-
-static void cf__mp_stop_batch(cf_executor *ex, cf_future *f) {
-  cf__rp_stop_batch((cf__rpool *)ex, f);
-}
-
-static void cf__mp_stats(cf_executor *ex, cf_executor_stats *st) {
-  cf__rp_stats((cf__rpool *)ex, st);
+  if (!cf__rp_freed_by_manager(&p->rp))
+    cf__mp_free(p);
 }
 
 /* In a fork child: the manager and MPI belong to the parent.  Memory only. */
@@ -464,13 +447,13 @@ static void cf__mp_forget(cf_executor *ex) {
 }
 
 static const cf__backend cf__mp_backend = {
-    .submit = cf__mp_submit,
+    .submit = cf__rp_submit,
     .shutdown = cf__mp_shutdown,
     .destroy = cf__mp_destroy,
-    .stats = cf__mp_stats,
+    .stats = cf__rp_stats,
     .terminate = NULL, /* ranks are not our processes to signal */
     .forget = cf__mp_forget,
-    .stop_batch = cf__mp_stop_batch,
+    .stop_batch = cf__rp_stop_batch,
 };
 
 /* ---- create -------------------------------------------------------------- */

@@ -962,10 +962,6 @@ static void *cf__pp_manager(void *arg) {
 
 /* ---- the backend --------------------------------------------------------- */
 
-static int cf__pp_submit(cf_executor *ex, cf_future *f) {
-  return cf__rp_submit((cf__rpool *)ex, f);
-}
-
 /* Shuts down; a terminate() first says which signal the manager sends. */
 static int cf__pp_stop(cf__ppool *p, bool wait, bool cancel, int sig) {
   if (sig) {
@@ -1014,21 +1010,8 @@ static void cf__pp_free(cf__ppool *p) {
 static void cf__pp_destroy(cf_executor *ex) {
   cf__ppool *p = (cf__ppool *)ex;
   cf__pp_stop(p, true, false, 0);
-  if (cf__rp_on_manager(&p->rp)) {
-    pthread_mutex_lock(&p->rp.mu);
-    p->rp.self_destroy = true; /* the manager frees the pool as it exits */
-    pthread_mutex_unlock(&p->rp.mu);
-    return;
-  }
-  cf__pp_free(p);
-}
-
-static void cf__pp_stop_batch(cf_executor *ex, cf_future *f) {
-  cf__rp_stop_batch((cf__rpool *)ex, f);
-}
-
-static void cf__pp_stats(cf_executor *ex, cf_executor_stats *st) {
-  cf__rp_stats((cf__rpool *)ex, st);
+  if (!cf__rp_freed_by_manager(&p->rp))
+    cf__pp_free(p);
 }
 
 /* In a fork child: the manager thread is gone and the workers are the
@@ -1046,13 +1029,13 @@ static void cf__pp_forget(cf_executor *ex) {
 }
 
 static const cf__backend cf__pp_backend = {
-    .submit = cf__pp_submit,
+    .submit = cf__rp_submit,
     .shutdown = cf__pp_shutdown,
     .destroy = cf__pp_destroy,
-    .stats = cf__pp_stats,
+    .stats = cf__rp_stats,
     .terminate = cf__pp_terminate,
     .forget = cf__pp_forget,
-    .stop_batch = cf__pp_stop_batch,
+    .stop_batch = cf__rp_stop_batch,
 };
 
 int cf_process_pool_options_init(cf_process_pool_options *o) {

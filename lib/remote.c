@@ -82,7 +82,8 @@ cf_future *cf__rp_pop(cf__rpool *rp) {
   return f;
 }
 
-int cf__rp_submit(cf__rpool *rp, cf_future *f) {
+int cf__rp_submit(cf_executor *ex, cf_future *f) {
+  cf__rpool *rp = (cf__rpool *)ex;
   pthread_mutex_lock(&rp->mu);
   /* stopped without a shutdown: the manager could not go on */
   int rc = rp->shutdown                ? CF_ESHUTDOWN
@@ -134,7 +135,8 @@ void cf__rp_shutdown(cf__rpool *rp, bool wait, bool cancel) {
     cf__rp_join(rp);
 }
 
-void cf__rp_stop_batch(cf__rpool *rp, cf_future *f) {
+void cf__rp_stop_batch(cf_executor *ex, cf_future *f) {
+  cf__rpool *rp = (cf__rpool *)ex;
   bool poke = false;
   pthread_mutex_lock(&rp->mu);
   for (int i = 0; i < rp->nworkers; i++) {
@@ -168,7 +170,8 @@ bool cf__rp_stops_due(cf__rpool *rp) {
   return any;
 }
 
-void cf__rp_stats(cf__rpool *rp, cf_executor_stats *st) {
+void cf__rp_stats(cf_executor *ex, cf_executor_stats *st) {
+  cf__rpool *rp = (cf__rpool *)ex;
   pthread_mutex_lock(&rp->mu);
   st->workers = rp->nlive;
   st->idle_workers = rp->nidle;
@@ -178,4 +181,13 @@ void cf__rp_stats(cf__rpool *rp, cf_executor_stats *st) {
   st->failed = rp->failed;
   st->cancelled = rp->cancelled;
   pthread_mutex_unlock(&rp->mu);
+}
+
+bool cf__rp_freed_by_manager(cf__rpool *rp) {
+  if (!cf__rp_on_manager(rp))
+    return false;
+  pthread_mutex_lock(&rp->mu);
+  rp->self_destroy = true; /* the manager frees the pool as it exits */
+  pthread_mutex_unlock(&rp->mu);
+  return true;
 }

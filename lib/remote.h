@@ -78,9 +78,9 @@ void cf__rp_fail_list(cf_future *l, int status, int code, const char *msg);
 /* The queue's first future, taken, or NULL (also when broken). */
 cf_future *cf__rp_pop(cf__rpool *rp);
 
-/* The backend's submit: queues f and pokes.  CF_OK, CF_ESHUTDOWN, or
+/* The backend's submit (ex: a cf__rpool): queues f and pokes.  CF_OK, CF_ESHUTDOWN, or
  * CF_EBROKEN (broken, or the manager stopped without a shutdown). */
-int cf__rp_submit(cf__rpool *rp, cf_future *f);
+int cf__rp_submit(cf_executor *ex, cf_future *f);
 /* The backend's shutdown: no more submits; with cancel the queued futures
  * are cancelled; with wait the manager is joined (not from a callback on
  * the manager itself: it ends after the callback returns). */
@@ -90,10 +90,14 @@ void cf__rp_join(cf__rpool *rp);
  * runs.  Asks its worker to stop after the current input: marks it and
  * pokes; the manager sends the STOP (cf__rp_stops_due).  Not found: f is
  * done, or its answer is being read already. */
-void cf__rp_stop_batch(cf__rpool *rp, cf_future *f);
+void cf__rp_stop_batch(cf_executor *ex, cf_future *f);
 /* Manager: marks send_stop on the workers whose STOP is due and returns
  * whether any is (one plain load in the common case). */
 bool cf__rp_stops_due(cf__rpool *rp);
-void cf__rp_stats(cf__rpool *rp, cf_executor_stats *st);
+void cf__rp_stats(cf_executor *ex, cf_executor_stats *st);
+/* The last reference is dropped on the manager itself (in a callback):
+ * marks the pool for the manager to free as it exits, and returns true.
+ * Elsewhere returns false: the caller frees. */
+bool cf__rp_freed_by_manager(cf__rpool *rp);
 
 #endif /* CF_REMOTE_H */
