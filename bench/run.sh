@@ -42,8 +42,10 @@ from mpi4py import MPI; print(MPI.Get_library_version())' 2>/dev/null) ||
   done
   [ -n "$pympi" ] ||
     echo "bench: no python3 with mpi4py for ${MPI_IMPL:-this MPI}: mpi4py's figures are left out" >&2
-  # Open MPI refuses root without these (MPICH ignores them).
+  # Open MPI refuses root without these (MPICH ignores them); mpi4py's
+  # workers import py_mpi.py: no __pycache__ in the source tree.
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  export PYTHONDONTWRITEBYTECODE=1
 fi
 # A job that hangs fails the bench instead of holding it.
 limit=
