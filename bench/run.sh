@@ -36,7 +36,8 @@ if [ -n "$mpiexec" ]; then
   esac
   for p in ${PYTHON_MPI:-python3 /usr/bin/python3}; do
     lib=$("$p" -c 'import mpi4py; mpi4py.rc.initialize = False
-from mpi4py import MPI; print(MPI.Get_library_version())' 2>/dev/null) ||
+from mpi4py import MPI; print(MPI.Get_library_version().replace(chr(0), ""))' \
+      2>/dev/null) ||
       continue
     case $lib in *"$want"*) pympi=$p && break ;; esac
   done
