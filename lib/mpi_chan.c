@@ -6,9 +6,11 @@
 #include "mpi_common.h"
 
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 size_t cf__mpi_piece = CF__MPI_PIECE;
@@ -38,9 +40,57 @@ static int cf__mpi_send(const cf__mpi_link *l, const void *p, size_t n) {
              : CF_ESYS;
 }
 
+void cf__mpi_link_init(cf__mpi_link *l, MPI_Comm comm, int peer, bool async) {
+  *l = (cf__mpi_link){.comm = comm, .peer = peer, .async = async};
+}
+
+void cf__mpi_link_reap(cf__mpi_link *l, bool all) {
+  int k = 0;
+  for (int i = 0; i < l->nreq; i++) {
+    int done = 0;
+    if (all)
+      MPI_Wait(&l->req[i], MPI_STATUS_IGNORE), done = 1;
+    else if (MPI_Test(&l->req[i], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+      done = 1; /* failed: its buffer is MPI's no more */
+    if (done) {
+      free(l->buf[i]);
+      continue;
+    }
+    l->req[k] = l->req[i];
+    l->buf[k++] = l->buf[i];
+  }
+  l->nreq = k;
+}
+
+/* An owned copy of a frame, sent without waiting. */
+static int cf__mpi_isend(cf__mpi_link *l, unsigned char *b, size_t n) {
+#ifdef CF_MPI_TEST_HOOKS
+  if (l->peer == cf__mpi_fail_peer) {
+    free(b);
+    return CF_ESYS;
+  }
+#endif
+  cf__mpi_link_reap(l, false);
+  if (l->nreq == CF__MPI_ASYNC_MAX) { /* wait for the oldest */
+    MPI_Wait(&l->req[0], MPI_STATUS_IGNORE);
+    free(l->buf[0]);
+    memmove(l->req, l->req + 1, (size_t)(l->nreq - 1) * sizeof *l->req);
+    memmove(l->buf, l->buf + 1, (size_t)(l->nreq - 1) * sizeof *l->buf);
+    l->nreq--;
+  }
+  if (MPI_Isend(b, (int)n, MPI_BYTE, l->peer, CF__MPI_TAG, l->comm,
+                &l->req[l->nreq]) != MPI_SUCCESS) {
+    free(b);
+    return CF_ESYS;
+  }
+  l->buf[l->nreq++] = b;
+  return CF_OK;
+}
+
 /* The header, then every iovec in pieces of at most cf__mpi_piece. */
-static int cf__mpi_send_pieces(const cf__mpi_link *l, const struct iovec *v,
+static int cf__mpi_send_pieces(cf__mpi_link *l, const struct iovec *v,
                                size_t nv) {
+  cf__mpi_link_reap(l, true); /* in order after what is outstanding */
   int rc = cf__mpi_send(l, v[0].iov_base, v[0].iov_len);
   size_t piece = cf__mpi_piece < INT_MAX ? cf__mpi_piece : INT_MAX;
   for (size_t i = 1; rc == CF_OK && i < nv; i++) {
@@ -57,14 +107,15 @@ static int cf__mpi_send_pieces(const cf__mpi_link *l, const struct iovec *v,
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 static int cf__mpi_writev(cf__chan *ch, struct iovec *v, size_t nv) {
-  const cf__mpi_link *l = ch->ctx;
+  cf__mpi_link *l = ch->ctx;
   size_t total = 0;
   for (size_t i = 0; i < nv; i++)
     total += v[i].iov_len;
   if (total > CF__MPI_PACK_MAX || total - v[0].iov_len > cf__mpi_piece)
     return cf__mpi_send_pieces(l, v, nv);
   unsigned char small[4096];
-  unsigned char *b = total <= sizeof small ? small : cf__malloc(total);
+  unsigned char *b = total <= sizeof small && !l->async ? small
+                                                        : cf__malloc(total);
   if (!b)
     return CF_ENOMEM;
   size_t off = 0;
@@ -73,6 +124,8 @@ static int cf__mpi_writev(cf__chan *ch, struct iovec *v, size_t nv) {
       memcpy(b + off, v[i].iov_base, v[i].iov_len);
     off += v[i].iov_len;
   }
+  if (l->async)
+    return cf__mpi_isend(l, b, total); /* takes b */
   int rc = cf__mpi_send(l, b, total);
   if (b != small)
     free(b);
@@ -103,6 +156,12 @@ static int cf__mpi_recv_into(MPI_Comm comm, int from, void *p, size_t cap,
   if (MPI_Recv(p, n, MPI_BYTE, from, CF__MPI_TAG, comm, &st) != MPI_SUCCESS ||
       MPI_Get_count(&st, MPI_BYTE, got) != MPI_SUCCESS)
     return CF_ESYS; /* also a message larger than cap: MPI_ERR_TRUNCATE */
+  /* A message sent by rendezvous (above the MPI's eager size) leaves its
+   * sender blocked in MPI_Send until this side acknowledges it, which
+   * some MPIs (MPICH over UCX) do only in their next progress call: make
+   * one now, before a task runs here for who knows how long. */
+  int flag;
+  MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &flag, MPI_STATUS_IGNORE);
   return CF_OK;
 }
 
@@ -159,10 +218,42 @@ int cf__mpi_recv(MPI_Comm comm, int from, int count, cf__frame *fr,
   return CF_OK;
 }
 
-void cf__mpi_nap(int64_t *nap_ns) {
-  struct timespec ts = {0, (long)*nap_ns};
+unsigned long cf__mpi_precise_naps(void) {
+  int old = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+  prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+  return old > 0 ? (unsigned long)old : 0;
+}
+
+void cf__mpi_restore_naps(unsigned long slack) {
+  if (slack)
+    prctl(PR_SET_TIMERSLACK, slack, 0, 0, 0);
+}
+
+void cf__mpi_wait_reset(cf__mpi_wait *w) {
+  w->since = cf__now_ns();
+  w->nap = CF__MPI_NAP_SHORT_NS;
+}
+
+int64_t cf__mpi_wait_next(cf__mpi_wait *w) {
+  int64_t quiet = cf__now_ns() - w->since;
+  if (quiet < CF__MPI_SPIN_NS)
+    return 0;
+  if (quiet < CF__MPI_SHORT_FOR_NS)
+    return CF__MPI_NAP_SHORT_NS;
+  int64_t max = quiet < CF__MPI_DOZE_AFTER_NS ? CF__MPI_NAP_MAX_NS
+                                              : CF__MPI_NAP_DOZE_NS;
+  w->nap = w->nap * 2 > max ? max : w->nap * 2;
+  return w->nap;
+}
+
+void cf__mpi_wait_pause(cf__mpi_wait *w) {
+  int64_t ns = cf__mpi_wait_next(w);
+  if (ns == 0) {
+    sched_yield();
+    return;
+  }
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
   nanosleep(&ts, NULL); /* EINTR: a shorter nap, which is fine */
-  *nap_ns = *nap_ns * 2 > CF__MPI_NAP_MAX_NS ? CF__MPI_NAP_MAX_NS : *nap_ns * 2;
 }
 
 /* ---- the channel to one peer ------------------------------------------- */
@@ -173,11 +264,12 @@ static int cf__mpi_ready(cf__chan *ch) {
   return cf__mpi_probe(l->comm, l->peer, &from, &count);
 }
 
-/* Waits with naps (a blocking MPI_Recv would spin a CPU at 100%). */
+/* Waits as mpi_common.h says (cf__mpi_wait). */
 static int cf__mpi_chan_recv(cf__chan *ch, cf__frame *fr,
                              unsigned char **payload) {
   const cf__mpi_link *l = ch->ctx;
-  int64_t nap = CF__MPI_NAP_MIN_NS;
+  cf__mpi_wait w;
+  cf__mpi_wait_reset(&w);
   for (;;) {
     int from, count;
     int r = cf__mpi_probe(l->comm, l->peer, &from, &count);
@@ -185,7 +277,7 @@ static int cf__mpi_chan_recv(cf__chan *ch, cf__frame *fr,
       return r;
     if (r == 1)
       return cf__mpi_recv(l->comm, from, count, fr, payload);
-    cf__mpi_nap(&nap);
+    cf__mpi_wait_pause(&w);
   }
 }
 

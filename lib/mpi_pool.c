@@ -12,7 +12,7 @@
  *
  * The manager makes every MPI call of the pool once it runs (create makes
  * the start-up handshake before starting it), and never blocks inside
- * MPI waiting for a peer: it probes, without sleeping for CF__PP_SPIN_NS
+ * MPI waiting for a peer: it probes, without sleeping for CF__MPI_SPIN_NS
  * after the last message, then with naps (mpi_common.h); with nothing in flight
  * it sleeps on its condition variable until a submit wakes it.  Sends are
  * MPI_Send, to ranks that are idle and probing (a TASK or CHUNK) or of a
@@ -330,20 +330,23 @@ static bool cf__mp_done(cf__mpool *p) {
   return done;
 }
 
-/* Nothing came: sleeps until poked when nothing is in flight, else naps
- * (a short timed wait, which a submit also ends). */
-static void cf__mp_idle(cf__mpool *p, int64_t *nap) {
+/* Nothing came: spins a while, then sleeps until poked when nothing is in
+ * flight, else naps (cf__mpi_wait; a timed wait, which a submit also
+ * ends). */
+static void cf__mp_idle(cf__mpool *p, cf__mpi_wait *w) {
+  int64_t ns = cf__mpi_wait_next(w);
+  if (ns == 0) {
+    sched_yield();
+    return;
+  }
   pthread_mutex_lock(&p->rp.mu);
   if (!p->poked && p->rp.nbusy == 0) {
     pthread_cond_wait(&p->cv, &p->rp.mu);
-    *nap = CF__MPI_NAP_MIN_NS;
   } else if (!p->poked) {
-    int64_t t = cf__now_ns() + *nap;
+    int64_t t = cf__now_ns() + ns;
     struct timespec ts = {(time_t)(t / 1000000000), (long)(t % 1000000000)};
     pthread_cond_timedwait(&p->cv, &p->rp.mu, &ts);
-    *nap = *nap * 2 > CF__MPI_NAP_MAX_NS ? CF__MPI_NAP_MAX_NS : *nap * 2;
   }
-  p->poked = false;
   pthread_mutex_unlock(&p->rp.mu);
 }
 
@@ -355,6 +358,8 @@ static void cf__mp_wind_down(cf__mpool *p) {
   for (int i = 0; i < p->nr; i++)
     if (p->r[i].rw.state != CF__RW_FREE)
       cf__ipc_send_exit(&p->r[i].ch, id);
+  for (int i = 0; i < p->nr; i++)
+    cf__mpi_link_reap(&p->r[i].link, true);
   pthread_mutex_lock(&p->rp.mu);
   p->rp.stopped = true;
   cf_future *left = cf__rp_steal_locked(&p->rp);
@@ -369,28 +374,29 @@ static void *cf__mp_manager(void *arg) {
    * of them could never end (only this thread completes them). */
   cf__worker_ctx io = {.pool = &p->rp.base, .io_thread = true};
   cf__tls_worker = &io;
-  int64_t spin_end = 0, nap = CF__MPI_NAP_MIN_NS;
+  cf__mpi_precise_naps();
+  cf__mpi_wait w;
+  cf__mpi_wait_reset(&w);
   for (;;) {
     cf__mp_dispatch(p);
     cf__mp_send_stops(p);
     if (cf__mp_done(p))
       break;
+    /* After any message or submit the wait starts over with a spin: the
+     * next answer, or the next submit of a caller that just got its
+     * result, usually comes sooner than a wakeup. */
     if (cf__mp_receive(p)) {
-      spin_end = cf__now_ns() + CF__PP_SPIN_NS;
-      nap = CF__MPI_NAP_MIN_NS;
+      cf__mpi_wait_reset(&w);
       continue;
     }
     pthread_mutex_lock(&p->rp.mu);
-    bool poked = p->poked, busy = p->rp.nbusy != 0;
+    bool poked = p->poked;
     p->poked = false;
     pthread_mutex_unlock(&p->rp.mu);
     if (poked)
-      continue;
-    if (busy && cf__now_ns() < spin_end) {
-      sched_yield();
-      continue;
-    }
-    cf__mp_idle(p, &nap);
+      cf__mpi_wait_reset(&w);
+    else
+      cf__mp_idle(p, &w);
   }
   cf__mp_wind_down(p);
   pthread_mutex_lock(&p->rp.mu);
@@ -589,7 +595,7 @@ static int cf__mp_tables(cf__mpool *p) {
     p->index[c] = c != p->root && i < n ? i : -1;
     if (p->index[c] < 0)
       continue;
-    p->r[i].link = (cf__mpi_link){p->comm, c};
+    cf__mpi_link_init(&p->r[i].link, p->comm, c, true);
     cf__mpi_chan_init(&p->r[i].ch, &p->r[i].link);
     p->r[i].rw.state = CF__RW_IDLE;
     i++;
@@ -680,17 +686,15 @@ static int cf__mp_handshake(cf__mpool *p) {
                         p->r[i].link.peer);
   int left = p->nr, refuse = CF_OK, fail_code = 0;
   char fail_why[sizeof p->why] = "";
-  int64_t nap = CF__MPI_NAP_MIN_NS, spin_end = cf__now_ns() + CF__PP_SPIN_NS;
+  cf__mpi_wait wt;
+  cf__mpi_wait_reset(&wt);
   while (left > 0) {
     int from, count;
     int got = cf__mpi_probe(p->comm, MPI_ANY_SOURCE, &from, &count);
     if (got < 0)
       return CF__REFUSE(CF_ESYS, "MPI_Iprobe failed");
     if (got == 0) {
-      if (cf__now_ns() < spin_end)
-        sched_yield();
-      else
-        cf__mpi_nap(&nap);
+      cf__mpi_wait_pause(&wt);
       continue;
     }
     cf__frame fr;
@@ -735,11 +739,14 @@ static void cf__mp_abandon(cf__mpool *p, bool claimed) {
     cf__mp_free_memory(p);
     return;
   }
+  for (int i = 0; p->r && i < p->nr; i++)
+    cf__mpi_link_reap(&p->r[i].link, true); /* INITs sent */
   uint64_t id = p->own_comm ? CF__MPI_EXIT_END : CF__MPI_EXIT_POOL;
   for (int c = 0; c < p->comm_size; c++) {
     if (c == p->root || (!p->own_comm && (!p->index || p->index[c] < 0)))
       continue; /* unused ranks of the world wait for the next pool */
-    cf__mpi_link link = {p->comm, c};
+    cf__mpi_link link;
+    cf__mpi_link_init(&link, p->comm, c, false);
     cf__chan ch;
     cf__mpi_chan_init(&ch, &link);
     cf__ipc_send_exit(&ch, id);
@@ -758,7 +765,8 @@ static void cf__mp_release_unused(cf__mpool *p) {
   for (int c = 0; p->own_comm && c < p->comm_size; c++) {
     if (c == p->root || p->index[c] >= 0)
       continue;
-    cf__mpi_link link = {p->comm, c};
+    cf__mpi_link link;
+    cf__mpi_link_init(&link, p->comm, c, false);
     cf__chan ch;
     cf__mpi_chan_init(&ch, &link);
     cf__ipc_send_exit(&ch, CF__MPI_EXIT_END);

@@ -29,23 +29,26 @@ static pid_t cf__root_pid;
  * with INIT and ends with EXIT.  Returns after the EXIT that ends serving
  * (CF__MPI_EXIT_END, or any EXIT when `once`), or on an error. */
 static int cf__mpi_serve_on(MPI_Comm comm, int root, bool once) {
-  cf__mpi_link link = {comm, root};
+  cf__mpi_link link;
+  cf__mpi_link_init(&link, comm, root, false);
   cf__chan ch;
   cf__mpi_chan_init(&ch, &link);
+  unsigned long slack = cf__mpi_precise_naps();
+  int rc;
   for (;;) {
     cf__frame last;
     int st = cf__worker_loop(&ch, &last);
-    if (st == 3)
-      return CF_ENOMEM;
-    if (st == 4)
-      return CF_EPROTO;
-    if (last.type == 0)
-      return CF_ESYS; /* MPI failed under us */
-    if (last.type == CF__MSG_EXIT && (once || last.id == CF__MPI_EXIT_END))
-      return CF_OK;
+    rc = st == 3 ? CF_ENOMEM : st == 4 ? CF_EPROTO : CF_OK;
+    if (rc == CF_OK && last.type == 0)
+      rc = CF_ESYS; /* MPI failed under us */
+    if (rc != CF_OK ||
+        (last.type == CF__MSG_EXIT && (once || last.id == CF__MPI_EXIT_END)))
+      break;
     /* An EXIT that ends one pool of cf_mpi_main()'s, or an INITFAIL sent
      * (the root breaks the pool, then sends EXIT): serve on. */
   }
+  cf__mpi_restore_naps(slack); /* cf_mpi_serve() returns to the caller */
+  return rc;
 }
 
 static int cf__mpi_dup(MPI_Comm comm, MPI_Comm *out) {
@@ -252,7 +255,8 @@ int cf_mpi_finalize(void) {
   int size = 0;
   MPI_Comm_size(cf__world.comm, &size);
   for (int r = 1; r < size; r++) {
-    cf__mpi_link link = {cf__world.comm, r};
+    cf__mpi_link link;
+    cf__mpi_link_init(&link, cf__world.comm, r, false);
     cf__chan ch;
     cf__mpi_chan_init(&ch, &link);
     cf__ipc_send_exit(&ch, CF__MPI_EXIT_END);

@@ -78,8 +78,9 @@ void cf__rp_fail_list(cf_future *l, int status, int code, const char *msg);
 /* The queue's first future, taken, or NULL (also when broken). */
 cf_future *cf__rp_pop(cf__rpool *rp);
 
-/* The backend's submit (ex: a cf__rpool): queues f and pokes.  CF_OK, CF_ESHUTDOWN, or
- * CF_EBROKEN (broken, or the manager stopped without a shutdown). */
+/* The backend's submit (ex: a cf__rpool): queues f and pokes.  CF_OK,
+ * CF_ESHUTDOWN, or CF_EBROKEN (broken, or the manager stopped without a
+ * shutdown). */
 int cf__rp_submit(cf_executor *ex, cf_future *f);
 /* The backend's shutdown: no more submits; with cancel the queued futures
  * are cancelled; with wait the manager is joined (not from a callback on

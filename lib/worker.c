@@ -258,6 +258,8 @@ static int cf__worker_serve(cf__chan *ch, const cf__frame *fr,
  * next task usually follows soon after the last result, sooner than a
  * wakeup from a blocking read. */
 static void cf__worker_spin(cf__chan *ch) {
+  if (ch->ops)
+    return; /* a transport of its own waits its own way (mpi_chan.c) */
   for (int64_t end = cf__now_ns() + CF__PP_SPIN_NS;
        cf__chan_ready(ch) == 0 && cf__now_ns() < end;)
     sched_yield();
