@@ -41,10 +41,12 @@
  * the application's, and it finalises MPI only if it initialised it.
  *
  * Idle ranks do not spin: a rank waiting for work, and the root's manager
- * waiting for answers, probe without blocking for 50 us after the last
- * message, then sleep between probes with a back-off up to 1 ms (a rank
- * blocked in MPI_Recv would burn a whole CPU).  A task sent to a rank that
- * has been idle for a while may therefore wait up to 1 ms to start.
+ * waiting for answers, probe without blocking for 200 us after the last
+ * message, then sleep between probes, longer the longer they are idle, up
+ * to 10 ms (a rank blocked in MPI_Recv would burn a whole CPU); a root
+ * with nothing in flight sleeps until a submit.  A task sent to a rank
+ * that has been idle for a while may therefore wait up to 10 ms to start;
+ * a rank kept busy never sleeps.  docs/SCALING.md has the figures.
  *
  * When a rank dies: with stock MPI (Open MPI, MPICH as Debian ships them)
  * the death of any process ends the whole job: mpiexec kills every other
