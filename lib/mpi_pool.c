@@ -142,13 +142,18 @@ static void cf__mp_gone(cf__mpool *p, cf__mrank *r, int status,
 static int cf__mp_fnref(cf__mpool *p, cf_task_fn fn, cf__fnref *out) {
   long k;
   int rc = cf__fncache_get(&p->fns, &p->mods, (uintptr_t)fn, &k, out);
-  if (k < 0 || !p->mods.m[k].startup) {
+  if (k < 0) {
+    snprintf(p->why, sizeof p->why,
+             "the task function is in no module that was loaded when the "
+             "pool was created; the task was not run");
+    return CF_EINVAL;
+  }
+  if (!p->mods.m[k].startup) {
     snprintf(p->why, sizeof p->why,
              "the task function is in %.200s, loaded with dlopen(): worker "
              "ranks load only the program and the libraries it links; the "
              "task was not run",
-             k < 0 ? "no module loaded when the pool was created"
-                   : p->mods.m[k].name);
+             p->mods.m[k].name);
     return CF_EINVAL;
   }
   if (p->mods.m[k].changed) {

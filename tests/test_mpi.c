@@ -475,6 +475,10 @@ static void test_options(void) {
   CU_ASSERT_EQUAL(cf_submit(ex, (cf_task_fn)(void *)not_code, NULL, 0, &f),
                   CF_OK);
   CU_ASSERT_EQUAL(cf_future_result(f, CF_FOREVER, NULL, NULL), CF_ETASK);
+  const char *msg = NULL;
+  int code = 0;
+  cf_future_error(f, 0, &code, &msg);
+  CU_ASSERT_PTR_NOT_NULL(msg ? strstr(msg, "in no module") : NULL);
   cf_future_release(f);
   CU_ASSERT_EQUAL(cf_mpi_main(&(int){0}, &(char **){NULL}), CF_ESTATE);
   cf_executor_release(ex);
