@@ -119,18 +119,20 @@ static void cf__mp_gone(cf__mpool *p, cf__mrank *r, int status,
   cf_future *f = r->rw.task;
   r->rw.task = NULL;
   cf__rp_set_state(&p->rp, &r->rw, CF__RW_FREE);
-  if (f) {
-    cf__rp_count(&p->rp, &p->rp.failed);
-    cf__future_fail(f, status, 0, cf__strdup(msg));
-    cf_future_release(f);
-  }
   pthread_mutex_lock(&p->rp.mu);
   bool brk = p->rp.nlive == 0 || p->o.on_worker_death == CF_ON_DEATH_BREAK;
   pthread_mutex_unlock(&p->rp.mu);
+  /* Broken before the rank's task says why: whoever sees that failure
+   * and submits again gets CF_EBROKEN, not a future that fails. */
   if (brk) {
     char why[400];
     snprintf(why, sizeof why, "the pool is broken: %s", msg);
     cf__mp_break(p, 0, why);
+  }
+  if (f) {
+    cf__rp_count(&p->rp, &p->rp.failed);
+    cf__future_fail(f, status, 0, cf__strdup(msg));
+    cf_future_release(f);
   }
 }
 

@@ -498,20 +498,22 @@ static void cf__pp_death(cf__ppool *p, cf__pworker *w, int status,
     cf__pp_start_died(p, st, msg);
     return;
   }
+  pthread_mutex_lock(&p->rp.mu);
+  bool brk = f && status == CF_EWORKERDIED && !p->term_sig &&
+             p->o.on_worker_death == CF_ON_DEATH_BREAK;
+  pthread_mutex_unlock(&p->rp.mu);
+  /* Broken before the dead task's future says why: whoever sees that
+   * failure and submits again gets CF_EBROKEN, not a future that fails. */
+  if (brk) {
+    char why[200];
+    snprintf(why, sizeof why, "the pool is broken: %s", msg ? msg : "");
+    cf__pp_break(p, st, why);
+  }
   if (f) {
     cf__rp_count(&p->rp, &p->rp.failed); /* before waiters can look */
     cf__future_fail(f, status, status == CF_EWORKERDIED ? st : 0,
                     msg ? cf__strdup(msg) : NULL);
     cf_future_release(f);
-  }
-  pthread_mutex_lock(&p->rp.mu);
-  bool brk = f && status == CF_EWORKERDIED && !p->term_sig &&
-             p->o.on_worker_death == CF_ON_DEATH_BREAK;
-  pthread_mutex_unlock(&p->rp.mu);
-  if (brk) {
-    char why[200];
-    snprintf(why, sizeof why, "the pool is broken: %s", msg ? msg : "");
-    cf__pp_break(p, st, why);
   }
   free(msg);
 }

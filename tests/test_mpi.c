@@ -484,6 +484,17 @@ static void test_options(void) {
   cf_executor_release(ex);
 }
 
+/* Submits again from a done callback (on the manager). */
+typedef struct resubmit {
+  cf_executor *ex;
+  atomic_int rc;
+} resubmit;
+static void resubmit_cb(cf_future *f, void *arg) {
+  resubmit *r = arg;
+  (void)f;
+  atomic_store(&r->rc, cf_submit(r->ex, task_noop, NULL, 0, NULL));
+}
+
 /* A rank MPI reports failed (simulated: stock MPI ends the job instead):
  * its task fails with CF_EWORKERDIED; BREAK then breaks the pool, RESTART
  * goes on with the other rank. */
@@ -496,6 +507,11 @@ static void test_rank_failure(void) {
     CU_ASSERT_EQUAL_FATAL(cf_mpi_pool_create(&o, &ex), CF_OK);
     cf__mpi_fail_peer = 1; /* the manager's next send to rank 1 fails */
     cf_future *f = submit_u64(ex, task_square, 2);
+    /* A done callback submits again, on the manager, as the future
+     * fails: under BREAK the pool is broken by then (no race to lose). */
+    resubmit again = {.ex = ex};
+    atomic_init(&again.rc, 1);
+    cf_future_add_done_callback(f, resubmit_cb, &again);
     int code = 0;
     const char *msg = NULL;
     CU_ASSERT_EQUAL(cf_future_error(f, CF_FOREVER, &code, &msg),
@@ -503,6 +519,8 @@ static void test_rank_failure(void) {
     CU_ASSERT_PTR_NOT_NULL(msg ? strstr(msg, "worker rank 1") : NULL);
     cf_future_release(f);
     cf__mpi_fail_peer = -1;
+    CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&again.rc) != 1));
+    CU_ASSERT_EQUAL(atomic_load(&again.rc), pol ? CF_OK : CF_EBROKEN);
     cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
     cf_executor_stats_get(ex, &st);
     CU_ASSERT_EQUAL(st.workers, 1); /* rank 2: serving, or being released */

@@ -54,8 +54,11 @@ if [ "$st" -eq 0 ] || [ "$st" -eq 5 ] || [ "$st" -eq 124 ] ||
   [ $((t1 - t0)) -ge 120 ]; then
   echo "FAIL: kill: status $st after $((t1 - t0)) s (0 or 5: the root went on; 124 or 120 s: it hung)"
   fail=1
+elif ! grep -qiE 'signal 9|signal: 9|killed' kill.out; then
+  echo "FAIL: kill: the launcher ended the job (status $st) without saying a rank was killed"
+  fail=1
 else
-  echo "ok: the launcher ended the job with status $st after $((t1 - t0)) s"
+  echo "ok: the launcher ended the job with status $st after $((t1 - t0)) s, saying why"
 fi
 rm -f kill.out
 

@@ -272,11 +272,28 @@ static void test_map_item_error_in_chunk(void) {
 
 /* Each way of dying, under BREAK: the task fails with CF_EWORKERDIED and
  * its wait status, queued futures with CF_EBROKEN, submit is refused. */
+/* A done callback of the dead task's future submits again: by the time
+ * the future fails, the pool must be broken already (it runs on the
+ * manager, in the middle of the death: no race to lose). */
+typedef struct resubmit {
+  cf_executor *ex;
+  atomic_int rc;
+} resubmit;
+static void resubmit_cb(cf_future *f, void *arg) {
+  resubmit *r = arg;
+  (void)f;
+  atomic_store(&r->rc, cf_submit(r->ex, task_noop, NULL, 0, NULL));
+}
+
 static void check_death_break(int32_t how, int want_sig, int want_exit) {
   cf_executor *ex = make_ppool(1, CF_ON_DEATH_BREAK);
   cf_future *dead, *queued[3];
+  resubmit again = {.ex = ex};
+  atomic_init(&again.rc, 1);
   CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_die, &how, sizeof how, &dead),
                         CF_OK);
+  CU_ASSERT_EQUAL(cf_future_add_done_callback(dead, resubmit_cb, &again),
+                  CF_OK);
   long ms = 1;
   /* Queued behind the dying task, unless the worker died first (a loaded
    * machine may run it before these submits): then the pool is broken
@@ -290,6 +307,8 @@ static void check_death_break(int32_t how, int want_sig, int want_exit) {
   const char *msg = NULL;
   CU_ASSERT_EQUAL(cf_future_error(dead, CF_FOREVER, &st, &msg), CF_EWORKERDIED);
   CU_ASSERT_PTR_NOT_NULL(msg);
+  CU_ASSERT_TRUE(CF_TEST_EVENTUALLY(atomic_load(&again.rc) != 1));
+  CU_ASSERT_EQUAL(atomic_load(&again.rc), CF_EBROKEN);
   /* Sanitizers catch SIGSEGV and failed mmaps in the worker themselves
    * and exit instead of dying by the signal: still a death. */
   if (want_sig == SIGSEGV && CF_TEST_SANITIZED) {
