@@ -198,18 +198,8 @@ static void cf__mp_dispatch(cf__mpool *p) {
       cf_future *f = cf__rp_pop(&p->rp);
       if (!f)
         return;
-      /* BUSY before RUNNING: cf__mp_stop_batch finds running futures in
-       * their rank's `running`. */
-      r->rw.task = f;
-      cf__rp_set_state(&p->rp, &r->rw, CF__RW_BUSY);
-      if (!cf__future_start(f)) { /* cancelled while queued */
-        r->rw.task = NULL;
-        cf__rp_set_state(&p->rp, &r->rw, CF__RW_IDLE);
-        cf__rp_count(&p->rp, &p->rp.cancelled);
-        cf_future_release(f);
-        continue;
-      }
-      cf__mp_send(p, r, f);
+      if (cf__rp_start(&p->rp, &r->rw, f))
+        cf__mp_send(p, r, f);
     }
   }
 }

@@ -779,18 +779,8 @@ static int64_t cf__pp_dispatch(cf__ppool *p) {
     }
     if (!f)
       return 0;
-    /* BUSY before RUNNING: a running future of this pool is always some
-     * worker's `running`, which is where cf__pp_stop_batch looks. */
-    idle->rw.task = f;
-    cf__rp_set_state(&p->rp, &idle->rw, CF__RW_BUSY);
-    if (!cf__future_start(f)) { /* cancelled while queued */
-      idle->rw.task = NULL;
-      cf__rp_set_state(&p->rp, &idle->rw, CF__RW_IDLE);
-      cf__rp_count(&p->rp, &p->rp.cancelled);
-      cf_future_release(f);
-      continue;
-    }
-    cf__pp_send(p, idle, f);
+    if (cf__rp_start(&p->rp, &idle->rw, f))
+      cf__pp_send(p, idle, f);
   }
 }
 

@@ -82,6 +82,18 @@ cf_future *cf__rp_pop(cf__rpool *rp) {
   return f;
 }
 
+bool cf__rp_start(cf__rpool *rp, cf__rworker *w, cf_future *f) {
+  w->task = f;
+  cf__rp_set_state(rp, w, CF__RW_BUSY);
+  if (cf__future_start(f))
+    return true;
+  w->task = NULL;
+  cf__rp_set_state(rp, w, CF__RW_IDLE);
+  cf__rp_count(rp, &rp->cancelled);
+  cf_future_release(f);
+  return false;
+}
+
 int cf__rp_submit(cf_executor *ex, cf_future *f) {
   cf__rpool *rp = (cf__rpool *)ex;
   pthread_mutex_lock(&rp->mu);

@@ -78,6 +78,12 @@ void cf__rp_fail_list(cf_future *l, int status, int code, const char *msg);
 /* The queue's first future, taken, or NULL (also when broken). */
 cf_future *cf__rp_pop(cf__rpool *rp);
 
+/* Manager: gives the idle worker w the future f just taken from the
+ * queue (BUSY first: a running future of the pool is always some worker's
+ * `running`, where cf__rp_stop_batch looks), and starts it.  False when f
+ * was cancelled while queued: w is idle again and f released. */
+bool cf__rp_start(cf__rpool *rp, cf__rworker *w, cf_future *f);
+
 /* The backend's submit (ex: a cf__rpool): queues f and pokes.  CF_OK,
  * CF_ESHUTDOWN, or CF_EBROKEN (broken, or the manager stopped without a
  * shutdown). */

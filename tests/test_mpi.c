@@ -484,17 +484,6 @@ static void test_options(void) {
   cf_executor_release(ex);
 }
 
-/* Submits again from a done callback (on the manager). */
-typedef struct resubmit {
-  cf_executor *ex;
-  atomic_int rc;
-} resubmit;
-static void resubmit_cb(cf_future *f, void *arg) {
-  resubmit *r = arg;
-  (void)f;
-  atomic_store(&r->rc, cf_submit(r->ex, task_noop, NULL, 0, NULL));
-}
-
 /* A rank MPI reports failed (simulated: stock MPI ends the job instead):
  * its task fails with CF_EWORKERDIED; BREAK then breaks the pool, RESTART
  * goes on with the other rank. */

@@ -271,20 +271,9 @@ static void test_map_item_error_in_chunk(void) {
 }
 
 /* Each way of dying, under BREAK: the task fails with CF_EWORKERDIED and
- * its wait status, queued futures with CF_EBROKEN, submit is refused. */
-/* A done callback of the dead task's future submits again: by the time
- * the future fails, the pool must be broken already (it runs on the
- * manager, in the middle of the death: no race to lose). */
-typedef struct resubmit {
-  cf_executor *ex;
-  atomic_int rc;
-} resubmit;
-static void resubmit_cb(cf_future *f, void *arg) {
-  resubmit *r = arg;
-  (void)f;
-  atomic_store(&r->rc, cf_submit(r->ex, task_noop, NULL, 0, NULL));
-}
-
+ * its wait status, queued futures with CF_EBROKEN, submit is refused, and
+ * already from the dead future's done callback, which runs on the manager
+ * as the future fails (the pool breaks first). */
 static void check_death_break(int32_t how, int want_sig, int want_exit) {
   cf_executor *ex = make_ppool(1, CF_ON_DEATH_BREAK);
   cf_future *dead, *queued[3];

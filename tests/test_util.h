@@ -433,6 +433,19 @@ static inline int task_fifo_gate(cf_task *t, const void *in, size_t len) {
   return n == 1 ? 0 : EIO;
 }
 
+/* A done callback that submits task_noop again to ex: run on a pool's
+ * manager as a future fails, it shows what a submit gets at that very
+ * moment (rc: 1 until it ran). */
+typedef struct resubmit {
+  cf_executor *ex;
+  atomic_int rc;
+} resubmit;
+static inline void resubmit_cb(cf_future *f, void *arg) {
+  resubmit *r = arg;
+  (void)f;
+  atomic_store(&r->rc, cf_submit(r->ex, task_noop, NULL, 0, NULL));
+}
+
 /* A process pool of `workers` with a death policy and a task limit per
  * worker (0: none). */
 static inline cf_executor *make_process_pool(int workers, cf_death_policy pol,
