@@ -349,7 +349,7 @@ static void cf__mp_idle(cf__mpool *p, cf__mpi_wait *w) {
 
 /* The end of the pool for its ranks: EXIT to each (in cf_mpi_main()'s
  * world the rank then waits for the next pool; a rank of cf_mpi_serve()
- * returns).  Fails what is left in the queue. */
+ * returns); cf__rp_manager_end fails what is left in the queue. */
 static void cf__mp_wind_down(cf__mpool *p) {
   uint64_t id = p->own_comm ? CF__MPI_EXIT_END : CF__MPI_EXIT_POOL;
   for (int i = 0; i < p->nr; i++)
@@ -357,20 +357,12 @@ static void cf__mp_wind_down(cf__mpool *p) {
       cf__ipc_send_exit(&p->r[i].ch, id);
   for (int i = 0; i < p->nr; i++)
     cf__mpi_link_reap(&p->r[i].link, true);
-  pthread_mutex_lock(&p->rp.mu);
-  p->rp.stopped = true;
-  cf_future *left = cf__rp_steal_locked(&p->rp);
-  pthread_mutex_unlock(&p->rp.mu);
-  cf__rp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
 }
 
 static void *cf__mp_manager(void *arg) {
   cf__mpool *p = arg;
-  pthread_setname_np(pthread_self(), "cf-mpipool");
-  /* Callbacks run here: a wait on a pending future of this pool from one
-   * of them could never end (only this thread completes them). */
-  cf__worker_ctx io = {.pool = &p->rp.base, .io_thread = true};
-  cf__tls_worker = &io;
+  cf__worker_ctx io;
+  cf__rp_manager_begin(&p->rp, &io, "cf-mpipool");
   cf__mpi_precise_naps();
   cf__mpi_wait w;
   cf__mpi_wait_reset(&w);
@@ -396,14 +388,8 @@ static void *cf__mp_manager(void *arg) {
       cf__mp_idle(p, &w);
   }
   cf__mp_wind_down(p);
-  pthread_mutex_lock(&p->rp.mu);
-  bool self_free = p->rp.self_destroy;
-  pthread_mutex_unlock(&p->rp.mu);
-  cf__tls_worker = NULL;
-  if (self_free) {
-    pthread_detach(pthread_self());
+  if (cf__rp_manager_end(&p->rp))
     cf__mp_free(p);
-  }
   return NULL;
 }
 

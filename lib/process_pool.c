@@ -894,8 +894,8 @@ static void cf__pp_handle_events(cf__ppool *p, int k) {
   }
 }
 
-/* The manager is done: retires every worker (EXIT, then reap) and fails
- * what is left in the queue. */
+/* The manager is done: retires every worker (EXIT, then reap);
+ * cf__rp_manager_end fails what is left in the queue. */
 static void cf__pp_wind_down(cf__ppool *p) {
   for (int i = 0; i < p->rp.base.max_workers; i++) {
     cf__pworker *w = &p->w[i];
@@ -910,20 +910,12 @@ static void cf__pp_wind_down(cf__ppool *p) {
       cf_future_release(f);
     }
   }
-  pthread_mutex_lock(&p->rp.mu);
-  p->rp.stopped = true;
-  cf_future *left = cf__rp_steal_locked(&p->rp);
-  pthread_mutex_unlock(&p->rp.mu);
-  cf__rp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
 }
 
 static void *cf__pp_manager(void *arg) {
   cf__ppool *p = arg;
-  pthread_setname_np(pthread_self(), "cf-procpool");
-  /* Callbacks run here: a wait on a pending future of this pool from one of
-   * them could never end (only this thread completes them): CF_EDEADLK. */
-  cf__worker_ctx io = {.pool = &p->rp.base, .io_thread = true};
-  cf__tls_worker = &io;
+  cf__worker_ctx io;
+  cf__rp_manager_begin(&p->rp, &io, "cf-procpool");
   for (;;) {
     int sig = cf__pp_pass_terminate(p);
     int64_t wake = cf__pp_dispatch(p);
@@ -939,16 +931,8 @@ static void *cf__pp_manager(void *arg) {
     cf__pp_handle_events(p, k);
   }
   cf__pp_wind_down(p);
-  /* Read after the last callbacks: one of them may drop the last
-   * reference, and then this thread frees the pool. */
-  pthread_mutex_lock(&p->rp.mu);
-  bool self_free = p->rp.self_destroy;
-  pthread_mutex_unlock(&p->rp.mu);
-  cf__tls_worker = NULL;
-  if (self_free) {
-    pthread_detach(pthread_self());
+  if (cf__rp_manager_end(&p->rp))
     cf__pp_free(p);
-  }
   return NULL;
 }
 

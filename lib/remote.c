@@ -203,3 +203,27 @@ bool cf__rp_freed_by_manager(cf__rpool *rp) {
   pthread_mutex_unlock(&rp->mu);
   return true;
 }
+
+void cf__rp_manager_begin(cf__rpool *rp, cf__worker_ctx *ctx,
+                          const char *name) {
+  pthread_setname_np(pthread_self(), name);
+  *ctx = (cf__worker_ctx){.pool = &rp->base, .io_thread = true};
+  cf__tls_worker = ctx;
+}
+
+bool cf__rp_manager_end(cf__rpool *rp) {
+  pthread_mutex_lock(&rp->mu);
+  rp->stopped = true;
+  cf_future *left = cf__rp_steal_locked(rp);
+  pthread_mutex_unlock(&rp->mu);
+  cf__rp_fail_list(left, CF_EBROKEN, 0, "the pool's manager stopped");
+  /* Read after the last callbacks: one of them may drop the last
+   * reference, and then this thread frees the pool. */
+  pthread_mutex_lock(&rp->mu);
+  bool self_free = rp->self_destroy;
+  pthread_mutex_unlock(&rp->mu);
+  cf__tls_worker = NULL;
+  if (self_free)
+    pthread_detach(pthread_self());
+  return self_free;
+}

@@ -84,6 +84,17 @@ cf_future *cf__rp_pop(cf__rpool *rp);
  * was cancelled while queued: w is idle again and f released. */
 bool cf__rp_start(cf__rpool *rp, cf__rworker *w, cf_future *f);
 
+/* The manager's start: its thread's name, and the context that makes a
+ * wait from one of its callbacks on a pending future of this pool fail
+ * with CF_EDEADLK (only this thread completes them).  ctx lives on the
+ * manager's stack. */
+void cf__rp_manager_begin(cf__rpool *rp, cf__worker_ctx *ctx, const char *name);
+/* The manager's end, after its last callbacks: marks the pool stopped,
+ * fails what is left in the queue with CF_EBROKEN, and returns whether
+ * the pool must now be freed by this thread (a callback dropped the last
+ * reference; the thread is detached then). */
+bool cf__rp_manager_end(cf__rpool *rp);
+
 /* The backend's submit (ex: a cf__rpool): queues f and pokes.  CF_OK,
  * CF_ESHUTDOWN, or CF_EBROKEN (broken, or the manager stopped without a
  * shutdown). */
