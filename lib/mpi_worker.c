@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 /* MPI is one per process, so is what cf_mpi_main() set up.  Guarded by
- * cf__world_mu; `ended` is signalled when a pool over the world's ranks
- * is gone (cf_mpi_finalize waits for a pool being destroyed). */
+ * cf__world_mu; cf__world_cv is signalled when the pool over the world's
+ * ranks is gone (cf_mpi_finalize waits for one being destroyed). */
 static pthread_mutex_t cf__world_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cf__world_cv = PTHREAD_COND_INITIALIZER;
 static cf__mpi_world cf__world;
