@@ -113,8 +113,7 @@ int cf__mpi_recv(MPI_Comm comm, int from, int count, cf__frame *fr,
 typedef struct cf__mpi_world {
   MPI_Comm comm;     /* our duplicate of MPI_COMM_WORLD; MPI_COMM_NULL: none */
   bool inited;       /* cf_mpi_main() initialised MPI (and finalises it) */
-  bool pool;         /* a pool over comm is alive ... */
-  cf_executor *live; /* ... this one (for cf_mpi_finalize) */
+  cf_executor *live; /* the pool alive over comm (at most one), or NULL */
 } cf__mpi_world;
 /* Claims the world's ranks for the pool ex (*comm set): CF_OK, or
  * CF_ESTATE with the words set.  The pool's destroy releases them with

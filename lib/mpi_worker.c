@@ -97,35 +97,27 @@ static void cf__mpi_atexit(void) {
     cf_mpi_finalize();
 }
 
-/* On a worker rank: serve, then leave the process. */
-static _Noreturn void cf__mpi_worker_rank(MPI_Comm comm) {
-  int rc = cf__mpi_serve_on(comm, 0, false);
+/* A worker rank of cf_mpi_main()'s (comm: its duplicate of the world,
+ * every pool until the job's end), or a process a spawning pool started
+ * (comm: the intercommunicator to the spawner, that one pool): serves,
+ * then leaves the process, finalising MPI whoever initialised it (the
+ * process ends here: cfutures-mpi.h).  One that cannot go on ends the
+ * job, rather than leave the root waiting for its answers. */
+static _Noreturn void cf__mpi_serve_and_exit(MPI_Comm comm, bool spawned) {
+  if (spawned)
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  int rc = cf__mpi_serve_on(comm, 0, spawned);
   if (rc != CF_OK) {
-    /* The root waits for this rank's answers: end the job rather than
-     * leave it waiting. */
-    fprintf(stderr, "cfutures-mpi: a worker rank cannot go on: %s\n",
+    fprintf(stderr, "cfutures-mpi: a %s cannot go on: %s\n",
+            spawned ? "spawned worker" : "worker rank",
             rc == CF_EPROTO ? "malformed message from the root"
                             : cf_strerror(rc));
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Abort(spawned ? comm : MPI_COMM_WORLD, 1);
   }
-  MPI_Comm_free(&comm);
-  /* Whoever initialised MPI: the process ends here (cfutures-mpi.h). */
-  MPI_Finalize();
-  exit(0);
-}
-
-/* In a process a spawning pool started: serve it on the intercommunicator
- * to the spawner (the root is its rank 0), then leave. */
-static _Noreturn void cf__mpi_spawned(MPI_Comm parent) {
-  MPI_Comm_set_errhandler(parent, MPI_ERRORS_RETURN);
-  int rc = cf__mpi_serve_on(parent, 0, true);
-  if (rc != CF_OK) {
-    fprintf(stderr, "cfutures-mpi: a spawned worker cannot go on: %s\n",
-            rc == CF_EPROTO ? "malformed message from the root"
-                            : cf_strerror(rc));
-    MPI_Abort(parent, 1);
-  }
-  MPI_Comm_disconnect(&parent);
+  if (spawned)
+    MPI_Comm_disconnect(&comm);
+  else
+    MPI_Comm_free(&comm);
   MPI_Finalize();
   exit(0);
 }
@@ -167,7 +159,7 @@ int cf_mpi_main(int *argc, char ***argv) {
   MPI_Comm parent = MPI_COMM_NULL, comm;
   if (rc == CF_OK && MPI_Comm_get_parent(&parent) == MPI_SUCCESS &&
       parent != MPI_COMM_NULL)
-    cf__mpi_spawned(parent);
+    cf__mpi_serve_and_exit(parent, true);
   if (rc == CF_OK)
     rc = cf__mpi_dup(MPI_COMM_WORLD, &comm);
   int me = 0;
@@ -176,7 +168,7 @@ int cf_mpi_main(int *argc, char ***argv) {
   if (rc != CF_OK)
     return rc;
   if (me != 0)
-    cf__mpi_worker_rank(comm);
+    cf__mpi_serve_and_exit(comm, false);
   pthread_mutex_lock(&cf__world_mu);
   cf__world.comm = comm;
   cf__world_up = true;
@@ -194,12 +186,11 @@ int cf__mpi_world_claim(cf_executor *ex, MPI_Comm *comm) {
     cf__set_last_error("no ranks to work on: call cf_mpi_main() first, on "
                        "every rank (or give a communicator)");
     rc = CF_ESTATE;
-  } else if (cf__world.pool) {
+  } else if (cf__world.live) {
     cf__set_last_error("a pool over cf_mpi_main()'s ranks is alive: the "
                        "ranks serve one pool at a time");
     rc = CF_ESTATE;
   } else {
-    cf__world.pool = true;
     cf__world.live = ex;
     *comm = cf__world.comm;
   }
@@ -209,7 +200,6 @@ int cf__mpi_world_claim(cf_executor *ex, MPI_Comm *comm) {
 
 void cf__mpi_world_release(void) {
   pthread_mutex_lock(&cf__world_mu);
-  cf__world.pool = false;
   cf__world.live = NULL;
   pthread_cond_broadcast(&cf__world_cv);
   pthread_mutex_unlock(&cf__world_mu);
@@ -221,7 +211,7 @@ void cf__mpi_world_release(void) {
 static cf_executor *cf__mpi_world_take_live(void) {
   pthread_mutex_lock(&cf__world_mu);
   cf_executor *ex = NULL;
-  while (cf__world.pool) {
+  while (cf__world.live) {
     ex = cf__world.live;
     uint32_t r = ex ? atomic_load(&ex->refs) : 0;
     while (r && !atomic_compare_exchange_weak(&ex->refs, &r, r + 1))
