@@ -2,11 +2,26 @@
  * pcopy: copy a folder's files in parallel with cfutures.
  *
  * The seed's Python program submits shutil.copy(src, dst) for every file to
- * a ThreadPoolExecutor(max_workers=4).  Here each file is one task whose
- * input is its two paths (bytes, so --processes runs the very same task on
- * the process pool); a done callback per file drives the progress line.
- * Each file is written under a temporary name and renamed into place when
- * complete, so no partial file ever carries a final name.  See pcopy(1).
+ * a ThreadPoolExecutor(max_workers=4).  pcopy keeps that shape (a pool of
+ * copy tasks, --processes for the process pool) but not its per-file cost:
+ *
+ *  - One task copies a batch of files of one folder (up to 64 files or
+ *    1 MiB; a large file ends its batch), so a future, a wake-up and a
+ *    message are paid per batch, not per file.  The input is bytes (the
+ *    folder's path below SRC and the names), so --processes runs the very
+ *    same task in worker processes.
+ *  - The walk is a generator: folders are read, and made in DST, only as
+ *    batches are needed, so copying starts at once and the walk holds one
+ *    folder open at a time (depth costs no descriptors).
+ *  - Every open is relative to a descriptor: SRC and DST are opened once,
+ *    a task opens its batch's two folders once (without following any
+ *    symbolic link on the way), then each file by name.
+ *  - A file is written as an unnamed O_TMPFILE and linked under its final
+ *    name when complete (a named temporary and a rename where the
+ *    filesystem cannot), so no partial file ever has a final name, and an
+ *    abandoned copy leaves nothing behind.
+ *
+ * See pcopy(1).
  */
 #include <cfutures.h>
 
@@ -15,6 +30,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -25,55 +41,232 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __has_include
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#define PCOPY_HAVE_OPENAT2 1
+#endif
+#endif
 
 #define EXIT_SOME_FAILED 1
 #define EXIT_USAGE 2
-#define EXIT_INTERRUPTED 130
 
-/* ---- the task: copy one file --------------------------------------------- */
+/* A batch ends at this many files, or once it holds this many bytes. */
+#define BATCH_FILES 64
+#define BATCH_BYTES (1u << 20)
+/* A stop request is seen between two pieces of a file this large. */
+#define PIECE ((off_t)16 << 20)
 
-/* Input: u32 flags, then "src\0dst\0".  Result: u64 bytes copied. */
+/* ---- what every copy task reads: set once per process ------------------- */
+
+/* SRC and DST, opened once (by main, or by each worker process's
+ * initializer); the umask, to tell when a created file needs a chmod. */
+static int g_src = -1, g_dst = -1;
+static mode_t g_umask;
+/* The signal that asked us to stop, or 0.  Set by the signal thread (or,
+ * in a worker process, its handler); read by tasks between files and
+ * between pieces of a file. */
+static atomic_int g_stop;
+/* In a worker process: running a task (its handler then leaves the exit
+ * to the task, which first removes what it was writing). */
+static bool g_in_worker;
+static atomic_int g_busy;
+
+/* ---- the request and its answer (bytes, for either backend) ------------- */
+
+#define REQ_MAGIC 0x70637079u /* "pcpy" */
 #define COPY_FORCE 1u
+#define COPY_ARCHIVE 2u
+#define COPY_NEWDIR 4u /* the DST folder was made by this run: empty */
+
+enum { KIND_FILE = 1, KIND_LINK = 2 };
+/* In req_ent.kind: the scan read the entry's inode (stat), so the copy
+ * checks it is the same one; else it checks the type only (readdir's
+ * inode numbers differ from stat's on overlayfs and for bind mounts). */
+#define ENT_IDENT 0x100u
+#define ENT_KIND(k) ((k)&0xffu)
+
+/* Request: req_head, the folder's path below SRC and DST (NUL-ended; "."
+ * for the top), then `count` times a req_ent and its name (NUL-ended). */
+typedef struct req_head {
+  uint32_t magic, flags, count, dirlen;
+} req_head;
+typedef struct req_ent {
+  uint64_t dev, ino; /* what the scan saw: the copy checks it still is */
+  uint32_t namelen;  /* with the NUL */
+  uint32_t kind;
+} req_ent;
+
+enum outcome {
+  OUT_COPIED = 1,
+  OUT_EXISTS,  /* DST has that name and no -f: skipped */
+  OUT_CHANGED, /* SRC is no longer what the scan saw: skipped */
+  OUT_FAILED,
+  OUT_STOPPED /* a signal came first: not copied, nothing left */
+};
+enum side { SIDE_SRC = 1, SIDE_DST };
+enum detail {
+  DETAIL_NONE = 0,
+  DETAIL_LINK,    /* changed: now a symbolic link */
+  DETAIL_TYPE,    /* changed: now not a regular file (a FIFO...) */
+  DETAIL_OTHER,   /* changed: another file under that name */
+  DETAIL_SHRANK,  /* failed: SRC shrank while it was copied */
+  DETAIL_NOTLINK, /* changed: was a link, is not any more */
+};
+enum { REC_NO_XATTR = 1 }; /* DST cannot keep extended attributes */
+
+/* Answer: one rec per entry, in order. */
+typedef struct rec {
+  uint64_t bytes;
+  int32_t err;
+  uint8_t outcome, side, detail, flags;
+} rec;
+
+/* ---- opening below a root without following links ----------------------- */
+
+/* Opens `rel` below the folder `root`, following no symbolic link at any
+ * step (a folder swapped for a link mid-copy cannot lead elsewhere), with
+ * openat2(2) where the kernel has it, else openat(2) with O_NOFOLLOW (the
+ * last step only).  -1 with errno set. */
+static int open_below(int root, const char *rel, int flags) {
+  if (strcmp(rel, ".") == 0)
+    return openat(root, ".", flags);
+#ifdef PCOPY_HAVE_OPENAT2
+  static atomic_int no_openat2;
+  if (!atomic_load_explicit(&no_openat2, memory_order_relaxed)) {
+    struct open_how how = {.flags = (uint64_t)flags,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                                      RESOLVE_NO_MAGICLINKS};
+    long fd;
+    do
+      fd = syscall(SYS_openat2, root, rel, &how, sizeof how);
+    while (fd < 0 && errno == EINTR);
+    if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+      return (int)fd;
+    atomic_store(&no_openat2, 1); /* ENOSYS, or EPERM from a seccomp filter */
+  }
+#endif
+  return openat(root, rel, flags | O_NOFOLLOW);
+}
+
+static int open_dir_below(int root, const char *rel) {
+  return open_below(root, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* ---- temporary names ---------------------------------------------------- */
+
+/* ".pcopy-" and 10 random letters: a name no other run or thread picks. */
+static void temp_name(char name[32]) {
+  static _Thread_local uint64_t s;
+  if (!s) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    s = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^
+        (uint64_t)(uintptr_t)&s ^ ((uint64_t)ts.tv_sec << 20) ^ 1;
+  }
+  strcpy(name, ".pcopy-");
+  for (int i = 0; i < 10; i++) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    name[7 + i] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[s % 52];
+  }
+  name[17] = '\0';
+}
+
+/* ---- copying the bytes ----------------------------------------------------
+ */
+
+typedef struct failure { /* where and why a copy failed */
+  int err;
+  uint8_t side, detail;
+} failure;
+
+static int fail_on(failure *w, uint8_t side, int err) {
+  w->side = side;
+  w->err = err;
+  return -1;
+}
+
+/* Copies [off, end) of in to out with read and write, which tell which side
+ * failed. */
+static int copy_rw(int in, int out, off_t off, off_t end, failure *w) {
+  char buf[1 << 16];
+  while (off < end) {
+    size_t want = end - off < (off_t)sizeof buf ? (size_t)(end - off)
+                                                : sizeof buf;
+    ssize_t n = pread(in, buf, want, off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return fail_on(w, SIDE_SRC, errno);
+    if (n == 0) {
+      w->detail = DETAIL_SHRANK;
+      return fail_on(w, SIDE_SRC, EIO);
+    }
+    for (ssize_t done = 0; done < n;) {
+      ssize_t m = pwrite(out, buf + done, (size_t)(n - done), off + done);
+      if (m < 0 && errno == EINTR)
+        continue;
+      if (m < 0)
+        return fail_on(w, SIDE_DST, errno);
+      done += m;
+    }
+    off += n;
+  }
+  return 0;
+}
+
+/* Errors that can only be the destination's. */
+static bool dst_error(int e) {
+  return e == ENOSPC || e == EDQUOT || e == EFBIG || e == EROFS;
+}
 
 /* Copies [off, end) of in to the same offsets of out, in the kernel when it
- * can: copy_file_range, then sendfile, then read/write. */
-static int copy_range(int in, int out, off_t off, off_t end) {
+ * can (copy_file_range, then sendfile), in pieces so that a stop request
+ * is seen within one piece.  A kernel copy that fails for a reason of
+ * either side is done again with read and write, which tell the side. */
+static int copy_range(int in, int out, off_t off, off_t end, failure *w) {
   static _Thread_local int method; /* 0 cfr, 1 sendfile, 2 read/write */
   while (off < end) {
-    size_t want = (size_t)(end - off > (1 << 30) ? (1 << 30) : end - off);
-    ssize_t n = -1;
+    if (atomic_load_explicit(&g_stop, memory_order_relaxed))
+      return fail_on(w, SIDE_DST, ECANCELED);
+    off_t piece_end = end - off > PIECE ? off + PIECE : end;
+    if (method == 2) {
+      if (copy_rw(in, out, off, piece_end, w) != 0)
+        return -1;
+      off = piece_end;
+      continue;
+    }
+    size_t want = (size_t)(piece_end - off);
+    ssize_t n;
     if (method == 0) {
       off_t o_in = off, o_out = off;
       n = copy_file_range(in, &o_in, out, &o_out, want, 0);
       if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
-                    errno == EOPNOTSUPP)) {
+                    errno == EOPNOTSUPP || errno == EBADF)) {
         method = 1;
         continue;
       }
-    } else if (method == 1) {
+    } else {
       off_t o_in = off;
       if (lseek(out, off, SEEK_SET) < 0)
-        return -1;
+        return fail_on(w, SIDE_DST, errno);
       n = sendfile(out, in, &o_in, want);
       if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
         method = 2;
         continue;
       }
-    } else {
-      char buf[1 << 16];
-      n = pread(in, buf, want < sizeof buf ? want : sizeof buf, off);
-      if (n > 0 && pwrite(out, buf, (size_t)n, off) != n)
-        return -1;
     }
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    if (n == 0) /* the file shrank while we copied */
-      return errno = EIO, -1;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && dst_error(errno))
+      return fail_on(w, SIDE_DST, errno);
+    if (n <= 0) /* an error, or EOF early: read and write tell which side */
+      return copy_rw(in, out, off, piece_end, w);
     off += n;
   }
   return 0;
@@ -81,139 +274,473 @@ static int copy_range(int in, int out, off_t off, off_t end) {
 
 /* Copies the data segments only, so holes stay holes where the filesystems
  * allow it; the size is set at the end for a trailing hole.  A file whose
- * blocks cover its size has no hole: copied in one go, three system calls
- * fewer (most files, and what makes small files fast). */
-static int copy_data(int in, int out, const struct stat *st) {
+ * blocks cover its size has no hole: copied in one go (most files). */
+static int copy_data(int in, int out, const struct stat *st, failure *w) {
   off_t size = st->st_size, pos = 0;
   if ((off_t)st->st_blocks * 512 >= size)
-    return copy_range(in, out, 0, size);
+    return copy_range(in, out, 0, size, w);
   while (pos < size) {
     off_t data = lseek(in, pos, SEEK_DATA);
     if (data < 0 && errno == ENXIO)
       break;      /* only a hole is left */
     if (data < 0) /* no SEEK_DATA here: all of it is data */
-      return copy_range(in, out, pos, size) ? -1 : ftruncate(out, size);
+      return copy_range(in, out, pos, size, w) ? -1
+             : ftruncate(out, size)            ? fail_on(w, SIDE_DST, errno)
+                                               : 0;
     off_t hole = lseek(in, data, SEEK_HOLE);
     if (hole < 0 || hole > size)
       hole = size;
-    if (copy_range(in, out, data, hole) != 0)
+    if (copy_range(in, out, data, hole, w) != 0)
       return -1;
     pos = hole;
   }
-  return ftruncate(out, size);
+  return ftruncate(out, size) ? fail_on(w, SIDE_DST, errno) : 0;
 }
 
-/* Opens src and reads its size, mode and times into *st; -1 with errno
- * set. */
-static int open_source(const char *src, struct stat *st) {
-  int fd = open(src, O_RDONLY | O_CLOEXEC);
-  if (fd >= 0 && fstat(fd, st) != 0) {
+/* With -a: the extended attributes, POSIX ACLs among them (they are the
+ * system.posix_acl_* attributes).  A DST that keeps none sets REC_NO_XATTR
+ * and is not an error; attributes of a namespace we may not write
+ * (trusted.*, security.* unprivileged) are left out, as cp -a does. */
+static int copy_xattrs(int in, int out, uint8_t *flags, failure *w) {
+  char *names = NULL;
+  ssize_t n;
+  for (;;) {
+    n = flistxattr(in, NULL, 0);
+    if (n <= 0)
+      break;
+    char *nn = realloc(names, (size_t)n);
+    if (!nn) {
+      free(names);
+      return fail_on(w, SIDE_SRC, ENOMEM);
+    }
+    names = nn;
+    n = flistxattr(in, names, (size_t)n);
+    if (n >= 0 || errno != ERANGE) /* ERANGE: one was added meanwhile */
+      break;
+  }
+  if (n < 0) {
     int e = errno;
-    close(fd);
+    free(names);
+    return e == ENOTSUP ? 0 : fail_on(w, SIDE_SRC, e);
+  }
+  int rc = 0;
+  char *val = NULL;
+  for (ssize_t i = 0; rc == 0 && i < n; i += (ssize_t)strlen(names + i) + 1) {
+    const char *name = names + i;
+    ssize_t vl = fgetxattr(in, name, NULL, 0);
+    char *nv = vl > 0 ? realloc(val, (size_t)vl) : val;
+    if (vl > 0 && !nv) {
+      rc = fail_on(w, SIDE_SRC, ENOMEM);
+      break;
+    }
+    val = nv;
+    if (vl > 0)
+      vl = fgetxattr(in, name, val, (size_t)vl);
+    if (vl < 0) {
+      if (errno != ENODATA && errno != ERANGE) /* gone, or changed: skip */
+        rc = fail_on(w, SIDE_SRC, errno);
+      continue;
+    }
+    if (fsetxattr(out, name, val, (size_t)vl, 0) == 0)
+      continue;
+    if (errno == ENOTSUP) {
+      *flags |= REC_NO_XATTR;
+      break;
+    }
+    if (errno == EPERM && strncmp(name, "user.", 5) != 0)
+      continue;
+    rc = fail_on(w, SIDE_DST, errno);
+  }
+  free(val);
+  free(names);
+  return rc;
+}
+
+/* The source's mode, times and (with -a) owner and attributes onto out.
+ * The mode goes after the owner: chown clears set-user-ID bits. */
+static int copy_meta(int in, int out, const struct stat *st, bool archive,
+                     bool created_with_mode, uint8_t *flags, failure *w) {
+  mode_t mode = st->st_mode & 07777;
+  if (archive) {
+    if (copy_xattrs(in, out, flags, w) != 0)
+      return -1;
+    if (fchown(out, st->st_uid, st->st_gid) != 0 && errno != EPERM)
+      return fail_on(w, SIDE_DST, errno);
+  }
+  if ((archive && (mode & 07000)) || !created_with_mode ||
+      (mode & ~g_umask) != mode)
+    if (fchmod(out, mode) != 0)
+      return fail_on(w, SIDE_DST, errno);
+  struct timespec times[2] = {st->st_atim, st->st_mtim};
+  if (futimens(out, times) != 0)
+    return fail_on(w, SIDE_DST, errno);
+  return 0;
+}
+
+#ifdef PCOPY_TEST_HOOKS
+/* Test builds only (tests/pcopy-hooked): runs $PCOPY_TEST_HOOK with the
+ * file's name before a file named "swap-*" is opened, so a test can
+ * change it between the scan and the copy without a race. */
+static const char *g_src_path; /* SRC as given, for the hook */
+static void test_hook(const char *dir, const char *name) {
+  const char *hook = getenv("PCOPY_TEST_HOOK");
+  if (!hook || strncmp(name, "swap-", 5) != 0)
+    return;
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "%s '%s/%s/%s'", hook, g_src_path, dir, name);
+  if (system(cmd) != 0)
+    fprintf(stderr, "pcopy: test hook failed: %s\n", cmd);
+}
+#else
+#define test_hook(dir, name) ((void)0)
+#endif
+
+/* Opens the source and checks it is still the regular file the scan saw:
+ * no link is followed and a FIFO does not block the open.  -1 with the
+ * outcome in *r when it is not. */
+static int open_source(int sdir, const char *name, const req_ent *e,
+                       struct stat *st, rec *r) {
+  int fd = openat(sdir, name,
+                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    r->outcome = errno == ELOOP ? OUT_CHANGED : OUT_FAILED;
+    r->detail = errno == ELOOP ? DETAIL_LINK : DETAIL_NONE;
+    r->side = SIDE_SRC;
+    r->err = errno;
+    return -1;
+  }
+  if (fstat(fd, st) != 0) {
+    r->outcome = OUT_FAILED;
+    r->side = SIDE_SRC;
+    r->err = errno;
+  } else if (!S_ISREG(st->st_mode)) {
+    r->outcome = OUT_CHANGED;
+    r->detail = DETAIL_TYPE;
+  } else if ((e->kind & ENT_IDENT) && ((uint64_t)st->st_dev != e->dev ||
+                                       (uint64_t)st->st_ino != e->ino)) {
+    r->outcome = OUT_CHANGED;
+    r->detail = DETAIL_OTHER;
+  } else {
+    return fd;
+  }
+  close(fd);
+  return -1;
+}
+
+/* Names the unnamed file open on fd: linkat(AT_EMPTY_PATH) where the
+ * kernel allows it (Linux 6.10 for anyone, before only with
+ * CAP_DAC_READ_SEARCH), else through /proc/self/fd, a slower lookup. */
+static atomic_int no_empty_path;
+static int link_fd(int fd, int ddir, const char *name) {
+  if (!atomic_load_explicit(&no_empty_path, memory_order_relaxed)) {
+    if (linkat(fd, "", ddir, name, AT_EMPTY_PATH) == 0)
+      return 0;
+    if (errno != ENOENT && errno != EPERM && errno != EINVAL)
+      return -1;
+    atomic_store(&no_empty_path, 1);
+  }
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  return linkat(AT_FDCWD, proc, ddir, name, AT_SYMLINK_FOLLOW);
+}
+
+/* Gives the file open on `fd` (a named temporary `tmp`, or unnamed when tmp
+ * is empty) the name `name` in ddir: at once when nothing has that name,
+ * over it with -f.  -1 with errno set (EEXIST: there is one, no -f). */
+static int commit(int fd, int ddir, const char *tmp, const char *name,
+                  bool force) {
+  if (*tmp)
+    return renameat2(ddir, tmp, ddir, name, force ? 0 : RENAME_NOREPLACE);
+  if (link_fd(fd, ddir, name) == 0)
+    return 0;
+  if (errno != EEXIST || !force)
+    return -1;
+  /* Replace atomically: a named link, then a rename over the old file. */
+  char t[32];
+  int rc;
+  do {
+    temp_name(t);
+    rc = link_fd(fd, ddir, t);
+  } while (rc != 0 && errno == EEXIST);
+  if (rc == 0 && (rc = renameat(ddir, t, ddir, name)) != 0) {
+    int e = errno;
+    unlinkat(ddir, t, 0);
     errno = e;
+  }
+  return rc;
+}
+
+/* Whether O_TMPFILE + linkat through /proc can be used: /proc is there
+ * (checked once) and DST's filesystem takes O_TMPFILE (learnt per device
+ * on the first refusal). */
+static bool g_have_proc;
+static _Thread_local dev_t no_tmpfile_dev = (dev_t)-1;
+
+/* Makes the file the copy is written to: unnamed (*tmp empty) or under a
+ * temporary name in tmp.  -1 with errno set. */
+static int create_out(int ddir, dev_t ddev, mode_t mode, char tmp[32]) {
+  *tmp = '\0';
+  if (g_have_proc && ddev != no_tmpfile_dev) {
+    int fd = openat(ddir, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL &&
+                    errno != ENOENT))
+      return fd;
+    no_tmpfile_dev = ddev;
+  }
+  int fd;
+  do {
+    temp_name(tmp);
+    fd = openat(ddir, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  } while (fd < 0 && errno == EEXIST);
+  return fd;
+}
+
+/* Copies one regular file of the batch. */
+static void copy_file(int sdir, int ddir, dev_t ddev, const char *dir,
+                      const char *name, const req_ent *e, uint32_t flags,
+                      rec *r) {
+  bool force = flags & COPY_FORCE, archive = flags & COPY_ARCHIVE;
+  struct stat st;
+  /* Without -f an existing name is kept: say so before copying anything
+   * (not needed in a folder this run made; the final link refuses a name
+   * that appears meanwhile anyway). */
+  if (!force && !(flags & COPY_NEWDIR) &&
+      fstatat(ddir, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    r->outcome = OUT_EXISTS;
+    return;
+  }
+  test_hook(dir, name);
+  (void)dir;
+  int in = open_source(sdir, name, e, &st, r);
+  if (in < 0)
+    return;
+  char tmp[32];
+  int out = create_out(ddir, ddev, st.st_mode & 07777, tmp);
+  failure w = {0};
+  if (out < 0) {
+    fail_on(&w, SIDE_DST, errno);
+  } else {
+    int rc = copy_data(in, out, &st, &w);
+    if (rc == 0)
+      rc = copy_meta(in, out, &st, archive, !*tmp, &r->flags, &w);
+    /* A named temporary is closed first: a late write error (NFS) shows
+     * at close, and must stop the rename. */
+    if (rc == 0 && *tmp && close(out) != 0)
+      rc = fail_on(&w, SIDE_DST, errno);
+    else if (*tmp && rc != 0)
+      close(out);
+    if (rc == 0 && commit(out, ddir, tmp, name, force) != 0) {
+      rc = -1;
+      if (errno == EEXIST)
+        r->outcome = OUT_EXISTS;
+      else
+        fail_on(&w, SIDE_DST, errno);
+    }
+    if (rc != 0 && *tmp)
+      unlinkat(ddir, tmp, 0);
+    if (!*tmp && close(out) != 0 && rc == 0) {
+      rc = fail_on(&w, SIDE_DST, errno);
+      unlinkat(ddir, name, 0); /* linked, but not all of it is there */
+    }
+    if (rc == 0) {
+      r->outcome = OUT_COPIED;
+      r->bytes = (uint64_t)st.st_size;
+    }
+  }
+  close(in);
+  if (r->outcome == 0) {
+    bool stopped = w.err == ECANCELED && atomic_load(&g_stop);
+    r->outcome = stopped ? OUT_STOPPED : OUT_FAILED;
+    r->side = w.side;
+    r->err = w.err;
+    r->detail = w.detail;
+  }
+}
+
+/* Copies one symbolic link of the batch, as a link: made under a temporary
+ * name, given the link's own times, then renamed. */
+static void copy_link(int sdir, int ddir, const char *name, const req_ent *e,
+                      uint32_t flags, rec *r) {
+  struct stat st;
+  char target[PATH_MAX + 1];
+  ssize_t n = -1;
+  r->side = SIDE_SRC;
+  if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    r->outcome = OUT_FAILED;
+    r->err = errno;
+    return;
+  }
+  if (!S_ISLNK(st.st_mode) ||
+      ((e->kind & ENT_IDENT) && (uint64_t)st.st_ino != e->ino) ||
+      (n = readlinkat(sdir, name, target, sizeof target - 1)) < 0) {
+    r->outcome = n < 0 && S_ISLNK(st.st_mode) ? OUT_FAILED : OUT_CHANGED;
+    r->detail = DETAIL_NOTLINK;
+    r->err = errno;
+    return;
+  }
+  target[n] = '\0';
+  r->side = SIDE_DST;
+  if (!(flags & (COPY_FORCE | COPY_NEWDIR)) &&
+      fstatat(ddir, name, &(struct stat){0}, AT_SYMLINK_NOFOLLOW) == 0) {
+    r->outcome = OUT_EXISTS;
+    return;
+  }
+  char tmp[32];
+  int rc;
+  do {
+    temp_name(tmp);
+    rc = symlinkat(target, ddir, tmp);
+  } while (rc != 0 && errno == EEXIST);
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  if (rc == 0 && (flags & COPY_ARCHIVE) &&
+      fchownat(ddir, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 &&
+      errno != EPERM)
+    rc = -1;
+  if (rc == 0)
+    rc = utimensat(ddir, tmp, times, AT_SYMLINK_NOFOLLOW);
+  if (rc == 0)
+    rc = renameat2(ddir, tmp, ddir, name,
+                   flags & COPY_FORCE ? 0 : RENAME_NOREPLACE);
+  if (rc != 0) {
+    int e2 = errno;
+    unlinkat(ddir, tmp, 0);
+    r->outcome = e2 == EEXIST ? OUT_EXISTS : OUT_FAILED;
+    r->err = e2;
+    return;
+  }
+  r->outcome = OUT_COPIED;
+}
+
+/* The task: copies a batch of files of one folder.  It never fails as a
+ * task (unless its input is malformed): each file's outcome is in the
+ * answer, so one bad file does not hide the others. */
+static int task_copy(cf_task *t, const void *in, size_t len) {
+  const unsigned char *p = in, *end = p + len;
+  req_head h;
+  if (len < sizeof h)
+    return cf_task_fail(t, EINVAL, "malformed copy request");
+  memcpy(&h, p, sizeof h);
+  p += sizeof h;
+  if (h.magic != REQ_MAGIC || h.count == 0 || h.count > BATCH_FILES ||
+      h.dirlen == 0 || h.dirlen > (size_t)(end - p) || p[h.dirlen - 1] != '\0')
+    return cf_task_fail(t, EINVAL, "malformed copy request");
+  const char *dir = (const char *)p;
+  p += h.dirlen;
+  rec *out = cf_task_return_buffer(t, (size_t)h.count * sizeof(rec));
+  if (!out)
+    return cf_task_fail(t, ENOMEM, "out of memory");
+  memset(out, 0, (size_t)h.count * sizeof(rec));
+  if (g_in_worker)
+    atomic_store(&g_busy, 1);
+
+  int sdir = open_dir_below(g_src, dir);
+  int serr = errno;
+  int ddir = sdir >= 0 ? open_dir_below(g_dst, dir) : -1;
+  int derr = errno;
+  struct stat dst_st = {0};
+  if (ddir >= 0 && fstat(ddir, &dst_st) != 0)
+    dst_st.st_dev = (dev_t)-1;
+  for (uint32_t i = 0; i < h.count; i++) {
+    req_ent e;
+    if ((size_t)(end - p) < sizeof e)
+      return cf_task_fail(t, EINVAL, "malformed copy request");
+    memcpy(&e, p, sizeof e);
+    p += sizeof e;
+    if (e.namelen == 0 || e.namelen > (size_t)(end - p) ||
+        p[e.namelen - 1] != '\0')
+      return cf_task_fail(t, EINVAL, "malformed copy request");
+    const char *name = (const char *)p;
+    p += e.namelen;
+    rec *r = &out[i];
+    if (atomic_load(&g_stop)) {
+      r->outcome = OUT_STOPPED;
+    } else if (sdir < 0 || ddir < 0) {
+      r->outcome = OUT_FAILED;
+      r->side = sdir < 0 ? SIDE_SRC : SIDE_DST;
+      r->err = sdir < 0 ? serr : derr;
+    } else if (ENT_KIND(e.kind) == KIND_LINK) {
+      copy_link(sdir, ddir, name, &e, h.flags, r);
+    } else {
+      copy_file(sdir, ddir, dst_st.st_dev, dir, name, &e, h.flags, r);
+    }
+  }
+  if (sdir >= 0)
+    close(sdir);
+  if (ddir >= 0)
+    close(ddir);
+  if (g_in_worker) {
+    /* A worker told to stop leaves now: what it was writing is gone (an
+     * unnamed file, or a temporary it removed). */
+    atomic_store(&g_busy, 0);
+    int sig = atomic_load(&g_stop);
+    if (sig)
+      _exit(128 + sig);
+  }
+  return 0;
+}
+
+/* ---- worker processes (--processes) ------------------------------------- */
+
+/* What each worker process opens: SRC and DST as main saw them. */
+typedef struct roots_arg {
+  uint64_t sdev, sino, ddev, dino;
+  uint32_t umask, srclen; /* then "src\0dst\0" */
+} roots_arg;
+
+static void on_worker_signal(int sig) {
+  atomic_store(&g_stop, sig);
+  if (!atomic_load(&g_busy))
+    _exit(128 + sig); /* idle: nothing to clean up */
+}
+
+static int open_root(const char *path, uint64_t dev, uint64_t ino) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) != 0 || (uint64_t)st.st_dev != dev ||
+                  (uint64_t)st.st_ino != ino)) {
+    close(fd);
     return -1;
   }
   return fd;
 }
 
-/* A temporary name in the destination folder, so that the rename is atomic:
- * the file is made and its name left in tmp.  -1 with errno set. */
-static int open_temp(const char *dst, char *tmp, size_t cap) {
-  const char *slash = strrchr(dst, '/');
-  int dirlen = slash ? (int)(slash - dst) : 1;
-  if (snprintf(tmp, cap, "%.*s/.pcopy-XXXXXX", dirlen, slash ? dst : ".") >=
-      (int)cap)
-    return errno = ENAMETOOLONG, -1;
-  return mkostemp(tmp, O_CLOEXEC);
+/* The process pool's initializer: opens the roots, checks they are the
+ * folders main checked, and takes SIGINT/SIGTERM/SIGHUP (a Ctrl-C reaches
+ * the whole process group; main sends SIGTERM otherwise). */
+static int worker_init(const void *arg, size_t len) {
+  roots_arg a;
+  if (len < sizeof a + 2)
+    return EINVAL;
+  memcpy(&a, arg, sizeof a);
+  const char *src = (const char *)arg + sizeof a;
+  if (a.srclen == 0 || a.srclen >= len - sizeof a ||
+      ((const char *)arg)[len - 1] != '\0' || src[a.srclen - 1] != '\0')
+    return EINVAL;
+  const char *dst = src + a.srclen;
+#ifdef PCOPY_TEST_HOOKS
+  if (getenv("PCOPY_TEST_FAIL_INIT"))
+    return EACCES; /* as a worker that cannot open SRC */
+  g_src_path = src;
+#endif
+  g_in_worker = true;
+  g_umask = (mode_t)a.umask;
+  g_have_proc = access("/proc/self/fd", X_OK) == 0;
+  struct sigaction sa = {.sa_handler = on_worker_signal};
+  sigemptyset(&sa.sa_mask);
+  sigset_t set;
+  sigemptyset(&set);
+  int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+  for (int i = 0; i < 3; i++) {
+    sigaction(sigs[i], &sa, NULL);
+    sigaddset(&set, sigs[i]);
+  }
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  g_src = open_root(src, a.sdev, a.sino);
+  g_dst = open_root(dst, a.ddev, a.dino);
+  return g_src < 0 || g_dst < 0 ? ENOENT : 0;
 }
 
-/* Fills the temporary file and closes it: the data, then the source's mode
- * and times.  -1 with the reason in *err (close() may change errno). */
-static int fill_temp(int fin, int fout, const struct stat *st, int *err) {
-  struct timespec times[2] = {st->st_atim, st->st_mtim};
-  int rc = copy_data(fin, fout, st);
-  if (rc == 0)
-    rc = fchmod(fout, st->st_mode & 07777);
-  if (rc == 0)
-    rc = futimens(fout, times);
-  *err = errno;
-  if (close(fout) != 0 && rc == 0) {
-    rc = -1;
-    *err = errno;
-  }
-  return rc;
-}
-
-static int task_copy(cf_task *t, const void *in, size_t len) {
-  uint32_t flags;
-  if (len < sizeof flags + 4 || ((const char *)in)[len - 1] != '\0')
-    return cf_task_fail(t, EINVAL, "malformed copy request");
-  memcpy(&flags, in, sizeof flags);
-  const char *src = (const char *)in + sizeof flags;
-  const char *dst = src + strlen(src) + 1;
-
-  struct stat st;
-  int fin = open_source(src, &st);
-  if (fin < 0)
-    return cf_task_fail(t, errno, "%s: %s", src, strerror(errno));
-  char tmp[4096 + 32];
-  int fout = open_temp(dst, tmp, sizeof tmp);
-  if (fout < 0) {
-    int e = errno;
-    close(fin);
-    return cf_task_fail(t, e, "%s: %s", dst, strerror(e));
-  }
-  int e;
-  int rc = fill_temp(fin, fout, &st, &e);
-  close(fin);
-  if (rc == 0) {
-    /* Without --force an existing file is never replaced, even one that
-     * appeared while we copied. */
-    rc = flags & COPY_FORCE
-             ? rename(tmp, dst)
-             : renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE);
-    e = errno;
-  }
-  if (rc != 0) {
-    unlink(tmp);
-    return cf_task_fail(t, e, "%s: %s", dst,
-                        e == EEXIST ? "exists (use -f to overwrite)"
-                                    : strerror(e));
-  }
-  uint64_t bytes = (uint64_t)st.st_size;
-  return cf_task_return(t, &bytes, sizeof bytes);
-}
-
-/* In worker processes: Ctrl-C is the parent's to handle; a copy under way
- * finishes (it is renamed into place) rather than leave a temporary file. */
-static int ignore_sigint(const void *arg, size_t len) {
-  (void)arg;
-  (void)len;
-  signal(SIGINT, SIG_IGN);
-  return 0;
-}
-
-/* ---- the walk ------------------------------------------------------------ */
-
-typedef struct job {
-  char *src, *dst;
-  off_t size;
-} job;
-
-typedef struct dirfix { /* a directory's mode and times, set last */
-  char *path;
-  struct stat st;
-} dirfix;
-
-typedef struct plan {
-  job *jobs;
-  size_t njobs, cap;
-  dirfix *dirs;
-  size_t ndirs, dcap;
-  uint64_t total_bytes;
-  size_t failed, skipped;
-  bool recursive, quiet;
-} plan;
+/* ---- messages --------------------------------------------------------- */
 
 __attribute__((format(printf, 1, 2))) static void warn(const char *fmt, ...) {
   va_list ap;
@@ -224,142 +751,110 @@ __attribute__((format(printf, 1, 2))) static void warn(const char *fmt, ...) {
   va_end(ap);
 }
 
-static char *join(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  char *p = malloc(la + lb + 2);
-  if (!p) {
-    warn("out of memory");
-    exit(EXIT_SOME_FAILED);
-  }
-  memcpy(p, a, la);
-  p[la] = '/';
-  memcpy(p + la + 1, b, lb + 1);
-  return p;
+static _Noreturn void out_of_memory(void) {
+  warn("out of memory");
+  exit(EXIT_SOME_FAILED);
 }
 
-static void *grow(void *v, size_t *cap, size_t n, size_t size) {
-  if (n < *cap)
-    return v;
-  *cap = *cap ? *cap * 2 : 256;
-  void *nv = realloc(v, *cap * size);
-  if (!nv) {
-    warn("out of memory");
-    exit(EXIT_SOME_FAILED);
-  }
-  return nv;
+static void *xrealloc(void *p, size_t n) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q)
+    out_of_memory();
+  return q;
 }
 
-/* A symbolic link is copied as a link, through a temporary name too. */
-static void copy_symlink(plan *pl, const char *src, const char *dst,
-                         bool force) {
-  char target[4096];
+static char *xstrdup(const char *s) {
+  char *d = strdup(s);
+  if (!d)
+    out_of_memory();
+  return d;
+}
+
+/* "top/rel/name" for messages, "top/name" for the top folder. */
+static void show_path(char *buf, size_t cap, const char *top, const char *rel,
+                      const char *name) {
+  bool dot = strcmp(rel, ".") == 0;
+  snprintf(buf, cap, "%s%s%s%s%s", top, dot ? "" : "/", dot ? "" : rel,
+           name ? "/" : "", name ? name : "");
+}
+
+/* ---- the run ----------------------------------------------------------- */
+
+typedef struct dirfix { /* a DST folder's mode and times, set last */
+  char *rel;
   struct stat st;
-  ssize_t n = lstat(src, &st) == 0 ? readlink(src, target, sizeof target - 1)
-                                   : -1;
-  if (n < 0) {
-    warn("%s: %s", src, strerror(errno));
-    pl->failed++;
-    return;
-  }
-  target[n] = '\0';
-  /* dst always has a '/': it is built by join(). */
-  const char *slash = strrchr(dst, '/');
-  size_t cap = (size_t)(slash - dst) + 32;
-  char *tmp = malloc(cap);
-  if (!tmp) {
-    warn("out of memory");
-    exit(EXIT_SOME_FAILED);
-  }
-  snprintf(tmp, cap, "%.*s/.pcopy-link-%ld", (int)(slash - dst), dst,
-           (long)getpid());
-  unlink(tmp);
-  struct timespec times[2] = {st.st_atim, st.st_mtim};
-  int rc = symlink(target, tmp);
-  if (rc == 0) /* the link's own times, not its target's */
-    rc = utimensat(AT_FDCWD, tmp, times, AT_SYMLINK_NOFOLLOW);
-  if (rc == 0)
-    rc = force ? rename(tmp, dst)
-               : renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE);
-  if (rc != 0) {
-    int e = errno;
-    unlink(tmp);
-    if (e == EEXIST) {
-      warn("%s: exists (use -f to overwrite), skipped", dst);
-      pl->skipped++;
-    } else {
-      warn("%s: %s", dst, strerror(e));
-      pl->failed++;
-    }
-  }
-  free(tmp);
-}
+} dirfix;
 
-/* Lists what to copy; creates destination folders on the way (their modes
- * and times are set at the end, once their contents are in). */
-static void walk(plan *pl, const char *src, const char *dst, bool force) {
-  DIR *d = opendir(src);
-  if (!d) {
-    warn("%s: %s", src, strerror(errno));
-    pl->failed++;
-    return;
-  }
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-      continue;
-    char *s = join(src, e->d_name), *t = join(dst, e->d_name);
-    struct stat st;
-    if (lstat(s, &st) != 0) {
-      warn("%s: %s", s, strerror(errno));
-      pl->failed++;
-    } else if (S_ISREG(st.st_mode)) {
-      if (!force && access(t, F_OK) == 0) {
-        warn("%s: exists (use -f to overwrite), skipped", t);
-        pl->skipped++;
-      } else {
-        pl->jobs = grow(pl->jobs, &pl->cap, pl->njobs, sizeof *pl->jobs);
-        pl->jobs[pl->njobs++] = (job){s, t, st.st_size};
-        pl->total_bytes += (uint64_t)st.st_size;
-        continue; /* the job owns s and t */
-      }
-    } else if (S_ISLNK(st.st_mode)) {
-      copy_symlink(pl, s, t, force);
-    } else if (S_ISDIR(st.st_mode) && pl->recursive) {
-      if (mkdir(t, 0700) != 0 && errno != EEXIST) {
-        warn("%s: %s", t, strerror(errno));
-        pl->failed++;
-      } else {
-        char *tc = strdup(t);
-        if (!tc) {
-          warn("out of memory");
-          exit(EXIT_SOME_FAILED); /* as grow(): nothing half-written */
-        }
-        pl->dirs = grow(pl->dirs, &pl->dcap, pl->ndirs, sizeof *pl->dirs);
-        pl->dirs[pl->ndirs++] = (dirfix){tc, st};
-        walk(pl, s, t, force);
-      }
-    } else if (!S_ISDIR(st.st_mode)) {
-      warn("%s: not a regular file, folder or link, skipped", s);
-      pl->skipped++;
-    }
-    free(s);
-    free(t);
-  }
-  closedir(d);
-}
+typedef struct pending { /* a SRC folder still to read */
+  char *rel;
+  dev_t dev;
+  ino_t ino;
+} pending;
 
-/* ---- progress, from done callbacks --------------------------------------- */
+typedef struct hardlink { /* with -a: a second name of a copied file */
+  char *first, *again;    /* DST paths below DST */
+} hardlink;
 
-typedef struct progress {
-  atomic_size_t files;
-  atomic_uint_fast64_t bytes;
-  size_t total_files;
-  uint64_t total_bytes;
-  double start;
+typedef struct inode_slot {
+  dev_t dev;
+  ino_t ino;
+  char *first; /* NULL: empty */
+} inode_slot;
+
+/* An entry of the folder being handed out. */
+typedef struct item {
+  size_t off; /* of its name in the arena */
+  uint32_t kind;
+  uint64_t dev, ino;
+} item;
+
+/* A batch in flight: its request (for the names), its future. */
+typedef struct batch {
+  struct batch *next_done;
+  cf_future *f;
+  unsigned char *req;
+  size_t len;
+} batch;
+
+typedef struct run {
+  const char *src, *dst;
+  long jobs;
+  bool force, processes, recursive, archive, quiet;
+  uint32_t flags;
+  cf_executor *ex;
+
+  /* The walk: the folder being handed out (its entries, read at once:
+   * names in arena), then the folders still to read. */
+  char *cur_rel;
+  bool cur_new, made_dst;
+  item *items;
+  size_t nitems, citems, pos, per;
+  char *arena;
+  size_t alen, acap;
+  pending *stack;
+  size_t nstack, cstack;
+  bool walk_done;
+  dirfix *dirs;
+  size_t ndirs, cdirs;
+  inode_slot *inodes; /* open addressing, with -a */
+  size_t ninodes, cinodes;
+  hardlink *links;
+  size_t nlinks, clinks;
+
+  /* Batches in flight, and those done (pushed by done callbacks). */
+  size_t inflight, window;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  batch *done;
+  bool broken;
+
+  /* Counts. */
+  uint64_t found, copied, bytes, links_copied;
+  size_t failed, skipped;
+  bool warned_xattr;
+  double t0, last_progress;
   bool show;
-  pthread_mutex_t mu; /* one line at a time */
-  double last;
-} progress;
+} run;
 
 static double now(void) {
   struct timespec ts;
@@ -377,63 +872,594 @@ static void human(char *buf, size_t n, double v) {
   snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
-static void print_progress(progress *pr, bool final) {
-  double t = now(), el = t - pr->start;
-  pthread_mutex_lock(&pr->mu);
-  if (final || t - pr->last >= 0.1) {
-    pr->last = t;
-    uint64_t b = atomic_load(&pr->bytes);
-    double rate = el > 0 ? (double)b / el : 0;
-    char hb[32], ht[32], hr[32];
-    human(hb, sizeof hb, (double)b);
-    human(ht, sizeof ht, (double)pr->total_bytes);
-    human(hr, sizeof hr, rate);
-    double eta = rate > 0 ? (double)(pr->total_bytes - b) / rate : 0;
-    fprintf(stderr, "\r%zu/%zu files, %s of %s, %s/s, ETA %.0f s\033[K",
-            atomic_load(&pr->files), pr->total_files, hb, ht, hr, eta);
-    if (final)
-      fputc('\n', stderr);
-    fflush(stderr);
-  }
-  pthread_mutex_unlock(&pr->mu);
+/* The progress line (a terminal only): the count of files found grows
+ * while the walk goes on, marked "+"; the time left is told once it is
+ * done, from the rate of files. */
+static void print_progress(run *r, bool final) {
+  double t = now(), el = t - r->t0;
+  if (!final && t - r->last_progress < 0.1)
+    return;
+  r->last_progress = t;
+  char hb[32], hr[32], eta[32] = "--";
+  human(hb, sizeof hb, (double)r->bytes);
+  human(hr, sizeof hr, el > 0 ? (double)r->bytes / el : 0);
+  if (r->walk_done && r->copied && el > 0)
+    snprintf(eta, sizeof eta, "%.0f s",
+             (double)(r->found - r->copied) * el / (double)r->copied);
+  fprintf(stderr,
+          "\r%" PRIu64 "/%" PRIu64 "%s files, %s copied, %s/s, ETA %s\033[K",
+          r->copied, r->found, r->walk_done ? "" : "+", hb, hr, eta);
+  if (final)
+    fputc('\n', stderr);
+  fflush(stderr);
 }
 
-/* Runs on the thread that completed the copy (a worker, or the process
- * pool's manager thread). */
-static void on_copied(cf_future *f, void *arg) {
-  progress *pr = arg;
-  const void *d;
+/* ---- the walk: a generator of batches ------------------------------------ */
+
+static void push_pending(run *r, char *rel, const struct stat *st) {
+  if (r->nstack == r->cstack) {
+    r->cstack = r->cstack ? 2 * r->cstack : 64;
+    r->stack = xrealloc(r->stack, r->cstack * sizeof *r->stack);
+  }
+  r->stack[r->nstack++] = (pending){rel, st->st_dev, st->st_ino};
+}
+
+static char *rel_join(const char *rel, const char *name) {
+  if (strcmp(rel, ".") == 0)
+    return xstrdup(name);
+  size_t a = strlen(rel), b = strlen(name);
+  char *p = xrealloc(NULL, a + b + 2);
+  memcpy(p, rel, a);
+  p[a] = '/';
+  memcpy(p + a + 1, name, b + 1);
+  return p;
+}
+
+/* Makes DST's folder rel (its parent exists: the walk goes top down).
+ * 1 when made, 0 when it was there, -1 with errno set. */
+static int make_dst_dir(const char *rel) {
+  if (strcmp(rel, ".") == 0)
+    return 0;
+  const char *slash = strrchr(rel, '/');
+  char *parent = slash ? strndup(rel, (size_t)(slash - rel)) : NULL;
+  if (slash && !parent)
+    out_of_memory();
+  int pfd = open_dir_below(g_dst, parent ? parent : ".");
+  free(parent);
+  if (pfd < 0)
+    return -1;
+  const char *name = slash ? slash + 1 : rel;
+  struct stat st;
+  int rc = mkdirat(pfd, name, 0700) == 0 ? 1 : -1;
+  if (rc < 0 && errno == EEXIST) {
+    rc = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW);
+    if (rc == 0 && !S_ISDIR(st.st_mode)) {
+      errno = ENOTDIR;
+      rc = -1;
+    }
+  }
+  int e = errno;
+  close(pfd);
+  errno = e;
+  return rc;
+}
+
+/* With -a: a file with more than one name is copied once; its other names
+ * become links to that copy, made at the end.  true when this name is one
+ * of those others (recorded, not to copy). */
+static bool seen_inode(run *r, const struct stat *st, const char *rel) {
+  if (r->ninodes * 2 >= r->cinodes) { /* grow, and place again */
+    size_t oc = r->cinodes, nc = oc ? 2 * oc : 256;
+    inode_slot *old = r->inodes, *t = calloc(nc, sizeof *t);
+    if (!t)
+      out_of_memory();
+    for (size_t i = 0; i < oc; i++)
+      if (old[i].first) {
+        size_t h = ((size_t)old[i].ino * 0x9E3779B97F4A7C15u) & (nc - 1);
+        while (t[h].first)
+          h = (h + 1) & (nc - 1);
+        t[h] = old[i];
+      }
+    free(old);
+    r->inodes = t;
+    r->cinodes = nc;
+  }
+  size_t h = ((size_t)st->st_ino * 0x9E3779B97F4A7C15u) & (r->cinodes - 1);
+  for (; r->inodes[h].first; h = (h + 1) & (r->cinodes - 1)) {
+    inode_slot *s = &r->inodes[h];
+    if (s->dev == st->st_dev && s->ino == st->st_ino) {
+      if (r->nlinks == r->clinks) {
+        r->clinks = r->clinks ? 2 * r->clinks : 64;
+        r->links = xrealloc(r->links, r->clinks * sizeof *r->links);
+      }
+      r->links[r->nlinks++] = (hardlink){s->first, xstrdup(rel)};
+      return true;
+    }
+  }
+  r->inodes[h] = (inode_slot){st->st_dev, st->st_ino, xstrdup(rel)};
+  r->ninodes++;
+  return false;
+}
+
+static void add_item(run *r, const char *name, uint32_t kind, uint64_t dev,
+                     uint64_t ino) {
+  size_t nl = strlen(name) + 1;
+  if (r->alen + nl > r->acap) {
+    r->acap = 2 * (r->alen + nl) + 4096;
+    r->arena = xrealloc(r->arena, r->acap);
+  }
+  memcpy(r->arena + r->alen, name, nl);
+  if (r->nitems == r->citems) {
+    r->citems = r->citems ? 2 * r->citems : 256;
+    r->items = xrealloc(r->items, r->citems * sizeof *r->items);
+  }
+  r->items[r->nitems++] = (item){r->alen, kind, dev, ino};
+  r->alen += nl;
+  if (ENT_KIND(kind) == KIND_FILE)
+    r->found++;
+}
+
+/* Reads the folder open on fd whole (then closes it: the walk keeps no
+ * descriptor between batches).  Only what readdir cannot tell is asked of
+ * stat: an unknown type, folders (to check them when they are opened),
+ * and with -a the link count of files. */
+static void read_folder(run *r, int fd, const struct stat *dst) {
+  DIR *d = fdopendir(fd);
+  char where[PATH_MAX + 64];
+  if (!d) {
+    show_path(where, sizeof where, r->src, r->cur_rel, NULL);
+    warn("reading SRC '%s': %s", where, strerror(errno));
+    r->failed++;
+    close(fd);
+    return;
+  }
+  struct dirent *e;
+  errno = 0;
+  while ((e = readdir(d))) {
+    const char *nm = e->d_name;
+    if (nm[0] == '.' && (!nm[1] || (nm[1] == '.' && !nm[2])))
+      continue;
+    struct stat st;
+    int type = e->d_type;
+    bool ident = type == DT_UNKNOWN || type == DT_DIR ||
+                 (r->archive && type == DT_REG);
+    if (ident) {
+      if (fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        show_path(where, sizeof where, r->src, r->cur_rel, nm);
+        warn("reading SRC '%s': %s", where, strerror(errno));
+        r->failed++;
+        errno = 0;
+        continue;
+      }
+      type = S_ISREG(st.st_mode)   ? DT_REG
+             : S_ISLNK(st.st_mode) ? DT_LNK
+             : S_ISDIR(st.st_mode) ? DT_DIR
+                                   : DT_UNKNOWN;
+    } else {
+      st.st_dev = dst->st_dev;
+      st.st_ino = e->d_ino;
+    }
+    uint32_t id = ident ? ENT_IDENT : 0;
+    if (type == DT_REG) {
+      if (r->archive && st.st_nlink > 1) {
+        char *rel = rel_join(r->cur_rel, nm);
+        bool again = seen_inode(r, &st, rel);
+        free(rel);
+        if (again) {
+          r->found++;
+          errno = 0;
+          continue;
+        }
+      }
+      add_item(r, nm, KIND_FILE | id, st.st_dev, st.st_ino);
+    } else if (type == DT_LNK) {
+      add_item(r, nm, KIND_LINK | id, st.st_dev, st.st_ino);
+    } else if (type == DT_DIR) {
+      if (r->recursive)
+        push_pending(r, rel_join(r->cur_rel, nm), &st);
+    } else {
+      show_path(where, sizeof where, r->src, r->cur_rel, nm);
+      warn("SRC '%s': not a regular file, folder or link, skipped", where);
+      r->skipped++;
+    }
+    errno = 0;
+  }
+  if (errno) {
+    show_path(where, sizeof where, r->src, r->cur_rel, NULL);
+    warn("reading SRC '%s': %s", where, strerror(errno));
+    r->failed++;
+  }
+  closedir(d);
+}
+
+/* Takes the next folder of the stack: checks it is the folder the scan
+ * saw, makes its twin in DST and reads it.  false when none is left. */
+static bool next_folder(run *r) {
+  r->nitems = r->pos = r->alen = 0;
+  while (r->nstack && !atomic_load(&g_stop)) {
+    pending pd = r->stack[--r->nstack];
+    char where[PATH_MAX + 64];
+    int fd = open_dir_below(g_src, pd.rel), made;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+      show_path(where, sizeof where, r->src, pd.rel, NULL);
+      warn("reading SRC '%s': %s", where,
+           errno == ELOOP ? "changed since the scan (now a symbolic link), "
+                            "skipped"
+                          : strerror(errno));
+      errno == ELOOP ? r->skipped++ : r->failed++;
+    } else if (st.st_dev != pd.dev || st.st_ino != pd.ino) {
+      show_path(where, sizeof where, r->src, pd.rel, NULL);
+      warn("SRC '%s': changed since the scan (another folder), skipped", where);
+      r->skipped++;
+    } else if ((made = make_dst_dir(pd.rel)) < 0) {
+      show_path(where, sizeof where, r->dst, pd.rel, NULL);
+      warn("writing DST '%s': %s", where, strerror(errno));
+      r->failed++;
+    } else {
+      if (r->ndirs == r->cdirs) {
+        r->cdirs = r->cdirs ? 2 * r->cdirs : 64;
+        r->dirs = xrealloc(r->dirs, r->cdirs * sizeof *r->dirs);
+      }
+      r->dirs[r->ndirs++] = (dirfix){pd.rel, st};
+      r->cur_rel = pd.rel;
+      r->cur_new = made == 1 || (r->made_dst && strcmp(pd.rel, ".") == 0);
+      read_folder(r, fd, &st);
+      /* Batches of up to 64, but at least two per worker for a folder of
+       * few (large) files, so that they spread over the workers. */
+      size_t spread = 2 * (size_t)r->jobs;
+      r->per = (r->nitems + spread - 1) / spread;
+      r->per = r->per < 1 ? 1 : r->per > BATCH_FILES ? BATCH_FILES : r->per;
+      return true;
+    }
+    if (fd >= 0)
+      close(fd);
+    free(pd.rel);
+  }
+  return false;
+}
+
+/* The next batch to copy, or NULL when the walk is over (or stopped).  A
+ * folder's DST twin is made before its first batch goes out. */
+static batch *walk_next(run *r) {
+  while (r->pos == r->nitems) {
+    if (atomic_load(&g_stop) || !next_folder(r)) {
+      r->walk_done = true;
+      return NULL;
+    }
+  }
+  size_t n = r->nitems - r->pos < r->per ? r->nitems - r->pos : r->per;
+  size_t dl = strlen(r->cur_rel) + 1, len = sizeof(req_head) + dl;
+  for (size_t i = 0; i < n; i++)
+    len += sizeof(req_ent) + strlen(r->arena + r->items[r->pos + i].off) + 1;
+  batch *b = calloc(1, sizeof *b);
+  unsigned char *p = malloc(len);
+  if (!b || !p)
+    out_of_memory();
+  req_head h = {REQ_MAGIC, r->flags | (r->cur_new ? COPY_NEWDIR : 0),
+                (uint32_t)n, (uint32_t)dl};
+  b->req = p;
+  b->len = len;
+  memcpy(p, &h, sizeof h);
+  memcpy(p + sizeof h, r->cur_rel, dl);
+  p += sizeof h + dl;
+  for (size_t i = 0; i < n; i++) {
+    const item *it = &r->items[r->pos++];
+    const char *nm = r->arena + it->off;
+    req_ent e = {it->dev, it->ino, (uint32_t)strlen(nm) + 1, it->kind};
+    memcpy(p, &e, sizeof e);
+    memcpy(p + sizeof e, nm, e.namelen);
+    p += sizeof e + e.namelen;
+  }
+  return b;
+}
+
+/* ---- batches in flight ----------------------------------------------------
+ */
+
+/* Runs on the thread that completed the batch (a worker thread, or the
+ * process pool's I/O thread): hands it to main. */
+static run *g_run;
+static void on_batch_done(cf_future *f, void *arg) {
+  (void)f;
+  batch *b = arg;
+  run *r = g_run;
+  pthread_mutex_lock(&r->mu);
+  b->next_done = r->done;
+  r->done = b;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* Calls fn for each entry of a request: its name and kind. */
+typedef void (*entry_fn)(run *r, const char *dir, const char *name,
+                         uint32_t kind, uint32_t i, void *arg);
+static void for_each_entry(run *r, const batch *b, entry_fn fn, void *arg) {
+  req_head h;
+  memcpy(&h, b->req, sizeof h);
+  const char *dir = (const char *)b->req + sizeof h;
+  const unsigned char *p = b->req + sizeof h + h.dirlen;
+  for (uint32_t i = 0; i < h.count; i++) {
+    req_ent e;
+    memcpy(&e, p, sizeof e);
+    fn(r, dir, (const char *)p + sizeof e, e.kind, i, arg);
+    p += sizeof e + e.namelen;
+  }
+}
+
+/* A batch whose task did not run or did not answer: each of its files is
+ * named, with why. */
+typedef struct lost {
+  int status;
+  const char *msg;
+} lost;
+static void report_lost(run *r, const char *dir, const char *name,
+                        uint32_t kind, uint32_t i, void *arg) {
+  (void)kind;
+  (void)i;
+  const lost *l = arg;
+  if (atomic_load(&g_stop))
+    return; /* interrupted: not copied, and the summary says so */
+  char where[PATH_MAX + 64];
+  show_path(where, sizeof where, r->src, dir, name);
+  warn("SRC '%s': not copied: %s%s%s", where, cf_strerror(l->status),
+       l->msg && *l->msg ? ": " : "", l->msg && *l->msg ? l->msg : "");
+  r->failed++;
+}
+
+static const char *detail_words(int d) {
+  switch (d) {
+  case DETAIL_LINK:
+    return "changed since the scan (now a symbolic link), skipped";
+  case DETAIL_TYPE:
+    return "changed since the scan (no longer a regular file), skipped";
+  case DETAIL_OTHER:
+    return "changed since the scan (another file now has its name), skipped";
+  case DETAIL_NOTLINK:
+    return "changed since the scan (no longer a symbolic link), skipped";
+  case DETAIL_SHRANK:
+    return "the file shrank while it was copied";
+  default:
+    return NULL;
+  }
+}
+
+static void report_one(run *r, const char *dir, const char *name, uint32_t kind,
+                       uint32_t i, void *arg) {
+  rec x;
+  memcpy(&x, (const unsigned char *)arg + (size_t)i * sizeof x, sizeof x);
+  char where[PATH_MAX + 64];
+  bool dst_side = x.side == SIDE_DST || x.outcome == OUT_EXISTS;
+  show_path(where, sizeof where, dst_side ? r->dst : r->src, dir, name);
+  if ((x.flags & REC_NO_XATTR) && !r->warned_xattr) {
+    r->warned_xattr = true;
+    warn("DST '%s': its filesystem keeps no extended attributes or ACLs; "
+         "they are not copied (first file)",
+         where);
+  }
+  switch (x.outcome) {
+  case OUT_COPIED:
+    if (ENT_KIND(kind) == KIND_FILE) {
+      r->copied++;
+      r->bytes += x.bytes;
+    } else {
+      r->links_copied++;
+    }
+    break;
+  case OUT_EXISTS:
+    warn("DST '%s': exists (use -f to overwrite), skipped", where);
+    r->skipped++;
+    break;
+  case OUT_CHANGED:
+    warn("SRC '%s': %s", where, detail_words(x.detail));
+    r->skipped++;
+    break;
+  case OUT_STOPPED:
+    break;
+  default: {
+    const char *d = detail_words(x.detail);
+    warn("%s '%s': %s", x.side == SIDE_DST ? "writing DST" : "reading SRC",
+         where, d ? d : strerror(x.err));
+    r->failed++;
+  }
+  }
+}
+
+/* Counts a finished batch in and frees it. */
+static void collect(run *r, batch *b) {
+  const void *data;
   size_t n;
-  if (cf_future_result(f, 0, &d, &n) == CF_OK && n == sizeof(uint64_t)) {
-    uint64_t b;
-    memcpy(&b, d, sizeof b);
-    atomic_fetch_add(&pr->bytes, b);
+  int rc = cf_future_result(b->f, 0, &data, &n);
+  req_head h;
+  memcpy(&h, b->req, sizeof h);
+  if (rc == CF_OK && n == (size_t)h.count * sizeof(rec)) {
+    for_each_entry(r, b, report_one, (void *)data);
+  } else {
+    lost l = {rc == CF_OK ? CF_EINVAL : rc, NULL};
+    int code;
+    if (rc != CF_OK)
+      cf_future_error(b->f, 0, &code, &l.msg);
+    for_each_entry(r, b, report_lost, &l);
+    if (rc == CF_EBROKEN)
+      r->broken = true;
   }
-  atomic_fetch_add(&pr->files, 1);
-  if (pr->show)
-    print_progress(pr, false);
+  cf_future_release(b->f);
+  free(b->req);
+  free(b);
+  r->inflight--;
 }
 
-/* ---- options and folders ------------------------------------------------- */
+/* Sends a batch to the workers; main keeps the request to name its files. */
+static void submit_batch(run *r, batch *b) {
+  int rc = cf_submit(r->ex, task_copy, b->req, b->len, &b->f);
+  if (rc != CF_OK) {
+    lost l = {rc, cf_last_error_message()};
+    for_each_entry(r, b, report_lost, &l);
+    free(b->req);
+    free(b);
+    r->broken = true; /* the pool takes no more: the walk stops */
+    return;
+  }
+  r->inflight++;
+  if (cf_future_add_done_callback(b->f, on_batch_done, b) != CF_OK) {
+    cf_future_wait(b->f, CF_FOREVER); /* no memory for the callback */
+    on_batch_done(b->f, b);
+  }
+}
+
+/* Asks the workers to stop: queued batches are cancelled; running ones
+ * stop within a piece of a file (threads read g_stop; worker processes get
+ * SIGTERM, and each removes what it was writing before it exits). */
+static void stop_workers(run *r) {
+  if (r->processes)
+    cf_terminate_workers(r->ex, SIGTERM);
+  else
+    cf_shutdown(r->ex, false, true);
+}
+
+/* Walks and copies, at most `window` batches in flight: a million files
+ * never means a million futures, and the walk is never far ahead. */
+static void copy_all(run *r) {
+  bool stop_sent = false;
+  for (;;) {
+    if (atomic_load(&g_stop) && !stop_sent) {
+      stop_sent = true;
+      stop_workers(r);
+    }
+    while (!atomic_load(&g_stop) && !r->broken && !r->walk_done &&
+           r->inflight < r->window) {
+      batch *b = walk_next(r);
+      if (b)
+        submit_batch(r, b);
+    }
+    if (r->show)
+      print_progress(r, false);
+    pthread_mutex_lock(&r->mu);
+    while (!r->done && r->inflight && (stop_sent || !atomic_load(&g_stop)))
+      pthread_cond_wait(&r->cv, &r->mu);
+    batch *d = r->done;
+    r->done = NULL;
+    pthread_mutex_unlock(&r->mu);
+    for (batch *next; d; d = next) {
+      next = d->next_done;
+      collect(r, d);
+    }
+    if (!r->inflight && (r->walk_done || r->broken || atomic_load(&g_stop)))
+      break;
+  }
+}
+
+/* ---- after the copies: second names, then folders ------------------------ */
+
+/* Splits a path below DST into its folder's descriptor and its name. */
+static int open_parent(const char *rel, const char **name) {
+  const char *slash = strrchr(rel, '/');
+  *name = slash ? slash + 1 : rel;
+  if (!slash)
+    return open_dir_below(g_dst, ".");
+  char *parent = strndup(rel, (size_t)(slash - rel));
+  if (!parent)
+    out_of_memory();
+  int fd = open_dir_below(g_dst, parent);
+  free(parent);
+  return fd;
+}
+
+/* With -a: the other names of multiply linked files, as links to the copy
+ * made under the first name (as cp -a). */
+static void make_hard_links(run *r) {
+  for (size_t i = 0; i < r->nlinks && !atomic_load(&g_stop); i++) {
+    hardlink *l = &r->links[i];
+    const char *n1, *n2;
+    int d1 = open_parent(l->first, &n1), d2 = open_parent(l->again, &n2);
+    char where[PATH_MAX + 64];
+    show_path(where, sizeof where, r->dst, ".", l->again);
+    int rc = d1 >= 0 && d2 >= 0 ? linkat(d1, n1, d2, n2, 0) : -1;
+    if (rc != 0 && errno == EEXIST && r->force) {
+      char t[32];
+      do {
+        temp_name(t);
+        rc = linkat(d1, n1, d2, t, 0);
+      } while (rc != 0 && errno == EEXIST);
+      if (rc == 0 && (rc = renameat(d2, t, d2, n2)) != 0) {
+        int e = errno;
+        unlinkat(d2, t, 0);
+        errno = e;
+      }
+    }
+    if (rc == 0) {
+      r->copied++;
+    } else if (errno == EEXIST) {
+      warn("DST '%s': exists (use -f to overwrite), skipped", where);
+      r->skipped++;
+    } else if (errno == ENOENT) {
+      warn("writing DST '%s': not linked: the copy of its other name '%s' "
+           "is missing",
+           where, l->first);
+      r->failed++;
+    } else {
+      warn("writing DST '%s': %s", where, strerror(errno));
+      r->failed++;
+    }
+    if (d1 >= 0)
+      close(d1);
+    if (d2 >= 0)
+      close(d2);
+  }
+}
+
+/* Folders last, deepest first: adding their contents changed their times.
+ * With -a, their owners and attributes (default ACLs among them) too.  The
+ * top folder only when pcopy made it. */
+static void fix_folders(run *r) {
+  for (size_t i = r->ndirs; i-- > 0;) {
+    dirfix *d = &r->dirs[i];
+    if (strcmp(d->rel, ".") == 0 && !r->made_dst)
+      continue;
+    char where[PATH_MAX + 64];
+    show_path(where, sizeof where, r->dst, d->rel, NULL);
+    int fd = open_dir_below(g_dst, d->rel);
+    failure w = {0};
+    uint8_t flags = 0;
+    int rc = fd < 0 ? fail_on(&w, SIDE_DST, errno) : 0;
+    if (rc == 0 && r->archive) {
+      int s = open_dir_below(g_src, d->rel);
+      rc = s < 0 ? fail_on(&w, SIDE_SRC, errno)
+                 : copy_xattrs(s, fd, &flags, &w);
+      if (s >= 0)
+        close(s);
+      if (rc == 0 && fchown(fd, d->st.st_uid, d->st.st_gid) != 0 &&
+          errno != EPERM)
+        rc = fail_on(&w, SIDE_DST, errno);
+    }
+    struct timespec times[2] = {d->st.st_atim, d->st.st_mtim};
+    if (rc == 0 && fchmod(fd, d->st.st_mode & 07777) != 0)
+      rc = fail_on(&w, SIDE_DST, errno);
+    if (rc == 0 && futimens(fd, times) != 0)
+      rc = fail_on(&w, SIDE_DST, errno);
+    if (rc != 0) {
+      if (w.side == SIDE_SRC)
+        show_path(where, sizeof where, r->src, d->rel, NULL);
+      warn("%s '%s': %s", w.side == SIDE_SRC ? "reading SRC" : "writing DST",
+           where, strerror(w.err));
+      r->failed++;
+    }
+    if ((flags & REC_NO_XATTR) && !r->warned_xattr) {
+      r->warned_xattr = true;
+      warn("DST '%s': its filesystem keeps no extended attributes or ACLs; "
+           "they are not copied",
+           where);
+    }
+    if (fd >= 0)
+      close(fd);
+  }
+}
+
+/* ---- options and the two folders -------------------------------------- */
 
 /* What a step of main returns when the run goes on; anything else is the
  * exit status to end it with. */
 #define RUN_ON (-1)
-
-typedef struct run {
-  const char *src, *dst;
-  long jobs;
-  bool force, processes;
-  plan pl;
-  double t0;
-  cf_executor *ex;
-  progress pr;
-  /* The copies in flight: a ring of `window` futures, the oldest at head;
-   * next is the first job not yet submitted. */
-  cf_future **fl;
-  size_t window, head, inflight, next;
-  uint64_t copied;
-} run;
 
 static void usage(FILE *to) {
   fprintf(to,
@@ -442,13 +1468,16 @@ static void usage(FILE *to) {
           "if missing), in parallel.\n\n"
           "  -j, --jobs N      N copies at once (default 4)\n"
           "  -r, --recursive   copy the whole tree\n"
+          "  -a, --archive     as cp -a: -r, and owners, hard links, "
+          "extended attributes and ACLs\n"
           "  -f, --force       overwrite existing files\n"
           "  -q, --quiet       no progress line and no summary\n"
           "      --processes   copy in worker processes, not threads\n"
           "  -h, --help        show this help\n"
           "  -V, --version     show the version\n\n"
-          "Exit status: 0 all copied, 1 some files failed, 2 bad usage, 130 "
-          "interrupted.\n");
+          "Modes and times are always kept.\n"
+          "Exit status: 0 all copied, 1 some files failed, 2 bad usage, "
+          "128+N stopped by signal N (130: Ctrl-C).\n");
 }
 
 static bool parse_jobs(const char *arg, long *jobs) {
@@ -468,6 +1497,7 @@ static int parse_options(run *r, int argc, char **argv) {
   static const struct option longopts[] = {
       {"jobs", required_argument, NULL, 'j'},
       {"recursive", no_argument, NULL, 'r'},
+      {"archive", no_argument, NULL, 'a'},
       {"force", no_argument, NULL, 'f'},
       {"quiet", no_argument, NULL, 'q'},
       {"processes", no_argument, NULL, 'P'},
@@ -475,20 +1505,23 @@ static int parse_options(run *r, int argc, char **argv) {
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
   int c;
-  while ((c = getopt_long(argc, argv, "j:rfqhV", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "j:rafqhV", longopts, NULL)) != -1) {
     switch (c) {
     case 'j':
       if (!parse_jobs(optarg, &r->jobs))
         return EXIT_USAGE;
       break;
+    case 'a':
+      r->archive = true;
+      __attribute__((fallthrough)); /* -a copies the tree */
     case 'r':
-      r->pl.recursive = true;
+      r->recursive = true;
       break;
     case 'f':
       r->force = true;
       break;
     case 'q':
-      r->pl.quiet = true;
+      r->quiet = true;
       break;
     case 'P':
       r->processes = true;
@@ -514,73 +1547,57 @@ static int parse_options(run *r, int argc, char **argv) {
   }
   r->src = argv[optind];
   r->dst = argv[optind + 1];
+  r->flags = (r->force ? COPY_FORCE : 0) | (r->archive ? COPY_ARCHIVE : 0);
   return RUN_ON;
 }
 
+/* Is DST SRC itself, or (with -r) somewhere below it?  Says which, or NULL.
+ * Then the copy would overwrite its own source, or walk into what it is
+ * writing and copy the copy again, one level deeper each time (as cp,
+ * refused).  Device and inode tell, going up from DST (or, when it does
+ * not exist yet, from its parent) through "..", so no name can hide it: a
+ * link, "a/./b", a bind mount. */
+static const char *dst_in_src(const run *r, const struct stat *sst) {
+  struct stat st;
+  int fd = open(r->dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool self = fd >= 0;
+  if (fd < 0) { /* not there yet: its parent ("a/b/" names b, as "a/b") */
+    char *d = xstrdup(r->dst);
+    for (size_t n = strlen(d); n > 1 && d[n - 1] == '/';)
+      d[--n] = '\0';
+    char *slash = strrchr(d, '/');
+    if (slash == d)
+      slash[1] = '\0';
+    else if (slash)
+      *slash = '\0';
+    fd = open(slash ? d : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(d);
+  }
+  for (int depth = 0; fd >= 0 && fstat(fd, &st) == 0; depth++) {
+    if (st.st_dev == sst->st_dev && st.st_ino == sst->st_ino) {
+      close(fd);
+      return self && depth == 0 ? "the same folder as"
+             : r->recursive     ? "inside"
+                                : NULL;
+    }
+    int up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat ust;
+    bool top = up < 0 || fstat(up, &ust) != 0 ||
+               (ust.st_dev == st.st_dev && ust.st_ino == st.st_ino);
+    close(fd);
+    fd = top ? -1 : up;
+    if (top && up >= 0)
+      close(up);
+  }
+  if (fd >= 0)
+    close(fd);
+  return NULL;
+}
+
 /* SRC must be a folder, DST a folder or nothing (then it is made here);
- * RUN_ON, or the exit status. */
-/* DST as an absolute path without links, even when it does not exist yet
- * (its parent's real path, then its name); NULL when that cannot be told. */
-static char *real_dst(const char *dst) {
-  char *full = realpath(dst, NULL);
-  if (full || errno != ENOENT)
-    return full;
-  /* "a/b/" names b as "a/b" does: trailing slashes go before the split. */
-  char *d = strdup(dst);
-  if (!d)
-    return NULL;
-  for (size_t n = strlen(d); n > 1 && d[n - 1] == '/';)
-    d[--n] = '\0';
-  char *slash = strrchr(d, '/');
-  const char *name = slash ? slash + 1 : d;
-  char *rp = NULL;
-  if (slash == d)
-    rp = strdup("/"); /* "/name" */
-  else if (slash) {
-    *slash = '\0';
-    rp = realpath(d, NULL);
-  } else
-    rp = realpath(".", NULL);
-  full = NULL;
-  if (rp) {
-    size_t n = strlen(rp) + strlen(name) + 2;
-    full = malloc(n);
-    if (full)
-      snprintf(full, n, "%s%s%s", rp, strcmp(rp, "/") ? "/" : "", name);
-  }
-  free(rp);
-  free(d);
-  return full;
-}
-
-/* Is DST SRC itself, or (with -r) somewhere inside it?  Says which, or
- * NULL.  Then the copy would overwrite its own source, or walk into what
- * it is writing and copy the copy again, one level deeper each time (as
- * cp, refused). */
-static const char *dst_in_src(const run *r) {
-  /* The same folder under two names that no path comparison relates (a
-   * bind mount): device and inode tell. */
-  struct stat ss, ds;
-  if (stat(r->src, &ss) == 0 && stat(r->dst, &ds) == 0 &&
-      ss.st_dev == ds.st_dev && ss.st_ino == ds.st_ino)
-    return "the same folder as";
-  char *s = realpath(r->src, NULL);
-  char *d = s ? real_dst(r->dst) : NULL;
-  const char *in = NULL;
-  if (d) {
-    size_t n = strlen(s);
-    if (strcmp(s, d) == 0)
-      in = "the same folder as";
-    else if (r->pl.recursive && strncmp(s, d, n) == 0 &&
-             (d[n] == '/' || strcmp(s, "/") == 0))
-      in = "inside";
-  }
-  free(s);
-  free(d);
-  return in;
-}
-
-static int check_folders(const run *r) {
+ * both are then opened once, for every copy to work below.  RUN_ON, or the
+ * exit status. */
+static int open_folders(run *r) {
   struct stat sst, dst_st;
   if (stat(r->src, &sst) != 0) {
     warn("SRC '%s': %s", r->src, strerror(errno));
@@ -594,42 +1611,112 @@ static int check_folders(const run *r) {
     warn("DST '%s': exists and is not a folder", r->dst);
     return EXIT_USAGE;
   }
-  const char *in = dst_in_src(r);
+  const char *in = dst_in_src(r, &sst);
   if (in) {
     warn("DST '%s' is %s SRC '%s': the copy would copy itself", r->dst, in,
          r->src);
     return EXIT_USAGE;
   }
-  if (mkdir(r->dst, 0777) != 0 && errno != EEXIST) {
+  r->made_dst = mkdir(r->dst, 0700) == 0;
+  if (!r->made_dst && errno != EEXIST) {
     warn("DST '%s': %s", r->dst, strerror(errno));
     return EXIT_SOME_FAILED;
   }
+  g_src = open(r->src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (g_src < 0 || fstat(g_src, &sst) != 0) {
+    warn("SRC '%s': %s", r->src, strerror(errno));
+    return EXIT_SOME_FAILED;
+  }
+  g_dst = open(r->dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (g_dst < 0) {
+    warn("DST '%s': %s", r->dst, strerror(errno));
+    return EXIT_SOME_FAILED;
+  }
+  push_pending(r, xstrdup("."), &sst);
   return RUN_ON;
 }
 
-/* ---- the run ------------------------------------------------------------- */
+/* ---- signals --------------------------------------------------------------
+ */
 
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-  (void)sig;
-  interrupted = 1;
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+static void stop_signal_set(sigset_t *set) {
+  sigemptyset(set);
+  for (size_t i = 0; i < sizeof stop_signals / sizeof *stop_signals; i++)
+    sigaddset(set, stop_signals[i]);
 }
 
-static void catch_sigint(void) {
-  struct sigaction sa = {0};
-  sa.sa_handler = on_sigint;
-  sigaction(SIGINT, &sa, NULL);
+/* Waits for SIGINT, SIGTERM or SIGHUP (blocked in every other thread, so
+ * they come here) and asks the run to stop: main wakes, cancels what has
+ * not started, and tasks stop within a piece of a file. */
+static void *signal_thread(void *arg) {
+  run *r = arg;
+  sigset_t set;
+  stop_signal_set(&set);
+  for (;;) {
+    int sig;
+    if (sigwait(&set, &sig) != 0)
+      continue;
+    int none = 0;
+    atomic_compare_exchange_strong(&g_stop, &none, sig);
+    pthread_mutex_lock(&r->mu);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+  }
+  return NULL;
 }
+
+/* Blocks the stop signals (every thread made later inherits that) and
+ * starts the thread that takes them. */
+static bool catch_stop_signals(run *r) {
+  sigset_t set;
+  stop_signal_set(&set);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  pthread_t t;
+  if (pthread_create(&t, NULL, signal_thread, r) != 0) {
+    warn("cannot start the signal thread: %s", strerror(errno));
+    return false;
+  }
+  pthread_detach(t);
+  return true;
+}
+
+/* ---- main ------------------------------------------------------------------
+ */
 
 static bool start_workers(run *r) {
   int rc;
   if (r->processes) {
+    struct stat s, d;
+    fstat(g_src, &s);
+    fstat(g_dst, &d);
+    char *rs = realpath(r->src, NULL), *rd = realpath(r->dst, NULL);
+    if (!rs || !rd) {
+      warn("cannot start workers: %s: %s", rs ? r->dst : r->src,
+           strerror(errno));
+      free(rs);
+      free(rd);
+      return false;
+    }
+    size_t ls = strlen(rs) + 1, ld = strlen(rd) + 1;
+    roots_arg a = {(uint64_t)s.st_dev, (uint64_t)s.st_ino, (uint64_t)d.st_dev,
+                   (uint64_t)d.st_ino, (uint32_t)g_umask,  (uint32_t)ls};
+    unsigned char *arg = xrealloc(NULL, sizeof a + ls + ld);
+    memcpy(arg, &a, sizeof a);
+    memcpy(arg + sizeof a, rs, ls);
+    memcpy(arg + sizeof a + ls, rd, ld);
+    free(rs);
+    free(rd);
     cf_process_pool_options o;
     cf_process_pool_options_init(&o);
     o.max_workers = (int)r->jobs;
-    o.initializer = ignore_sigint;
+    o.initializer = worker_init;
+    o.initarg = arg;
+    o.initarg_len = sizeof a + ls + ld;
     o.on_worker_death = CF_ON_DEATH_RESTART;
     rc = cf_process_pool_create(&o, &r->ex);
+    free(arg);
   } else {
     cf_thread_pool_options o;
     cf_thread_pool_options_init(&o);
@@ -638,151 +1725,86 @@ static bool start_workers(run *r) {
     rc = cf_thread_pool_create(&o, &r->ex);
   }
   if (rc != CF_OK) {
-    warn("cannot start workers: %s", cf_strerror(rc));
+    const char *why = cf_last_error_message();
+    warn("cannot start workers: %s%s%s", cf_strerror(rc), *why ? ": " : "",
+         why);
     return false;
   }
   return true;
 }
 
-/* Sends job j to the workers, into the window's next free slot. */
-static void submit_copy(run *r, const job *j) {
-  size_t ls = strlen(j->src) + 1, ld = strlen(j->dst) + 1;
-  char *req = malloc(4 + ls + ld);
-  if (!req) {
-    warn("%s: out of memory", j->src);
-    r->pl.failed++;
-    return;
-  }
-  uint32_t flags = r->force ? COPY_FORCE : 0;
-  memcpy(req, &flags, 4);
-  memcpy(req + 4, j->src, ls);
-  memcpy(req + 4 + ls, j->dst, ld);
-  size_t slot = (r->head + r->inflight) % r->window;
-  int rc =
-      cf_submit_owned(r->ex, task_copy, req, 4 + ls + ld, free, &r->fl[slot]);
-  if (rc != CF_OK) {
-    free(req);
-    warn("%s: %s", j->src, cf_strerror(rc));
-    r->pl.failed++;
-  } else {
-    cf_future_add_done_callback(r->fl[slot], on_copied, &r->pr);
-    r->inflight++;
-  }
-}
-
-/* Waits for the oldest copy in flight and counts it in.  Ctrl-C ends the
- * wait with the copy still in the window: the rest is cancelled first. */
-static void collect_oldest(run *r) {
-  cf_future *f = r->fl[r->head];
-  int rc;
-  while ((rc = cf_future_wait(f, CF_MSEC(100))) == CF_ETIMEDOUT && !interrupted)
-    ;
-  if (rc == CF_ETIMEDOUT)
-    return; /* interrupted: cancel the rest first */
-  int code;
-  const char *msg;
-  rc = cf_future_error(f, CF_FOREVER, &code, &msg);
-  if (rc == CF_OK) {
-    r->copied++;
-  } else if (rc != CF_ECANCELLED) {
-    warn("%s", msg ? msg : cf_strerror(rc));
-    r->pl.failed++;
-  }
-  cf_future_release(f);
-  r->head = (r->head + 1) % r->window;
-  r->inflight--;
-}
-
-/* At most `window` copies in flight: a million files never means a
- * million futures.  Results are collected oldest first. */
-static void copy_files(run *r) {
-  plan *pl = &r->pl;
-  r->pr.total_files = pl->njobs;
-  r->pr.total_bytes = pl->total_bytes;
-  r->pr.start = r->t0;
-  r->pr.show = !pl->quiet && isatty(STDERR_FILENO);
-  pthread_mutex_init(&r->pr.mu, NULL);
-  r->window = (size_t)r->jobs * 16;
-  r->fl = calloc(r->window, sizeof *r->fl);
-  if (!r->fl) {
-    warn("out of memory");
-    pl->failed += pl->njobs; /* none copied: say so, and exit non-zero */
-  }
-  while (r->fl && (r->next < pl->njobs || r->inflight)) {
-    while (!interrupted && r->next < pl->njobs && r->inflight < r->window)
-      submit_copy(r, &pl->jobs[r->next++]);
-    if (interrupted && r->next < pl->njobs) {
-      /* Ctrl-C: what has not started is cancelled; running copies finish
-       * and are renamed into place, so nothing partial is left. */
-      cf_shutdown(r->ex, false, true);
-      r->next = pl->njobs;
-    }
-    if (!r->inflight)
-      break;
-    collect_oldest(r);
-  }
-  cf_executor_release(r->ex);
-}
-
-/* Folders last: adding files changed their times. */
-static void set_folder_times(plan *pl) {
-  for (size_t i = pl->ndirs; i-- > 0;) {
-    dirfix *d = &pl->dirs[i];
-    struct timespec times[2] = {d->st.st_atim, d->st.st_mtim};
-    if (chmod(d->path, d->st.st_mode & 07777) != 0 ||
-        utimensat(AT_FDCWD, d->path, times, AT_SYMLINK_NOFOLLOW) != 0) {
-      warn("%s: %s", d->path, strerror(errno));
-      pl->failed++;
-    }
-    free(d->path);
-  }
-}
-
 static void report(run *r) {
-  if (r->pr.show && r->pl.njobs)
-    print_progress(&r->pr, true);
+  if (r->show && r->found)
+    print_progress(r, true);
+  if (r->broken)
+    warn("stopped early: the workers take no more copies; the rest of SRC "
+         "was not copied");
+  if (r->quiet)
+    return;
   double el = now() - r->t0;
-  if (!r->pl.quiet) {
-    char hb[32], hr[32];
-    human(hb, sizeof hb, (double)atomic_load(&r->pr.bytes));
-    human(hr, sizeof hr, el > 0 ? (double)atomic_load(&r->pr.bytes) / el : 0);
-    printf("pcopy: %" PRIu64 " of %zu files copied (%s in %.2f s, %s/s)%s%zu "
-           "failed, %zu skipped\n",
-           r->copied, r->pl.njobs, hb, el, hr,
-           interrupted ? ", interrupted, " : ", ", r->pl.failed, r->pl.skipped);
-  }
+  char hb[32], hr[32], links[64] = "";
+  human(hb, sizeof hb, (double)r->bytes);
+  human(hr, sizeof hr, el > 0 ? (double)r->bytes / el : 0);
+  if (r->links_copied)
+    snprintf(links, sizeof links, ", %" PRIu64 " symbolic links",
+             r->links_copied);
+  printf("pcopy: %" PRIu64 " of %" PRIu64
+         " files copied%s (%s in %.2f s, %s/s)%s%zu failed, %zu skipped\n",
+         r->copied, r->found, links, hb, el, hr,
+         atomic_load(&g_stop) ? ", interrupted, " : ", ", r->failed,
+         r->skipped);
 }
 
 static void clean_up(run *r) {
-  for (size_t i = 0; i < r->pl.njobs; i++) {
-    free(r->pl.jobs[i].src);
-    free(r->pl.jobs[i].dst);
-  }
-  free(r->pl.jobs);
-  free(r->pl.dirs);
-  free(r->fl);
-  pthread_mutex_destroy(&r->pr.mu);
+  for (size_t i = 0; i < r->ndirs; i++)
+    free(r->dirs[i].rel);
+  free(r->dirs);
+  for (size_t i = 0; i < r->nstack; i++)
+    free(r->stack[i].rel);
+  free(r->stack);
+  for (size_t i = 0; i < r->cinodes; i++)
+    free(r->inodes[i].first);
+  free(r->inodes);
+  for (size_t i = 0; i < r->nlinks; i++)
+    free(r->links[i].again);
+  free(r->links);
+  free(r->items);
+  free(r->arena);
+  close(g_src);
+  close(g_dst);
 }
 
-/* ---- main ---------------------------------------------------------------- */
-
 int main(int argc, char **argv) {
-  run r = {.jobs = 4};
+  static run r = {.jobs = 4,
+                  .mu = PTHREAD_MUTEX_INITIALIZER,
+                  .cv = PTHREAD_COND_INITIALIZER};
+  g_run = &r;
   int status = parse_options(&r, argc, argv);
   if (status == RUN_ON)
-    status = check_folders(&r);
+    status = open_folders(&r);
   if (status != RUN_ON)
     return status;
-  catch_sigint();
+#ifdef PCOPY_TEST_HOOKS
+  g_src_path = r.src;
+#endif
+  g_umask = umask(0);
+  umask(g_umask);
+  g_have_proc = access("/proc/self/fd", X_OK) == 0;
   r.t0 = now();
-  walk(&r.pl, r.src, r.dst, r.force);
-  if (!start_workers(&r))
+  r.show = !r.quiet && isatty(STDERR_FILENO);
+  r.window = (size_t)r.jobs * 4;
+  if (!catch_stop_signals(&r) || !start_workers(&r)) {
+    clean_up(&r);
     return EXIT_SOME_FAILED;
-  copy_files(&r);
-  set_folder_times(&r.pl);
+  }
+  copy_all(&r);
+  cf_executor_release(r.ex); /* waits for the workers */
+  make_hard_links(&r);
+  fix_folders(&r);
   report(&r);
   clean_up(&r);
-  if (interrupted)
-    return EXIT_INTERRUPTED;
-  return r.pl.failed ? EXIT_SOME_FAILED : 0;
+  int sig = atomic_load(&g_stop);
+  if (sig)
+    return 128 + sig;
+  return r.failed ? EXIT_SOME_FAILED : 0;
 }

@@ -3,9 +3,16 @@
 # small files, names with spaces and non-ASCII letters, nested folders, a
 # link, a FIFO and a sparse file -- compared byte for byte, by mode and by
 # mtime, on threads and on processes; an unreadable file among readable
-# ones; an unwritable DST; -f; usage errors; Ctrl-C leaves nothing partial.
+# ones; an unwritable DST; -f; usage errors; SIGINT, SIGTERM and SIGHUP
+# cancel everything and leave nothing partial; files swapped between the
+# scan and the copy; -a (hard links, xattrs); a tree deeper than the
+# descriptor limit; workers that cannot start.
 set -eu
 pc="$(cd "${top_builddir:-.}" && pwd)/samples/pcopy"
+# pcopy built with its test hooks: $PCOPY_TEST_HOOK runs before each
+# "swap-*" file is opened (between the scan and the copy, without a race);
+# $PCOPY_TEST_FAIL_INIT makes worker processes fail to start.
+hooked="$(cd "${top_builddir:-.}" && pwd)/tests/pcopy-hooked"
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 trap 'chmod -R u+rwx "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -155,7 +162,7 @@ grep -q "extra\|too many" "$tmp/err" || fail "extra argument not explained"
 # when stderr is not a terminal (every run above), none with -q.
 if command -v script > /dev/null 2>&1; then
   script -qec "\"$pc\" \"$src/many\" \"$tmp/tty\"" /dev/null > "$tmp/tty.out" 2>&1 || true
-  grep -q "files, .* of .*/s, ETA" "$tmp/tty.out" || fail "no progress line on a terminal"
+  grep -q "files, .* copied, .*/s, ETA" "$tmp/tty.out" || fail "no progress line on a terminal"
   script -qec "\"$pc\" -q \"$src/many\" \"$tmp/tty-q\"" /dev/null > "$tmp/tty.out" 2>&1 || true
   ! grep -q "ETA" "$tmp/tty.out" || fail "progress line despite -q"
 fi
@@ -177,4 +184,191 @@ set -e
   cmp -s "$src/$f" "$tmp/int/$f" || echo "$f"
 done > "$tmp/partial"
 [ ! -s "$tmp/partial" ] || fail "interrupted: partial files: $(head -3 "$tmp/partial")"
-echo "pcopy: all checks passed (interrupted run exited $rc)"
+int_rc=$rc
+
+# ---- stop signals ------------------------------------------------------
+# The first copy to start sends the signal (the hook) and waits a little:
+# every copy must then stop, queued or running, whatever the window.  On
+# both backends, for SIGINT, SIGTERM and SIGHUP: exit 128 + signal, no
+# temporary left, and every file in DST complete.
+mkdir "$tmp/sig"
+i=0
+while [ $i -lt 6 ]; do
+  head -c $((8 << 20)) /dev/urandom > "$tmp/sig/swap-$i"
+  i=$((i + 1))
+done
+mkdir "$tmp/sig/many"
+i=0
+while [ $i -lt 300 ]; do echo "$i" > "$tmp/sig/many/swap-$i"; i=$((i + 1)); done
+cat > "$tmp/kill-parent" <<'SH'
+#!/bin/sh
+# once per run: signal pcopy, then give its signal thread time to see it
+mkdir "$SIG_ONCE" 2>/dev/null || exit 0
+kill -"$SIG_NAME" "$(cat "$SIG_PID")"
+sleep 0.5
+SH
+chmod +x "$tmp/kill-parent"
+complete_only() { # $1: DST; every file there is whole, no temporary is left
+  [ -z "$(find "$1" -name '.pcopy-*')" ] || fail "$2: temporary files left: $(find "$1" -name '.pcopy-*' | head -3)"
+  (cd "$1" && find . -type f) | while IFS= read -r f; do
+    cmp -s "$tmp/sig/$f" "$1/$f" || echo "$f"
+  done > "$tmp/partial"
+  [ ! -s "$tmp/partial" ] || fail "$2: partial files: $(head -3 "$tmp/partial")"
+}
+for backend in "" --processes; do
+  for sig in INT TERM HUP; do
+    d="$tmp/sig-out$backend-$sig"
+    rm -rf "$tmp/once"
+    set +e
+    # shellcheck disable=SC2086
+    PCOPY_TEST_HOOK="$tmp/kill-parent" SIG_ONCE="$tmp/once" SIG_NAME=$sig \
+      SIG_PID="$tmp/sig.pid" timeout 60 sh -c 'echo $$ > "$SIG_PID"; exec "$@"' \
+      sh "$hooked" -q -r -j 2 $backend "$tmp/sig" "$d" 2> "$tmp/err"
+    rc=$?
+    set -e
+    case $sig in INT) want=130 ;; TERM) want=143 ;; HUP) want=129 ;; esac
+    [ $rc -eq $want ] || fail "SIG$sig $backend: exit $rc, not $want: $(cat "$tmp/err")"
+    complete_only "$d" "SIG$sig $backend"
+    # Two workers may each have finished the file they held; nothing more.
+    n=$(find "$d" -type f | wc -l)
+    [ "$n" -le 2 ] || fail "SIG$sig $backend: $n files copied after the signal"
+  done
+done
+# A real Ctrl-C in the middle of large files, no hook: the same promises.
+mkdir "$tmp/big"
+i=0
+while [ $i -lt 4 ]; do head -c $((64 << 20)) /dev/urandom > "$tmp/big/f$i"; i=$((i + 1)); done
+for sig in INT TERM HUP; do
+  "$pc" -q -j 1 "$tmp/big" "$tmp/big-$sig" &
+  pid=$!
+  sleep 0.1
+  kill -$sig $pid 2>/dev/null || true
+  set +e
+  wait $pid
+  rc=$?
+  set -e
+  [ $rc -ne 1 ] && [ $rc -ne 2 ] || fail "SIG$sig mid-copy: exit $rc"
+  [ -z "$(find "$tmp/big-$sig" -name '.pcopy-*')" ] || fail "SIG$sig mid-copy: temporary left"
+  for f in "$tmp/big-$sig"/*; do
+    [ -e "$f" ] || continue
+    cmp -s "$f" "$tmp/big/$(basename "$f")" || fail "SIG$sig mid-copy: partial $f"
+  done
+done
+
+# ---- a file changed between the scan and its copy --------------------------
+# Swapped for a FIFO: no hang; for a link: the link's target is not copied.
+# Both reported as changed and skipped; the other files are copied.
+mkdir "$tmp/swap"
+echo a > "$tmp/swap/swap-fifo"
+echo b > "$tmp/swap/swap-link"
+echo c > "$tmp/swap/plain"
+echo secret > "$tmp/outside"
+cat > "$tmp/swapper" <<SH
+#!/bin/sh
+case "\$1" in
+*swap-fifo) rm -f "\$1" && mkfifo "\$1" ;;
+*swap-link) rm -f "\$1" && ln -s "$tmp/outside" "\$1" ;;
+esac
+SH
+chmod +x "$tmp/swapper"
+for backend in "" --processes; do
+  d="$tmp/swap-out$backend"
+  set +e
+  # shellcheck disable=SC2086
+  PCOPY_TEST_HOOK="$tmp/swapper" timeout 60 "$hooked" -q $backend "$tmp/swap" "$d" 2> "$tmp/err"
+  rc=$?
+  set -e
+  [ $rc -eq 0 ] || fail "swapped files $backend: exit $rc: $(cat "$tmp/err")"
+  grep -q "swap-fifo': changed since the scan (no longer a regular file)" "$tmp/err" ||
+    fail "FIFO swap $backend not reported: $(cat "$tmp/err")"
+  grep -q "swap-link': changed since the scan (now a symbolic link)" "$tmp/err" ||
+    fail "link swap $backend not reported: $(cat "$tmp/err")"
+  [ ! -e "$d/swap-fifo" ] && [ ! -e "$d/swap-link" ] && [ ! -L "$d/swap-link" ] ||
+    fail "swapped files $backend were copied"
+  cmp -s "$tmp/swap/plain" "$d/plain" || fail "swap $backend: the other file"
+  # restore for the next backend
+  rm -f "$tmp/swap/swap-fifo" "$tmp/swap/swap-link"
+  echo a > "$tmp/swap/swap-fifo"
+  echo b > "$tmp/swap/swap-link"
+done
+
+# ---- errors name their side, and what DST already has ----------------------
+mkdir "$tmp/dang" "$tmp/dang-out"
+echo x > "$tmp/dang/l"
+ln -s /nonexistent "$tmp/dang-out/l"
+"$pc" -q "$tmp/dang" "$tmp/dang-out" 2> "$tmp/err" ||
+  fail "a dangling link already in DST is a failure: $(cat "$tmp/err")"
+grep -q "dang-out/l': exists" "$tmp/err" || fail "dangling link in DST not reported"
+chmod 000 "$tmp/perm/b"
+chmod 777 "$tmp"
+set +e
+as_user "$pc" -q "$tmp/perm" "$tmp/perm-side" 2> "$tmp/err"
+set -e
+chmod 755 "$tmp"
+chmod 644 "$tmp/perm/b"
+grep -q "reading SRC '$tmp/perm/b'" "$tmp/err" || fail "SRC side not named: $(cat "$tmp/err")"
+
+# ---- -a: hard links stay links, extended attributes are kept -------------
+mkdir -p "$tmp/arch/sub"
+echo shared > "$tmp/arch/one"
+ln "$tmp/arch/one" "$tmp/arch/sub/two"
+ln "$tmp/arch/one" "$tmp/arch/three"
+echo alone > "$tmp/arch/alone"
+xattr_ok=0
+if python3 -c "import os; os.setxattr('$tmp/arch/alone', 'user.pcopy', b'kept')" 2>/dev/null; then
+  xattr_ok=1
+fi
+for backend in "" --processes; do
+  d="$tmp/arch-out$backend"
+  # shellcheck disable=SC2086
+  "$pc" -a -q $backend "$tmp/arch" "$d" 2> "$tmp/err" || fail "-a $backend: $(cat "$tmp/err")"
+  i1=$(stat -c %i "$d/one"); i2=$(stat -c %i "$d/sub/two"); i3=$(stat -c %i "$d/three")
+  [ "$i1" = "$i2" ] && [ "$i1" = "$i3" ] || fail "-a $backend: hard links not kept"
+  [ "$(stat -c %h "$d/one")" = 3 ] || fail "-a $backend: link count"
+  [ "$(stat -c %i "$d/alone")" != "$i1" ] || fail "-a $backend: linked a lone file"
+  cmp -s "$tmp/arch/one" "$d/sub/two" || fail "-a $backend: content"
+  if [ $xattr_ok = 1 ]; then
+    v=$(python3 -c "import os; print(os.getxattr('$d/alone', 'user.pcopy').decode())")
+    [ "$v" = kept ] || fail "-a $backend: xattr not kept ($v)"
+  fi
+  # without -a, a hard link is a copy of its own
+  "$pc" -r -q $backend "$tmp/arch" "$d-r"
+  [ "$(stat -c %i "$d-r/one")" != "$(stat -c %i "$d-r/three")" ] || fail "-r kept a hard link"
+done
+[ $xattr_ok = 1 ] || echo "check_pcopy: no user xattrs on $tmp; the xattr case is not run"
+if command -v setfacl > /dev/null 2>&1 && setfacl -m u:65534:r "$tmp/arch/alone" 2>/dev/null; then
+  "$pc" -a -q "$tmp/arch" "$tmp/arch-acl"
+  getfacl -c "$tmp/arch/alone" > "$tmp/acl.a" 2>/dev/null
+  getfacl -c "$tmp/arch-acl/alone" > "$tmp/acl.b" 2>/dev/null
+  cmp -s "$tmp/acl.a" "$tmp/acl.b" || fail "-a: ACL not kept"
+fi
+
+# ---- a tree deeper than the descriptor limit -----------------------------
+# 1,100 levels under ulimit -n 64: the walk holds no descriptor per level.
+mkdir "$tmp/deep"
+(
+  cd "$tmp/deep"
+  i=0
+  while [ $i -lt 1100 ]; do mkdir d && cd d; i=$((i + 1)); done
+  echo bottom > file
+)
+(ulimit -n 64 && "$pc" -q -r "$tmp/deep" "$tmp/deep-out") 2> "$tmp/err" ||
+  fail "deep tree: $(head -3 "$tmp/err")"
+bottom=$(cd "$tmp/deep-out" && find . -name file)
+[ "$(echo "$bottom" | tr -cd / | wc -c)" -eq 1101 ] || fail "deep tree: file at the wrong depth"
+[ "$(cat "$tmp/deep-out/$bottom")" = bottom ] || fail "deep tree: content"
+
+# ---- workers that cannot start: every file is named ------------------------
+mkdir "$tmp/nostart"
+for f in p q r; do echo $f > "$tmp/nostart/$f"; done
+set +e
+PCOPY_TEST_FAIL_INIT=1 timeout 60 "$hooked" -q --processes "$tmp/nostart" "$tmp/nostart-out" 2> "$tmp/err"
+rc=$?
+set -e
+[ $rc -eq 1 ] || fail "workers that cannot start: exit $rc"
+for f in p q r; do
+  grep -q "nostart/$f': not copied: .*initializer" "$tmp/err" ||
+    fail "workers that cannot start: $f not named with why: $(cat "$tmp/err")"
+done
+
+echo "pcopy: all checks passed (the Ctrl-C run exited $int_rc)"
