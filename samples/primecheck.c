@@ -370,14 +370,22 @@ static int check_and_print(run *r) {
   cf_map_item item = CF_MAP_ITEM_INIT;
   while (rc == CF_OK && (rc = cf_map_next(m, &item)) == CF_OK) {
     uint64_t n = r->have_range ? r->lo + item.index : r->ns.v[item.index];
-    printf("%" PRIu64 " is prime: %s\n", n,
-           *(const unsigned char *)item.data ? "True" : "False");
+    /* Checked as it goes (a failed flush of the buffer shows here): a
+     * full disk or a closed pipe stops the work at once, not at the end
+     * of a range that may take hours. */
+    if (printf("%" PRIu64 " is prime: %s\n", n,
+               *(const unsigned char *)item.data ? "True" : "False") < 0 ||
+        ferror(stdout)) {
+      fprintf(stderr, "primecheck: writing the output: %s\n", strerror(errno));
+      rc = CF_ESYS;
+      break;
+    }
   }
-  if (rc != CF_EOF)
+  if (rc != CF_EOF && rc != CF_ESYS)
     fprintf(stderr, "primecheck: %s%s%s\n", cf_strerror(rc),
             item.error_message ? ": " : "",
             item.error_message ? item.error_message : "");
-  cf_map_destroy(m);
+  cf_map_destroy(m); /* cancels what has not run, stops running chunks */
   return rc;
 }
 
@@ -410,6 +418,8 @@ int main(int argc, char **argv) {
   int rc = check_and_print(&r);
   cf_executor_release(r.ex);
   free(r.ns.v);
+  if (rc == CF_ESYS) /* the output failed, and was reported */
+    return 1;
   if (fflush(stdout) != 0 || ferror(stdout)) {
     fprintf(stderr, "primecheck: writing the output: %s\n", strerror(errno));
     return 1;

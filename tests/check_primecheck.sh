@@ -104,4 +104,29 @@ set +e
 set -e
 "$pc" --help | grep -q -- --range || fail "--help"
 "$pc" --version | grep -q cfutures || fail "--version"
+
+# Output errors stop the work at once: into /dev/full, and into a closed
+# pipe with SIGPIPE ignored.  The range (10^15 numbers) could never finish,
+# so only a stop on the first failed write ends it before the timeout:
+# exit 1 and one line that names the cause.
+for backend in "" --threads; do
+  for sink in full pipe; do
+    set +e
+    if [ $sink = full ]; then
+      # shellcheck disable=SC2086
+      timeout 120 "$pc" $backend --range 1 1000000000000000 > /dev/full 2> "$tmp/err"
+      rc=$?
+    else
+      # shellcheck disable=SC2086
+      ERR="$tmp/err" RC="$tmp/rc" sh -c \
+        'trap "" PIPE; { timeout 120 "$@" 2> "$ERR"; echo $? > "$RC"; } | true' \
+        sh "$pc" $backend --range 1 1000000000000000
+      rc=$(cat "$tmp/rc")
+    fi
+    set -e
+    [ "$rc" -eq 1 ] || fail "output to $sink $backend: exit $rc, not 1"
+    [ "$(wc -l < "$tmp/err")" -eq 1 ] || fail "output to $sink $backend: $(cat "$tmp/err")"
+    grep -q "writing the output: " "$tmp/err" || fail "output to $sink $backend: $(cat "$tmp/err")"
+  done
+done
 echo "primecheck: all checks passed"

@@ -270,6 +270,55 @@ static void test_map_item_error_in_chunk(void) {
   cf_executor_release(ex);
 }
 
+/* in: int32 ms to sleep, or -1 to die by SIGKILL. */
+static int task_sleep_or_die(cf_task *t, const void *in, size_t len) {
+  int32_t ms;
+  if (len != sizeof ms)
+    return EINVAL;
+  memcpy(&ms, in, sizeof ms);
+  if (ms < 0)
+    raise(SIGKILL);
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+  return cf_task_return(t, &ms, sizeof ms);
+}
+
+/* A map item that failed because its worker died, or because another
+ * worker's death broke the pool, carries the words of that cause (what
+ * primecheck prints), not only the status: input 0 sleeps on one worker
+ * while input 1 kills the other, so the first item in order fails with
+ * CF_EBROKEN and must say how the pool broke. */
+static void test_map_item_words_on_death(void) {
+  cf_executor *ex = make_ppool(2, CF_ON_DEATH_BREAK);
+  int32_t in[2] = {30000, -1};
+  cf_map_options o;
+  cf_map_options_init(&o);
+  o.chunksize = 1;
+  cf_map_iter *m;
+  CU_ASSERT_EQUAL_FATAL(
+      cf_map_array(ex, task_sleep_or_die, in, sizeof in[0], 2, &o, &m), CF_OK);
+  cf_map_item it = CF_MAP_ITEM_INIT;
+  CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_EBROKEN);
+  CU_ASSERT_EQUAL(it.index, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(it.error_message);
+  CU_ASSERT_PTR_NOT_NULL(strstr(it.error_message, "signal 9"));
+  cf_map_destroy(m);
+  /* The dead worker's own item, unordered so it comes first. */
+  o.unordered = true;
+  int32_t die[1] = {-1};
+  cf_executor_release(ex);
+  ex = make_ppool(1, CF_ON_DEATH_BREAK);
+  CU_ASSERT_EQUAL_FATAL(cf_map_array(ex, task_sleep_or_die, die, sizeof die[0],
+                                     1, &o, &m),
+                        CF_OK);
+  CU_ASSERT_EQUAL(cf_map_next(m, &it), CF_EWORKERDIED);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(it.error_message);
+  CU_ASSERT_PTR_NOT_NULL(strstr(it.error_message, "signal 9"));
+  cf_map_destroy(m);
+  cf_executor_release(ex);
+}
+
 /* Each way of dying, under BREAK: the task fails with CF_EWORKERDIED and
  * its wait status, queued futures with CF_EBROKEN, submit is refused, and
  * already from the dead future's done callback, which runs on the manager
@@ -1076,7 +1125,8 @@ static void test_resources_after(void) {
 
 CF_TEST_MAIN("process_pool", CF_TEST(test_resources_before),
              CF_TEST(test_same_tasks_as_threads), CF_TEST(test_map_chunks),
-             CF_TEST(test_map_item_error_in_chunk), CF_TEST(test_death_break),
+             CF_TEST(test_map_item_error_in_chunk),
+             CF_TEST(test_map_item_words_on_death), CF_TEST(test_death_break),
              CF_TEST(test_death_restart), CF_TEST(test_max_tasks_per_child),
              CF_TEST(test_safe_with_threads), CF_TEST(test_initializer),
              CF_TEST(test_large_round_trip),
