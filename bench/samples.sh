@@ -4,9 +4,10 @@
 #  - primecheck --method trial, 1 worker vs all cores (speedup), on Python's
 #    documentation list and on 20,000 numbers from 10^12; the seed's Python
 #    program on the same list.
-#  - pcopy vs cp -r vs the seed's Python program, on 2,000 x 64 KiB and on
-#    8 x 64 MiB files, on tmpfs (/dev/shm: page cache only, no disk), DST
-#    removed and sync'ed, untimed, between runs.
+#  - pcopy vs cp -r, cp -a, rsync -a and the seed's Python program, on four
+#    trees (bench/make_trees.py: 2,000 x 64 KiB flat, 40 x 500 x 4 KiB,
+#    50,000 mixed small files, 8 x 64 MiB), on tmpfs and on an ext4 loop
+#    image (as root), DST removed and sync'ed, untimed, between runs.
 #   usage: bench/samples.sh BUILDDIR SRCDIR
 set -eu
 build=$(cd "${1:-.}" && pwd)
@@ -16,17 +17,54 @@ out="$build/bench/results"
 mkdir -p "$out"
 raw="$out/samples-raw.txt"
 : > "$raw"
-pc="$build/samples/primecheck"
-cp_="$build/samples/pcopy"
+# The programs themselves, not libtool's wrapper scripts (a shell and sed
+# each run: 10 ms that are not the program's).
+real() {
+  if [ -x "$build/samples/.libs/$1" ]; then
+    echo "$build/samples/.libs/$1"
+  else
+    echo "$build/samples/$1"
+  fi
+}
+export LD_LIBRARY_PATH="$build/lib/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+pc=$(real primecheck)
+cp_=$(real pcopy)
 cores=$(nproc)
 doc="112272535095293 112582705942171 112272535095293 115280095190773 115797848077099 1099726899285419"
-fs=/dev/shm/cfutures-bench.$$
-trap 'rm -rf "$fs"' EXIT
-mkdir -p "$fs/small" "$fs/large"
-i=0
-while [ $i -lt 2000 ]; do head -c 65536 /dev/urandom > "$fs/small/f$i"; i=$((i + 1)); done
-i=0
-while [ $i -lt 8 ]; do head -c $((64 << 20)) /dev/urandom > "$fs/large/f$i"; i=$((i + 1)); done
+# The trees, on tmpfs (/dev/shm: page cache only) and, when we may mount
+# one (root, mkfs.ext4), on an ext4 loop image: a real filesystem, with a
+# journal, its own O_TMPFILE and inode costs.
+shm=/dev/shm/cfutures-bench.$$
+ext4=""
+img="$out/ext4.img"
+mnt="$out/ext4.mnt"
+cleanup() {
+  rm -rf "$shm"
+  if [ -n "$ext4" ]; then
+    umount "$mnt" 2> /dev/null || true
+    rm -f "$img"
+  fi
+}
+trap cleanup EXIT
+mkdir -p "$shm"
+python3 "$src/bench/make_trees.py" "$shm/src"
+fss=shm
+if [ "$(id -u)" = 0 ] && command -v mkfs.ext4 > /dev/null 2>&1; then
+  rm -f "$img"
+  mkdir -p "$mnt"
+  if truncate -s 4G "$img" && mkfs.ext4 -q -F "$img" && mount -o loop "$img" "$mnt"; then
+    ext4="$mnt"
+    cp -a "$shm/src" "$ext4/src"
+    sync
+    fss="shm ext4"
+  else
+    echo "bench: no ext4 loop image here; copies on tmpfs only" >&2
+  fi
+else
+  echo "bench: not root (or no mkfs.ext4): copies on tmpfs only" >&2
+fi
+impls="pcopy cp_r cp_a python_seed"
+if command -v rsync > /dev/null 2>&1; then impls="pcopy cp_r cp_a rsync_a python_seed"; fi
 
 # seconds a command takes (its output discarded)
 t() {
@@ -47,17 +85,28 @@ while [ "$r" -le "$runs" ]; do
   rec python_seed doc_trial_s "$(t python3 "$src/bench/seed_primes.py" $doc)"
   rec primecheck_j1 range1e12_trial_s "$(t "$pc" --method trial -j 1 --range 1000000000000 1000000019999)"
   rec primecheck_jN range1e12_trial_s "$(t "$pc" --method trial -j "$cores" --range 1000000000000 1000000019999)"
-  for set in small large; do
-    for impl in pcopy cp python_seed; do
-      rm -rf "$fs/dst"
-      sync
-      case $impl in
-        pcopy) s=$(t "$cp_" -q "$fs/$set" "$fs/dst") ;;
-        cp) s=$(t cp -r "$fs/$set" "$fs/dst") ;;
-        python_seed) s=$(t python3 "$src/bench/seed_copy.py" "$fs/$set" "$fs/dst") ;;
-      esac
-      cmp -s "$fs/$set/f1" "$fs/dst/f1" || { echo "bench: $impl copied wrong" >&2; exit 1; }
-      rec "$impl" "copy_${set}_s" "$s"
+  for fs in $fss; do
+    if [ "$fs" = shm ]; then base="$shm"; else base="$ext4"; fi
+    for set in flat tree mixed large; do
+      # The order turns each run, so no program always comes first after
+      # a tree was made or deleted (writeback then still runs on ext4).
+      order=$(echo $impls $impls | awk -v r="$r" '{ n = NF / 2; s = (r - 1) % n; for (i = 1; i <= n; i++) printf "%s ", $(s + i) }')
+      for impl in $order; do
+        rm -rf "$base/dst"
+        sync
+        from="$base/src/$set"
+        case $impl in
+          pcopy) s=$(t "$cp_" -q -r "$from" "$base/dst") ;;
+          cp_r) s=$(t cp -r "$from" "$base/dst") ;;
+          cp_a) s=$(t cp -a "$from" "$base/dst") ;;
+          rsync_a) s=$(t rsync -a "$from/" "$base/dst") ;;
+          python_seed) s=$(t python3 "$src/bench/seed_copy.py" "$from" "$base/dst") ;;
+        esac
+        n1=$(cd "$from" && find . -type f | wc -l)
+        n2=$(cd "$base/dst" && find . -type f | wc -l)
+        [ "$n1" = "$n2" ] || { echo "bench: $impl copied $n2 of $n1 files of $set" >&2; exit 1; }
+        rec "$impl" "copy_${set}_${fs}_s" "$s"
+      done
     done
   done
   r=$((r + 1))
@@ -78,29 +127,49 @@ med() { awk -v k="$1 $2" '$1 " " $2 == k { print $3 }' "$out/samples-medians.txt
   done
   py=$(med python_seed doc_trial_s)
   echo "seed's Python program on the doc list: ${py} s, $(awk "BEGIN { printf \"%.1f\", $py / $(med primecheck_jN doc_trial_s) }")x slower than primecheck"
-  for set in small large; do
-    p=$(med pcopy copy_${set}_s); c=$(med cp copy_${set}_s); y=$(med python_seed copy_${set}_s)
-    if [ $set = small ]; then n=2000; mb=125; else n=8; mb=512; fi
-    echo "copy $set ($n files, $mb MiB): pcopy ${p} s ($(awk "BEGIN { printf \"%.0f files/s, %.0f MB/s\", $n / $p, $mb * 1.048576 / $p }")), cp -r ${c} s, Python ${y} s: $(awk "BEGIN { printf \"%.2fx cp -r, %.2fx Python\", $c / $p, $y / $p }")"
+  for fs in $fss; do
+    for set in flat tree mixed large; do
+      k=copy_${set}_${fs}_s
+      p=$(med pcopy "$k")
+      line="copy $set on $fs: pcopy ${p} s"
+      for impl in $impls; do
+        [ "$impl" = pcopy ] && continue
+        o=$(med "$impl" "$k")
+        line="$line, $impl ${o} s ($(awk "BEGIN { printf \"%.2f\", $o / $p }")x)"
+      done
+      echo "$line"
+    done
   done
+  echo "(Nx: how many times longer the peer took than pcopy; the issue's target is cp_r >= 1.5x)"
 } | tee "$out/samples-summary.txt"
 
 if command -v gnuplot > /dev/null 2>&1; then
-  awk '$1 != "" { print $1, $2, $3 }' "$out/samples-medians.txt" > "$out/samples.dat"
+  # one row per tree and filesystem, one column per program
+  {
+    echo "case $impls"
+    for fs in $fss; do
+      for set in flat tree mixed large; do
+        row="$set/$fs"
+        for impl in $impls; do row="$row $(med "$impl" "copy_${set}_${fs}_s")"; done
+        echo "$row"
+      done
+    done
+  } > "$out/samples-copy.dat"
+  awk '$2 ~ /_trial_s/ { print $1, $2, $3 }' "$out/samples-medians.txt" > "$out/samples.dat"
+  ncol=$(echo "$impls" | wc -w)
   gnuplot <<GP
-set terminal pngcairo size 1100,500 noenhanced
+set terminal pngcairo size 1300,520 noenhanced
 set output "$out/samples.png"
-set multiplot layout 1,2 title "cfutures samples vs peers (median of $runs runs, $cores cores, copies on tmpfs)"
+set multiplot layout 1,2 title "cfutures samples vs peers (median of $runs runs, $cores cores)"
 set style data histograms
 set style histogram clustered
 set style fill solid 0.8
 set ylabel "seconds (lower is better)"
-set xtics rotate by -20
+set xtics rotate by -30
 set key below
 set yrange [0:*]
-set title "pcopy vs cp -r vs the seed's Python"
-plot "< awk '\$2 ~ /copy_small/' $out/samples.dat" using 3:xtic(1) title "2000 x 64 KiB", \
-     "< awk '\$2 ~ /copy_large/' $out/samples.dat" using 3 title "8 x 64 MiB"
+set title "pcopy vs cp -r, cp -a, rsync -a, the seed's Python"
+plot for [c=2:$((ncol + 1))] "$out/samples-copy.dat" using c:xtic(1) title columnheader(c)
 set title "primecheck --method trial, 1 vs $cores workers"
 plot "< awk '\$2 ~ /range1e12/' $out/samples.dat" using 3:xtic(1) title "20,000 numbers from 10^12", \
      "< awk '\$2 ~ /doc_trial/ && \$1 != \"python_seed\"' $out/samples.dat" using 3 title "Python docs list"
