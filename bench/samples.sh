@@ -168,8 +168,12 @@ set ylabel "seconds (lower is better)"
 set xtics rotate by -30
 set key below
 set yrange [0:*]
-set title "pcopy vs cp -r, cp -a, rsync -a, the seed's Python"
+set title "pcopy vs cp -r, cp -a, rsync -a, the seed's Python (log scale)"
+set logscale y
+set yrange [0.01:*]
 plot for [c=2:$((ncol + 1))] "$out/samples-copy.dat" using c:xtic(1) title columnheader(c)
+unset logscale y
+set yrange [0:*]
 set title "primecheck --method trial, 1 vs $cores workers"
 plot "< awk '\$2 ~ /range1e12/' $out/samples.dat" using 3:xtic(1) title "20,000 numbers from 10^12", \
      "< awk '\$2 ~ /doc_trial/ && \$1 != \"python_seed\"' $out/samples.dat" using 3 title "Python docs list"

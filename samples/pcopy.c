@@ -177,6 +177,31 @@ static void temp_name(char name[32]) {
   name[17] = '\0';
 }
 
+/* What make_temp() makes under a name: a link, a symbolic link... */
+typedef int (*make_fn)(const void *ctx, int dir, const char *name);
+
+/* Makes something with make() under a fresh temporary name in dir (left
+ * in t): names already taken are skipped.  -1 with errno set. */
+static int make_temp(int dir, char t[32], make_fn make, const void *ctx) {
+  int rc;
+  do {
+    temp_name(t);
+    rc = make(ctx, dir, t);
+  } while (rc != 0 && errno == EEXIST);
+  return rc;
+}
+
+/* Renames the temporary t of dir to name (over an existing one only with
+ * `over`); on failure removes t and keeps the rename's errno. */
+static int rename_temp(int dir, const char *t, const char *name, bool over) {
+  if (renameat2(dir, t, dir, name, over ? 0 : RENAME_NOREPLACE) == 0)
+    return 0;
+  int e = errno;
+  unlinkat(dir, t, 0);
+  errno = e;
+  return -1;
+}
+
 /* ---- copying the bytes ----------------------------------------------------
  */
 
@@ -444,6 +469,10 @@ static int link_fd(int fd, int ddir, const char *name) {
   return linkat(AT_FDCWD, proc, ddir, name, AT_SYMLINK_FOLLOW);
 }
 
+static int make_fd_link(const void *ctx, int dir, const char *name) {
+  return link_fd(*(const int *)ctx, dir, name);
+}
+
 /* Gives the file open on `fd` (a named temporary `tmp`, or unnamed when tmp
  * is empty) the name `name` in ddir: at once when nothing has that name,
  * over it with -f.  -1 with errno set (EEXIST: there is one, no -f). */
@@ -457,17 +486,10 @@ static int commit(int fd, int ddir, const char *tmp, const char *name,
     return -1;
   /* Replace atomically: a named link, then a rename over the old file. */
   char t[32];
-  int rc;
-  do {
-    temp_name(t);
-    rc = link_fd(fd, ddir, t);
-  } while (rc != 0 && errno == EEXIST);
-  if (rc == 0 && (rc = renameat(ddir, t, ddir, name)) != 0) {
-    int e = errno;
-    unlinkat(ddir, t, 0);
-    errno = e;
-  }
-  return rc;
+  return make_temp(ddir, t, make_fd_link, &fd) == 0 &&
+                 rename_temp(ddir, t, name, true) == 0
+             ? 0
+             : -1;
 }
 
 /* Whether O_TMPFILE + linkat through /proc can be used: /proc is there
@@ -557,6 +579,10 @@ static void copy_file(int sdir, int ddir, dev_t ddev, const char *dir,
   }
 }
 
+static int make_symlink(const void *ctx, int dir, const char *name) {
+  return symlinkat(ctx, dir, name);
+}
+
 /* Copies one symbolic link of the batch, as a link: made under a temporary
  * name, given the link's own times, then renamed. */
 static void copy_link(int sdir, int ddir, const char *name, const req_ent *e,
@@ -586,11 +612,8 @@ static void copy_link(int sdir, int ddir, const char *name, const req_ent *e,
     return;
   }
   char tmp[32];
-  int rc;
-  do {
-    temp_name(tmp);
-    rc = symlinkat(target, ddir, tmp);
-  } while (rc != 0 && errno == EEXIST);
+  int rc = make_temp(ddir, tmp, make_symlink, target);
+  bool made = rc == 0;
   struct timespec times[2] = {st.st_atim, st.st_mtim};
   if (rc == 0 && (flags & COPY_ARCHIVE) &&
       fchownat(ddir, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 &&
@@ -599,13 +622,15 @@ static void copy_link(int sdir, int ddir, const char *name, const req_ent *e,
   if (rc == 0)
     rc = utimensat(ddir, tmp, times, AT_SYMLINK_NOFOLLOW);
   if (rc == 0)
-    rc = renameat2(ddir, tmp, ddir, name,
-                   flags & COPY_FORCE ? 0 : RENAME_NOREPLACE);
-  if (rc != 0) {
+    rc = rename_temp(ddir, tmp, name, flags & COPY_FORCE);
+  else if (made) { /* failed after the link was made */
     int e2 = errno;
     unlinkat(ddir, tmp, 0);
-    r->outcome = e2 == EEXIST ? OUT_EXISTS : OUT_FAILED;
-    r->err = e2;
+    errno = e2;
+  }
+  if (rc != 0) {
+    r->outcome = errno == EEXIST ? OUT_EXISTS : OUT_FAILED;
+    r->err = errno;
     return;
   }
   r->outcome = OUT_COPIED;
@@ -719,8 +744,10 @@ static int worker_init(const void *arg, size_t len) {
   const char *dst = src + a.srclen;
 #ifdef PCOPY_TEST_HOOKS
   if (getenv("PCOPY_TEST_FAIL_INIT"))
-    return EACCES; /* as a worker that cannot open SRC */
-  g_src_path = src;
+    return EACCES;                /* as a worker that cannot open SRC */
+  static char src_copy[PATH_MAX]; /* arg is the library's, freed after */
+  snprintf(src_copy, sizeof src_copy, "%s", src);
+  g_src_path = src_copy;
 #endif
   g_in_worker = true;
   g_umask = (mode_t)a.umask;
@@ -1365,6 +1392,15 @@ static int open_parent(const char *rel, const char **name) {
   return fd;
 }
 
+typedef struct hard_src {
+  int dir;
+  const char *name;
+} hard_src;
+static int make_hard_link(const void *ctx, int dir, const char *name) {
+  const hard_src *h = ctx;
+  return linkat(h->dir, h->name, dir, name, 0);
+}
+
 /* With -a: the other names of multiply linked files, as links to the copy
  * made under the first name (as cp -a). */
 static void make_hard_links(run *r) {
@@ -1377,15 +1413,11 @@ static void make_hard_links(run *r) {
     int rc = d1 >= 0 && d2 >= 0 ? linkat(d1, n1, d2, n2, 0) : -1;
     if (rc != 0 && errno == EEXIST && r->force) {
       char t[32];
-      do {
-        temp_name(t);
-        rc = linkat(d1, n1, d2, t, 0);
-      } while (rc != 0 && errno == EEXIST);
-      if (rc == 0 && (rc = renameat(d2, t, d2, n2)) != 0) {
-        int e = errno;
-        unlinkat(d2, t, 0);
-        errno = e;
-      }
+      hard_src hs = {d1, n1};
+      rc = make_temp(d2, t, make_hard_link, &hs) == 0 &&
+                   rename_temp(d2, t, n2, true) == 0
+               ? 0
+               : -1;
     }
     if (rc == 0) {
       r->copied++;
