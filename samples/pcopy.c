@@ -403,21 +403,24 @@ static int copy_meta(int in, int out, const struct stat *st, bool archive,
 }
 
 #ifdef PCOPY_TEST_HOOKS
-/* Test builds only (tests/pcopy-hooked): runs $PCOPY_TEST_HOOK with the
- * file's name before a file named "swap-*" is opened, so a test can
- * change it between the scan and the copy without a race. */
+/* Test builds only (tests/pcopy-hooked): for a file named "swap-*", runs
+ * "$PCOPY_TEST_HOOK PHASE PATH" before the source is opened (PHASE open)
+ * and once it is opened and checked, before its data is copied (PHASE
+ * copy), so a test can change the file between the scan and the copy, or
+ * during the copy, without a race. */
 static const char *g_src_path; /* SRC as given, for the hook */
-static void test_hook(const char *dir, const char *name) {
+static void test_hook(const char *phase, const char *dir, const char *name) {
   const char *hook = getenv("PCOPY_TEST_HOOK");
   if (!hook || strncmp(name, "swap-", 5) != 0)
     return;
   char cmd[8192];
-  snprintf(cmd, sizeof cmd, "%s '%s/%s/%s'", hook, g_src_path, dir, name);
+  snprintf(cmd, sizeof cmd, "%s %s '%s/%s/%s'", hook, phase, g_src_path, dir,
+           name);
   if (system(cmd) != 0)
     fprintf(stderr, "pcopy: test hook failed: %s\n", cmd);
 }
 #else
-#define test_hook(dir, name) ((void)0)
+#define test_hook(phase, dir, name) ((void)0)
 #endif
 
 /* Opens the source and checks it is still the regular file the scan saw:
@@ -531,11 +534,12 @@ static void copy_file(int sdir, int ddir, dev_t ddev, const char *dir,
     r->outcome = OUT_EXISTS;
     return;
   }
-  test_hook(dir, name);
+  test_hook("open", dir, name);
   (void)dir;
   int in = open_source(sdir, name, e, &st, r);
   if (in < 0)
     return;
+  test_hook("copy", dir, name);
   char tmp[32];
   int out = create_out(ddir, ddev, st.st_mode & 07777, tmp);
   failure w = {0};
@@ -1682,6 +1686,9 @@ static void stop_signal_set(sigset_t *set) {
 /* Waits for SIGINT, SIGTERM or SIGHUP (blocked in every other thread, so
  * they come here) and asks the run to stop: main wakes, cancels what has
  * not started, and tasks stop within a piece of a file. */
+static pthread_t g_sig_thread;
+static atomic_bool g_sig_thread_end; /* main is done: the thread returns */
+
 static void *signal_thread(void *arg) {
   run *r = arg;
   sigset_t set;
@@ -1690,6 +1697,8 @@ static void *signal_thread(void *arg) {
     int sig;
     if (sigwait(&set, &sig) != 0)
       continue;
+    if (atomic_load(&g_sig_thread_end))
+      return NULL;
     int none = 0;
     atomic_compare_exchange_strong(&g_stop, &none, sig);
     pthread_mutex_lock(&r->mu);
@@ -1705,13 +1714,20 @@ static bool catch_stop_signals(run *r) {
   sigset_t set;
   stop_signal_set(&set);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
-  pthread_t t;
-  if (pthread_create(&t, NULL, signal_thread, r) != 0) {
-    warn("cannot start the signal thread: %s", strerror(errno));
+  int e = pthread_create(&g_sig_thread, NULL, signal_thread, r);
+  if (e != 0) {
+    warn("cannot start the signal thread: %s", strerror(e));
     return false;
   }
-  pthread_detach(t);
   return true;
+}
+
+/* Ends the signal thread: the signal it is woken with is not a stop (a
+ * real one arriving now finds the work done anyway). */
+static void end_signal_thread(void) {
+  atomic_store(&g_sig_thread_end, true);
+  pthread_kill(g_sig_thread, SIGHUP);
+  pthread_join(g_sig_thread, NULL);
 }
 
 /* ---- main ------------------------------------------------------------------
@@ -1825,7 +1841,12 @@ int main(int argc, char **argv) {
   r.t0 = now();
   r.show = !r.quiet && isatty(STDERR_FILENO);
   r.window = (size_t)r.jobs * 4;
-  if (!catch_stop_signals(&r) || !start_workers(&r)) {
+  if (!catch_stop_signals(&r)) {
+    clean_up(&r);
+    return EXIT_SOME_FAILED;
+  }
+  if (!start_workers(&r)) {
+    end_signal_thread();
     clean_up(&r);
     return EXIT_SOME_FAILED;
   }
@@ -1833,6 +1854,7 @@ int main(int argc, char **argv) {
   cf_executor_release(r.ex); /* waits for the workers */
   make_hard_links(&r);
   fix_folders(&r);
+  end_signal_thread();
   report(&r);
   clean_up(&r);
   int sig = atomic_load(&g_stop);

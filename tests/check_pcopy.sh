@@ -106,6 +106,7 @@ as_user "$pc" -q "$tmp/perm" "$tmp/ro" 2> "$tmp/err"
 rc=$?
 set -e
 [ $rc -eq 1 ] || fail "unwritable DST: exit $rc, not 1"
+grep -q "writing DST '$tmp/ro/a'" "$tmp/err" || fail "DST side not named: $(cat "$tmp/err")"
 [ -z "$(ls -A "$tmp/ro")" ] || fail "unwritable DST has files"
 chmod 755 "$tmp"
 
@@ -203,6 +204,7 @@ while [ $i -lt 300 ]; do echo "$i" > "$tmp/sig/many/swap-$i"; i=$((i + 1)); done
 cat > "$tmp/kill-parent" <<'SH'
 #!/bin/sh
 # once per run: signal pcopy, then give its signal thread time to see it
+[ "$1" = open ] || exit 0
 mkdir "$SIG_ONCE" 2>/dev/null || exit 0
 kill -"$SIG_NAME" "$(cat "$SIG_PID")"
 sleep 0.5
@@ -262,12 +264,14 @@ mkdir "$tmp/swap"
 echo a > "$tmp/swap/swap-fifo"
 echo b > "$tmp/swap/swap-link"
 echo c > "$tmp/swap/plain"
+head -c 100000 /dev/urandom > "$tmp/swap/swap-shrink"
 echo secret > "$tmp/outside"
 cat > "$tmp/swapper" <<SH
 #!/bin/sh
-case "\$1" in
-*swap-fifo) rm -f "\$1" && mkfifo "\$1" ;;
-*swap-link) rm -f "\$1" && ln -s "$tmp/outside" "\$1" ;;
+case "\$1 \$2" in
+"open "*swap-fifo) rm -f "\$2" && mkfifo "\$2" ;;
+"open "*swap-link) rm -f "\$2" && ln -s "$tmp/outside" "\$2" ;;
+"copy "*swap-shrink) truncate -s 1000 "\$2" ;; # under way: it shrinks
 esac
 SH
 chmod +x "$tmp/swapper"
@@ -278,7 +282,12 @@ for backend in "" --processes; do
   PCOPY_TEST_HOOK="$tmp/swapper" timeout 60 "$hooked" -q $backend "$tmp/swap" "$d" 2> "$tmp/err"
   rc=$?
   set -e
-  [ $rc -eq 0 ] || fail "swapped files $backend: exit $rc: $(cat "$tmp/err")"
+  # The file that shrank is the one failure: on the SRC side.
+  [ $rc -eq 1 ] || fail "swapped files $backend: exit $rc: $(cat "$tmp/err")"
+  grep -q "reading SRC '$tmp/swap/swap-shrink': the file shrank while it was copied" "$tmp/err" ||
+    fail "shrinking file $backend: $(cat "$tmp/err")"
+  [ ! -e "$d/swap-shrink" ] || fail "shrinking file $backend: copied"
+  [ -z "$(find "$d" -name '.pcopy-*')" ] || fail "swap $backend: temporary left"
   grep -q "swap-fifo': changed since the scan (no longer a regular file)" "$tmp/err" ||
     fail "FIFO swap $backend not reported: $(cat "$tmp/err")"
   grep -q "swap-link': changed since the scan (now a symbolic link)" "$tmp/err" ||
@@ -288,6 +297,7 @@ for backend in "" --processes; do
   cmp -s "$tmp/swap/plain" "$d/plain" || fail "swap $backend: the other file"
   # restore for the next backend
   rm -f "$tmp/swap/swap-fifo" "$tmp/swap/swap-link"
+  head -c 100000 /dev/urandom > "$tmp/swap/swap-shrink"
   echo a > "$tmp/swap/swap-fifo"
   echo b > "$tmp/swap/swap-link"
 done
