@@ -839,6 +839,17 @@ typedef struct item {
   uint64_t dev, ino;
 } item;
 
+/* A folder being handed out: its entries, read at once (names in arena),
+ * and the next one to hand out. */
+typedef struct listing {
+  char *rel;   /* below SRC and DST; owned by run.dirs */
+  bool is_new; /* made by this run: nothing in it to skip */
+  item *items;
+  size_t n, cap, pos, per;
+  char *arena;
+  size_t alen, acap;
+} listing;
+
 /* A batch in flight: its request (for the names), its future. */
 typedef struct batch {
   struct batch *next_done;
@@ -854,14 +865,10 @@ typedef struct run {
   uint32_t flags;
   cf_executor *ex;
 
-  /* The walk: the folder being handed out (its entries, read at once:
-   * names in arena), then the folders still to read. */
-  char *cur_rel;
-  bool cur_new, made_dst;
-  item *items;
-  size_t nitems, citems, pos, per;
-  char *arena;
-  size_t alen, acap;
+  /* The walk: the folders being handed out, then those still to read. */
+  bool made_dst;
+  listing *ls;
+  size_t nls, cls, turn;
   pending *stack;
   size_t nstack, cstack;
   bool walk_done;
@@ -1012,20 +1019,20 @@ static bool seen_inode(run *r, const struct stat *st, const char *rel) {
   return false;
 }
 
-static void add_item(run *r, const char *name, uint32_t kind, uint64_t dev,
-                     uint64_t ino) {
+static void add_item(run *r, listing *l, const char *name, uint32_t kind,
+                     uint64_t dev, uint64_t ino) {
   size_t nl = strlen(name) + 1;
-  if (r->alen + nl > r->acap) {
-    r->acap = 2 * (r->alen + nl) + 4096;
-    r->arena = xrealloc(r->arena, r->acap);
+  if (l->alen + nl > l->acap) {
+    l->acap = 2 * (l->alen + nl) + 4096;
+    l->arena = xrealloc(l->arena, l->acap);
   }
-  memcpy(r->arena + r->alen, name, nl);
-  if (r->nitems == r->citems) {
-    r->citems = r->citems ? 2 * r->citems : 256;
-    r->items = xrealloc(r->items, r->citems * sizeof *r->items);
+  memcpy(l->arena + l->alen, name, nl);
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 256;
+    l->items = xrealloc(l->items, l->cap * sizeof *l->items);
   }
-  r->items[r->nitems++] = (item){r->alen, kind, dev, ino};
-  r->alen += nl;
+  l->items[l->n++] = (item){l->alen, kind, dev, ino};
+  l->alen += nl;
   if (ENT_KIND(kind) == KIND_FILE)
     r->found++;
 }
@@ -1034,11 +1041,11 @@ static void add_item(run *r, const char *name, uint32_t kind, uint64_t dev,
  * descriptor between batches).  Only what readdir cannot tell is asked of
  * stat: an unknown type, folders (to check them when they are opened),
  * and with -a the link count of files. */
-static void read_folder(run *r, int fd, const struct stat *dst) {
+static void read_folder(run *r, listing *l, int fd, const struct stat *dst) {
   DIR *d = fdopendir(fd);
   char where[PATH_MAX + 64];
   if (!d) {
-    show_path(where, sizeof where, r->src, r->cur_rel, NULL);
+    show_path(where, sizeof where, r->src, l->rel, NULL);
     warn("reading SRC '%s': %s", where, strerror(errno));
     r->failed++;
     close(fd);
@@ -1056,7 +1063,7 @@ static void read_folder(run *r, int fd, const struct stat *dst) {
                  (r->archive && type == DT_REG);
     if (ident) {
       if (fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        show_path(where, sizeof where, r->src, r->cur_rel, nm);
+        show_path(where, sizeof where, r->src, l->rel, nm);
         warn("reading SRC '%s': %s", where, strerror(errno));
         r->failed++;
         errno = 0;
@@ -1073,7 +1080,7 @@ static void read_folder(run *r, int fd, const struct stat *dst) {
     uint32_t id = ident ? ENT_IDENT : 0;
     if (type == DT_REG) {
       if (r->archive && st.st_nlink > 1) {
-        char *rel = rel_join(r->cur_rel, nm);
+        char *rel = rel_join(l->rel, nm);
         bool again = seen_inode(r, &st, rel);
         free(rel);
         if (again) {
@@ -1082,31 +1089,31 @@ static void read_folder(run *r, int fd, const struct stat *dst) {
           continue;
         }
       }
-      add_item(r, nm, KIND_FILE | id, st.st_dev, st.st_ino);
+      add_item(r, l, nm, KIND_FILE | id, st.st_dev, st.st_ino);
     } else if (type == DT_LNK) {
-      add_item(r, nm, KIND_LINK | id, st.st_dev, st.st_ino);
+      add_item(r, l, nm, KIND_LINK | id, st.st_dev, st.st_ino);
     } else if (type == DT_DIR) {
       if (r->recursive)
-        push_pending(r, rel_join(r->cur_rel, nm), &st);
+        push_pending(r, rel_join(l->rel, nm), &st);
     } else {
-      show_path(where, sizeof where, r->src, r->cur_rel, nm);
+      show_path(where, sizeof where, r->src, l->rel, nm);
       warn("SRC '%s': not a regular file, folder or link, skipped", where);
       r->skipped++;
     }
     errno = 0;
   }
   if (errno) {
-    show_path(where, sizeof where, r->src, r->cur_rel, NULL);
+    show_path(where, sizeof where, r->src, l->rel, NULL);
     warn("reading SRC '%s': %s", where, strerror(errno));
     r->failed++;
   }
   closedir(d);
 }
 
-/* Takes the next folder of the stack: checks it is the folder the scan
- * saw, makes its twin in DST and reads it.  false when none is left. */
-static bool next_folder(run *r) {
-  r->nitems = r->pos = r->alen = 0;
+/* Takes the next folder of the stack into l: checks it is the folder the
+ * scan saw, makes its twin in DST and reads it.  false when none is left. */
+static bool next_folder(run *r, listing *l) {
+  l->n = l->pos = l->alen = 0;
   while (r->nstack && !atomic_load(&g_stop)) {
     pending pd = r->stack[--r->nstack];
     char where[PATH_MAX + 64];
@@ -1133,14 +1140,14 @@ static bool next_folder(run *r) {
         r->dirs = xrealloc(r->dirs, r->cdirs * sizeof *r->dirs);
       }
       r->dirs[r->ndirs++] = (dirfix){pd.rel, st};
-      r->cur_rel = pd.rel;
-      r->cur_new = made == 1 || (r->made_dst && strcmp(pd.rel, ".") == 0);
-      read_folder(r, fd, &st);
+      l->rel = pd.rel;
+      l->is_new = made == 1 || (r->made_dst && strcmp(pd.rel, ".") == 0);
+      read_folder(r, l, fd, &st);
       /* Batches of up to 64, but at least two per worker for a folder of
        * few (large) files, so that they spread over the workers. */
       size_t spread = 2 * (size_t)r->jobs;
-      r->per = (r->nitems + spread - 1) / spread;
-      r->per = r->per < 1 ? 1 : r->per > BATCH_FILES ? BATCH_FILES : r->per;
+      l->per = (l->n + spread - 1) / spread;
+      l->per = l->per < 1 ? 1 : l->per > BATCH_FILES ? BATCH_FILES : l->per;
       return true;
     }
     if (fd >= 0)
@@ -1150,33 +1157,53 @@ static bool next_folder(run *r) {
   return false;
 }
 
+/* The folder the next batch comes from: batches are taken in turn from up
+ * to `jobs` folders at once, so that the workers mostly create files in
+ * different folders (creating in one folder is serialised by its lock;
+ * on ext4 by its blocks too).  NULL when the walk is over (or stopped). */
+static listing *next_listing(run *r) {
+  while (!atomic_load(&g_stop)) {
+    while (r->nls < r->cls && next_folder(r, &r->ls[r->nls]))
+      r->nls++;
+    if (!r->nls)
+      return NULL;
+    listing *l = &r->ls[r->turn++ % r->nls];
+    if (l->pos < l->n)
+      return l;
+    /* Done with this folder: its slot takes the last one's place. */
+    listing done = *l;
+    *l = r->ls[--r->nls];
+    r->ls[r->nls] = done; /* keeps its buffers for the next folder */
+  }
+  return NULL;
+}
+
 /* The next batch to copy, or NULL when the walk is over (or stopped).  A
  * folder's DST twin is made before its first batch goes out. */
 static batch *walk_next(run *r) {
-  while (r->pos == r->nitems) {
-    if (atomic_load(&g_stop) || !next_folder(r)) {
-      r->walk_done = true;
-      return NULL;
-    }
+  listing *l = next_listing(r);
+  if (!l) {
+    r->walk_done = true;
+    return NULL;
   }
-  size_t n = r->nitems - r->pos < r->per ? r->nitems - r->pos : r->per;
-  size_t dl = strlen(r->cur_rel) + 1, len = sizeof(req_head) + dl;
+  size_t n = l->n - l->pos < l->per ? l->n - l->pos : l->per;
+  size_t dl = strlen(l->rel) + 1, len = sizeof(req_head) + dl;
   for (size_t i = 0; i < n; i++)
-    len += sizeof(req_ent) + strlen(r->arena + r->items[r->pos + i].off) + 1;
+    len += sizeof(req_ent) + strlen(l->arena + l->items[l->pos + i].off) + 1;
   batch *b = calloc(1, sizeof *b);
   unsigned char *p = malloc(len);
   if (!b || !p)
     out_of_memory();
-  req_head h = {REQ_MAGIC, r->flags | (r->cur_new ? COPY_NEWDIR : 0),
+  req_head h = {REQ_MAGIC, r->flags | (l->is_new ? COPY_NEWDIR : 0),
                 (uint32_t)n, (uint32_t)dl};
   b->req = p;
   b->len = len;
   memcpy(p, &h, sizeof h);
-  memcpy(p + sizeof h, r->cur_rel, dl);
+  memcpy(p + sizeof h, l->rel, dl);
   p += sizeof h + dl;
   for (size_t i = 0; i < n; i++) {
-    const item *it = &r->items[r->pos++];
-    const char *nm = r->arena + it->off;
+    const item *it = &l->items[l->pos++];
+    const char *nm = l->arena + it->off;
     req_ent e = {it->dev, it->ino, (uint32_t)strlen(nm) + 1, it->kind};
     memcpy(p, &e, sizeof e);
     memcpy(p + sizeof e, nm, e.namelen);
@@ -1816,8 +1843,11 @@ static void clean_up(run *r) {
   for (size_t i = 0; i < r->nlinks; i++)
     free(r->links[i].again);
   free(r->links);
-  free(r->items);
-  free(r->arena);
+  for (size_t i = 0; i < r->cls; i++) {
+    free(r->ls[i].items);
+    free(r->ls[i].arena);
+  }
+  free(r->ls);
   close(g_src);
   close(g_dst);
 }
@@ -1841,6 +1871,10 @@ int main(int argc, char **argv) {
   r.t0 = now();
   r.show = !r.quiet && isatty(STDERR_FILENO);
   r.window = (size_t)r.jobs * 4;
+  r.cls = (size_t)r.jobs;
+  r.ls = calloc(r.cls, sizeof *r.ls);
+  if (!r.ls)
+    out_of_memory();
   if (!catch_stop_signals(&r)) {
     clean_up(&r);
     return EXIT_SOME_FAILED;
