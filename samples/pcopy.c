@@ -1092,7 +1092,7 @@ static bool start_workers(run *r) {
 static void report(run *r) {
   if (r->show && r->found)
     print_progress(r, true);
-  if (r->broken)
+  if (r->broken && !r->walk_done) /* files not yet reached: not named */
     warn("stopped early: the workers take no more copies; the rest of SRC "
          "was not copied");
   if (r->quiet)
