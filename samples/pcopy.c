@@ -1009,6 +1009,9 @@ static void *signal_thread(void *arg) {
       return NULL;
     int none = 0;
     atomic_compare_exchange_strong(&g_stop, &none, sig);
+#ifdef PCOPY_TEST_HOOKS
+    test_ack();
+#endif
     pthread_mutex_lock(&r->mu);
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
@@ -1145,6 +1148,7 @@ int main(int argc, char **argv) {
     return status;
 #ifdef PCOPY_TEST_HOOKS
   g_src_path = r.src;
+  test_ack_init();
 #endif
   g_umask = umask(0);
   umask(g_umask);

@@ -33,6 +33,8 @@ extern bool g_have_proc;
 extern atomic_int g_stop;
 #ifdef PCOPY_TEST_HOOKS
 extern const char *g_src_path; /* SRC as given, for the test hook */
+void test_ack_init(void);      /* where test_ack() says "stop taken" */
+void test_ack(void);
 #endif
 
 /* ---- the request and its answer (bytes, for either backend) ------------- */

@@ -313,18 +313,38 @@ static int copy_meta(int in, int out, const struct stat *st, bool archive,
 
 #ifdef PCOPY_TEST_HOOKS
 /* Test builds only (tests/pcopy-hooked): for a file named "swap-*", runs
- * "$PCOPY_TEST_HOOK PHASE PATH" before the source is opened (PHASE open)
- * and once it is opened and checked, before its data is copied (PHASE
- * copy), so a test can change the file between the scan and the copy, or
- * during the copy, without a race. */
+ * "$PCOPY_TEST_HOOK PHASE PATH PID" before the source is opened (PHASE
+ * open) and once it is opened and checked, before its data is copied
+ * (PHASE copy), so a test can change the file between the scan and the
+ * copy, or during the copy, without a race.  PID is the process running
+ * the copy: when it has taken a stop request it makes the file
+ * "$PCOPY_TEST_STOP_ACK.PID", for the hook to wait for. */
 const char *g_src_path;
+static char g_ack_path[PATH_MAX];
+
+void test_ack_init(void) {
+  const char *p = getenv("PCOPY_TEST_STOP_ACK");
+  g_ack_path[0] = '\0';
+  if (p)
+    snprintf(g_ack_path, sizeof g_ack_path, "%s.%ld", p, (long)getpid());
+}
+
+/* Async-signal-safe (open and close only): called from handlers too. */
+void test_ack(void) {
+  if (g_ack_path[0]) {
+    int fd = open(g_ack_path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0)
+      close(fd);
+  }
+}
+
 static void test_hook(const char *phase, const char *dir, const char *name) {
   const char *hook = getenv("PCOPY_TEST_HOOK");
   if (!hook || strncmp(name, "swap-", 5) != 0)
     return;
   char cmd[8192];
-  snprintf(cmd, sizeof cmd, "%s %s '%s/%s/%s'", hook, phase, g_src_path, dir,
-           name);
+  snprintf(cmd, sizeof cmd, "%s %s '%s/%s/%s' %ld", hook, phase, g_src_path,
+           dir, name, (long)getpid());
   if (system(cmd) != 0)
     fprintf(stderr, "pcopy: test hook failed: %s\n", cmd);
 }
@@ -654,6 +674,9 @@ int task_copy(cf_task *t, const void *in, size_t len) {
 
 static void on_worker_signal(int sig) {
   atomic_store(&g_stop, sig);
+#ifdef PCOPY_TEST_HOOKS
+  test_ack();
+#endif
   if (!atomic_load(&g_busy))
     _exit(128 + sig); /* idle: nothing to clean up */
 }
@@ -688,6 +711,7 @@ int worker_init(const void *arg, size_t len) {
   static char src_copy[PATH_MAX]; /* arg is the library's, freed after */
   snprintf(src_copy, sizeof src_copy, "%s", src);
   g_src_path = src_copy;
+  test_ack_init();
 #endif
   g_in_worker = true;
   g_umask = (mode_t)a.umask;

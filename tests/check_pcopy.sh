@@ -188,8 +188,9 @@ done > "$tmp/partial"
 int_rc=$rc
 
 # ---- stop signals ------------------------------------------------------
-# The first copy to start sends the signal (the hook) and waits a little:
-# every copy must then stop, queued or running, whatever the window.  On
+# The first copy to start sends the signal (the hook), and every copy waits
+# until its process has taken it: every copy must then stop, queued or
+# running, whatever the window.  On
 # both backends, for SIGINT, SIGTERM and SIGHUP: exit 128 + signal, no
 # temporary left, and every file in DST complete.
 mkdir "$tmp/sig"
@@ -203,11 +204,19 @@ i=0
 while [ $i -lt 300 ]; do echo "$i" > "$tmp/sig/many/swap-$i"; i=$((i + 1)); done
 cat > "$tmp/kill-parent" <<'SH'
 #!/bin/sh
-# once per run: signal pcopy, then give its signal thread time to see it
+# $1 phase, $2 file, $3 the process copying it.  The first copy to start
+# signals pcopy; every copy (that one too) then waits until its process has
+# taken the stop (pcopy-hooked makes $SIG_ACK.PID), so no copy can run
+# ahead of the signal however slow the machine, and none may complete.
 [ "$1" = open ] || exit 0
-mkdir "$SIG_ONCE" 2>/dev/null || exit 0
-kill -"$SIG_NAME" "$(cat "$SIG_PID")"
-sleep 0.5
+if mkdir "$SIG_ONCE" 2>/dev/null; then
+  kill -"$SIG_NAME" "$(cat "$SIG_PID")"
+fi
+i=0
+while [ ! -e "$SIG_ACK.$3" ] && [ $i -lt 1200 ]; do
+  sleep 0.05
+  i=$((i + 1))
+done
 SH
 chmod +x "$tmp/kill-parent"
 complete_only() { # $1: DST; every file there is whole, no temporary is left
@@ -223,17 +232,19 @@ for backend in "" --processes; do
     rm -rf "$tmp/once"
     set +e
     # shellcheck disable=SC2086
+    rm -f "$tmp"/ack.*
     PCOPY_TEST_HOOK="$tmp/kill-parent" SIG_ONCE="$tmp/once" SIG_NAME=$sig \
-      SIG_PID="$tmp/sig.pid" timeout 60 sh -c 'echo $$ > "$SIG_PID"; exec "$@"' \
+      SIG_PID="$tmp/sig.pid" SIG_ACK="$tmp/ack" PCOPY_TEST_STOP_ACK="$tmp/ack" \
+      timeout 120 sh -c 'echo $$ > "$SIG_PID"; exec "$@"' \
       sh "$hooked" -q -r -j 2 $backend "$tmp/sig" "$d" 2> "$tmp/err"
     rc=$?
     set -e
     case $sig in INT) want=130 ;; TERM) want=143 ;; HUP) want=129 ;; esac
     [ $rc -eq $want ] || fail "SIG$sig $backend: exit $rc, not $want: $(cat "$tmp/err")"
     complete_only "$d" "SIG$sig $backend"
-    # Two workers may each have finished the file they held; nothing more.
+    # Every copy waited for the stop before it opened its file: none ends.
     n=$(find "$d" -type f | wc -l)
-    [ "$n" -le 2 ] || fail "SIG$sig $backend: $n files copied after the signal"
+    [ "$n" -eq 0 ] || fail "SIG$sig $backend: $n files copied after the signal"
   done
 done
 # A real Ctrl-C in the middle of large files, no hook: the same promises.
