@@ -49,9 +49,6 @@
 #define EXIT_SOME_FAILED 1
 #define EXIT_USAGE 2
 
-/* A stop request is seen between two pieces of a file this large. */
-#define PIECE ((off_t)16 << 20)
-
 /* ---- messages --------------------------------------------------------- */
 
 __attribute__((format(printf, 1, 2))) static void warn(const char *fmt, ...) {
