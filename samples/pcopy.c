@@ -79,12 +79,43 @@ static char *xstrdup(const char *s) {
   return d;
 }
 
-/* "top/rel/name" for messages, "top/name" for the top folder. */
+/* Room for a path of PATH_MAX bytes each shown as \xHH. */
+#define WHERE_MAX (4 * PATH_MAX + 64)
+
+/* Appends s to buf[*n..cap) with control characters shown as \xHH (C0,
+ * DEL, and C1 in UTF-8): a file name cannot move the cursor, recolour
+ * the terminal or forge a line of output.  Other bytes, UTF-8 letters
+ * among them, are kept. */
+static void put_shown(char *buf, size_t cap, size_t *n, const char *s) {
+  for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    bool c1 = c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f;
+    if (*c < 0x20 || *c == 0x7f || c1) {
+      for (int k = 0; k < (c1 ? 2 : 1) && *n + 5 < cap; k++)
+        *n += (size_t)snprintf(buf + *n, cap - *n, "\\x%02x", c[k]);
+      c += c1;
+    } else if (*n + 1 < cap) {
+      buf[(*n)++] = (char)*c;
+    }
+  }
+  buf[*n] = '\0';
+}
+
+/* "top/rel/name" for messages ("top/name" for the top folder), shown
+ * safely (put_shown). */
 static void show_path(char *buf, size_t cap, const char *top, const char *rel,
                       const char *name) {
   bool dot = strcmp(rel, ".") == 0;
-  snprintf(buf, cap, "%s%s%s%s%s", top, dot ? "" : "/", dot ? "" : rel,
-           name ? "/" : "", name ? name : "");
+  size_t n = 0;
+  buf[0] = '\0';
+  put_shown(buf, cap, &n, top);
+  if (!dot) {
+    put_shown(buf, cap, &n, "/");
+    put_shown(buf, cap, &n, rel);
+  }
+  if (name) {
+    put_shown(buf, cap, &n, "/");
+    put_shown(buf, cap, &n, name);
+  }
 }
 
 /* ---- the run ----------------------------------------------------------- */
@@ -321,7 +352,7 @@ static void add_item(run *r, listing *l, const char *name, uint32_t kind,
  * and with -a the link count of files. */
 static void read_folder(run *r, listing *l, int fd, const struct stat *dst) {
   DIR *d = fdopendir(fd);
-  char where[PATH_MAX + 64];
+  char where[WHERE_MAX];
   if (!d) {
     show_path(where, sizeof where, r->src, l->rel, NULL);
     warn("reading SRC '%s': %s", where, strerror(errno));
@@ -394,7 +425,7 @@ static bool next_folder(run *r, listing *l) {
   l->n = l->pos = l->alen = 0;
   while (r->nstack && !atomic_load(&g_stop)) {
     pending pd = r->stack[--r->nstack];
-    char where[PATH_MAX + 64];
+    char where[WHERE_MAX];
     int fd = open_dir_below(g_src, pd.rel), made;
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
@@ -536,7 +567,7 @@ static void report_lost(run *r, const char *dir, const char *name,
   const lost *l = arg;
   if (atomic_load(&g_stop))
     return; /* interrupted: not copied, and the summary says so */
-  char where[PATH_MAX + 64];
+  char where[WHERE_MAX];
   show_path(where, sizeof where, r->src, dir, name);
   warn("SRC '%s': not copied: %s%s%s", where, cf_strerror(l->status),
        l->msg && *l->msg ? ": " : "", l->msg && *l->msg ? l->msg : "");
@@ -564,7 +595,7 @@ static void report_one(run *r, const char *dir, const char *name, uint32_t kind,
                        uint32_t i, void *arg) {
   rec x;
   memcpy(&x, (const unsigned char *)arg + (size_t)i * sizeof x, sizeof x);
-  char where[PATH_MAX + 64];
+  char where[WHERE_MAX];
   bool dst_side = x.side == SIDE_DST || x.outcome == OUT_EXISTS;
   show_path(where, sizeof where, dst_side ? r->dst : r->src, dir, name);
   if ((x.flags & REC_NO_XATTR) && !r->warned_xattr) {
@@ -717,7 +748,7 @@ static void make_hard_links(run *r) {
     hardlink *l = &r->links[i];
     const char *n1, *n2;
     int d1 = open_parent(l->first, &n1), d2 = open_parent(l->again, &n2);
-    char where[PATH_MAX + 64];
+    char where[WHERE_MAX];
     show_path(where, sizeof where, r->dst, ".", l->again);
     int rc = d1 >= 0 && d2 >= 0 ? linkat(d1, n1, d2, n2, 0) : -1;
     if (rc != 0 && errno == EEXIST && r->force) {
@@ -734,9 +765,11 @@ static void make_hard_links(run *r) {
       warn("DST '%s': exists (use -f to overwrite), skipped", where);
       r->skipped++;
     } else if (errno == ENOENT) {
+      char first[WHERE_MAX];
+      show_path(first, sizeof first, r->dst, ".", l->first);
       warn("writing DST '%s': not linked: the copy of its other name '%s' "
            "is missing",
-           where, l->first);
+           where, first);
       r->failed++;
     } else {
       warn("writing DST '%s': %s", where, strerror(errno));
@@ -757,7 +790,7 @@ static void fix_folders(run *r) {
     dirfix *d = &r->dirs[i];
     if (strcmp(d->rel, ".") == 0 && !r->made_dst)
       continue;
-    char where[PATH_MAX + 64];
+    char where[WHERE_MAX];
     show_path(where, sizeof where, r->dst, d->rel, NULL);
     int fd = open_dir_below(g_dst, d->rel);
     failure w = {0};

@@ -329,6 +329,16 @@ chmod 755 "$tmp"
 chmod 644 "$tmp/perm/b"
 grep -q "reading SRC '$tmp/perm/b'" "$tmp/err" || fail "SRC side not named: $(cat "$tmp/err")"
 
+# ---- a hostile name is shown escaped -------------------------------------
+# An escape sequence and a newline in a file name: shown as \xHH, so the
+# warning cannot clear the terminal or forge a second line.
+mkdir "$tmp/esc"
+mkfifo "$tmp/esc/$(printf 'bad\033[2J\nforged')"
+"$pc" -q "$tmp/esc" "$tmp/esc-out" 2> "$tmp/err" || fail "hostile name: exit $?"
+grep -q 'bad\\x1b\[2J\\x0aforged' "$tmp/err" || fail "hostile name not escaped: $(cat -v "$tmp/err")"
+[ "$(wc -l < "$tmp/err")" -eq 1 ] || fail "hostile name: $(cat -v "$tmp/err")"
+! grep -q "$(printf '\033')" "$tmp/err" || fail "hostile name: an escape reached stderr"
+
 # ---- -a: hard links stay links, extended attributes are kept -------------
 mkdir -p "$tmp/arch/sub"
 echo shared > "$tmp/arch/one"
