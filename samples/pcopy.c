@@ -143,7 +143,8 @@ typedef struct inode_slot {
 
 /* An entry of the folder being handed out. */
 typedef struct item {
-  size_t off; /* of its name in the arena */
+  size_t off;       /* of its name in the arena */
+  uint32_t namelen; /* with the NUL */
   uint32_t kind;
   uint64_t dev, ino;
 } item;
@@ -340,7 +341,7 @@ static void add_item(run *r, listing *l, const char *name, uint32_t kind,
     l->cap = l->cap ? 2 * l->cap : 256;
     l->items = xrealloc(l->items, l->cap * sizeof *l->items);
   }
-  l->items[l->n++] = (item){l->alen, kind, dev, ino};
+  l->items[l->n++] = (item){l->alen, (uint32_t)nl, kind, dev, ino};
   l->alen += nl;
   if (ENT_KIND(kind) == KIND_FILE)
     r->found++;
@@ -498,7 +499,7 @@ static batch *walk_next(run *r) {
   size_t n = l->n - l->pos < l->per ? l->n - l->pos : l->per;
   size_t dl = strlen(l->rel) + 1, len = sizeof(req_head) + dl;
   for (size_t i = 0; i < n; i++)
-    len += sizeof(req_ent) + strlen(l->arena + l->items[l->pos + i].off) + 1;
+    len += sizeof(req_ent) + l->items[l->pos + i].namelen;
   batch *b = calloc(1, sizeof *b);
   unsigned char *p = malloc(len);
   if (!b || !p)
@@ -513,7 +514,7 @@ static batch *walk_next(run *r) {
   for (size_t i = 0; i < n; i++) {
     const item *it = &l->items[l->pos++];
     const char *nm = l->arena + it->off;
-    req_ent e = {it->dev, it->ino, (uint32_t)strlen(nm) + 1, it->kind};
+    req_ent e = {it->dev, it->ino, it->namelen, it->kind};
     memcpy(p, &e, sizeof e);
     memcpy(p + sizeof e, nm, e.namelen);
     p += sizeof e + e.namelen;

@@ -219,13 +219,19 @@ static int task_thread_name(cf_task *t, const void *in, size_t len) {
   return cf_task_return(t, name, strlen(name) + 1);
 }
 
-static void test_thread_names(void) {
+/* A pool of `workers` threads named "<prefix>-N". */
+static cf_executor *make_named_pool(int workers, const char *prefix) {
   cf_thread_pool_options o;
   cf_thread_pool_options_init(&o);
-  o.max_workers = 2;
-  o.thread_name_prefix = "copier";
-  cf_executor *ex;
+  o.max_workers = workers;
+  o.thread_name_prefix = prefix;
+  cf_executor *ex = NULL;
   CU_ASSERT_EQUAL_FATAL(cf_thread_pool_create(&o, &ex), CF_OK);
+  return ex;
+}
+
+static void test_thread_names(void) {
+  cf_executor *ex = make_named_pool(2, "copier");
   cf_future *f;
   cf_submit(ex, task_thread_name, NULL, 0, &f);
   const void *d;
@@ -514,12 +520,7 @@ static void test_release_pending_does_not_cancel(void) {
  * counted by name: the process's thread count also moves with threads of
  * earlier tests that are still leaving (a CI run failed on that). */
 static void test_destroy_joins_threads(void) {
-  cf_thread_pool_options o;
-  cf_thread_pool_options_init(&o);
-  o.max_workers = 4;
-  o.thread_name_prefix = "joiner";
-  cf_executor *ex;
-  CU_ASSERT_EQUAL_FATAL(cf_thread_pool_create(&o, &ex), CF_OK);
+  cf_executor *ex = make_named_pool(4, "joiner");
   cf_test_gate gate;
   gate_init(&gate);
   cf_future *fs[4];
