@@ -318,7 +318,9 @@ static int copy_meta(int in, int out, const struct stat *st, bool archive,
  * (PHASE copy), so a test can change the file between the scan and the
  * copy, or during the copy, without a race.  PID is the process running
  * the copy: when it has taken a stop request it makes the file
- * "$PCOPY_TEST_STOP_ACK.PID", for the hook to wait for. */
+ * "$PCOPY_TEST_STOP_ACK.PID", for the hook to wait for.
+ * $PCOPY_TEST_NO_TMPFILE makes every copy take the path of a filesystem
+ * without O_TMPFILE (a named temporary, renamed). */
 const char *g_src_path;
 static char g_ack_path[PATH_MAX];
 
@@ -433,6 +435,10 @@ static _Thread_local dev_t no_tmpfile_dev = (dev_t)-1;
  * temporary name in tmp.  -1 with errno set. */
 static int create_out(int ddir, dev_t ddev, mode_t mode, char tmp[32]) {
   *tmp = '\0';
+#ifdef PCOPY_TEST_HOOKS
+  if (getenv("PCOPY_TEST_NO_TMPFILE")) /* as a filesystem without it */
+    no_tmpfile_dev = ddev;
+#endif
   if (g_have_proc && ddev != no_tmpfile_dev) {
     int fd = openat(ddir, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
     if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL &&

@@ -68,6 +68,22 @@ for backend in "" --processes; do
     fail "$backend: sparse file was filled"
 done
 
+# Where DST has no O_TMPFILE: named temporaries, renamed (the hooked build
+# takes that path on request).  The same tree, byte for byte, and no
+# temporary left.
+for backend in "" --processes; do
+  dst="$tmp/dst-named$backend"
+  # shellcheck disable=SC2086
+  PCOPY_TEST_NO_TMPFILE=1 "$hooked" -q -r $backend "$src" "$dst" 2> "$tmp/err" ||
+    fail "named temporaries $backend: $(cat "$tmp/err")"
+  listing "$dst" > "$tmp/b"
+  listing "$src" > "$tmp/a"
+  cmp -s "$tmp/a" "$tmp/b" || fail "named temporaries $backend: $(diff "$tmp/a" "$tmp/b" | head -5)"
+  diff -r --no-dereference "$src" "$dst" 2>&1 | grep -v fifo > "$tmp/diff" || true
+  [ ! -s "$tmp/diff" ] || fail "named temporaries $backend: $(head -3 "$tmp/diff")"
+  [ -z "$(find "$dst" -name '.pcopy-*')" ] || fail "named temporaries $backend: left"
+done
+
 # Without -r: only SRC's own regular files (and links).
 "$pc" -q "$src" "$tmp/flat" 2>/dev/null
 [ -f "$tmp/flat/big" ] && [ -L "$tmp/flat/link" ] && [ ! -e "$tmp/flat/nested" ] ||
@@ -208,7 +224,7 @@ cat > "$tmp/kill-parent" <<'SH'
 # signals pcopy; every copy (that one too) then waits until its process has
 # taken the stop (pcopy-hooked makes $SIG_ACK.PID), so no copy can run
 # ahead of the signal however slow the machine, and none may complete.
-[ "$1" = open ] || exit 0
+[ "$1" = "${SIG_PHASE:-open}" ] || exit 0
 if mkdir "$SIG_ONCE" 2>/dev/null; then
   kill -"$SIG_NAME" "$(cat "$SIG_PID")"
 fi
@@ -227,13 +243,18 @@ complete_only() { # $1: DST; every file there is whole, no temporary is left
   [ ! -s "$tmp/partial" ] || fail "$2: partial files: $(head -3 "$tmp/partial")"
 }
 for backend in "" --processes; do
-  for sig in INT TERM HUP; do
-    d="$tmp/sig-out$backend-$sig"
+  for sig in INT TERM HUP named; do
+    # "named": SIGTERM once the source is open, where every copy then
+    # makes a named temporary it must remove when it stops.
+    phase=open named=""
+    if [ $sig = named ]; then sig=TERM phase=copy named=1; fi
+    d="$tmp/sig-out$backend-$sig$named"
     rm -rf "$tmp/once"
     set +e
     # shellcheck disable=SC2086
     rm -f "$tmp"/ack.*
-    PCOPY_TEST_HOOK="$tmp/kill-parent" SIG_ONCE="$tmp/once" SIG_NAME=$sig \
+    PCOPY_TEST_NO_TMPFILE=$named SIG_PHASE=$phase \
+      PCOPY_TEST_HOOK="$tmp/kill-parent" SIG_ONCE="$tmp/once" SIG_NAME=$sig \
       SIG_PID="$tmp/sig.pid" SIG_ACK="$tmp/ack" PCOPY_TEST_STOP_ACK="$tmp/ack" \
       timeout 120 sh -c 'echo $$ > "$SIG_PID"; exec "$@"' \
       sh "$hooked" -q -r -j 2 $backend "$tmp/sig" "$d" 2> "$tmp/err"
@@ -362,16 +383,25 @@ for backend in "" --processes; do
     v=$(python3 -c "import os; print(os.getxattr('$d/alone', 'user.pcopy').decode())")
     [ "$v" = kept ] || fail "-a $backend: xattr not kept ($v)"
   fi
+  # again with -f: the second names are replaced by links, atomically
+  # shellcheck disable=SC2086
+  "$pc" -a -f -q $backend "$tmp/arch" "$d" 2> "$tmp/err" || fail "-a -f $backend: $(cat "$tmp/err")"
+  [ "$(stat -c %h "$d/one")" = 3 ] || fail "-a -f $backend: link count $(stat -c %h "$d/one")"
+  [ "$(stat -c %i "$d/sub/two")" = "$(stat -c %i "$d/one")" ] || fail "-a -f $backend: not a link"
+  [ -z "$(find "$d" -name '.pcopy-*')" ] || fail "-a -f $backend: temporary left"
   # without -a, a hard link is a copy of its own
   "$pc" -r -q $backend "$tmp/arch" "$d-r"
   [ "$(stat -c %i "$d-r/one")" != "$(stat -c %i "$d-r/three")" ] || fail "-r kept a hard link"
 done
 [ $xattr_ok = 1 ] || echo "check_pcopy: no user xattrs on $tmp; the xattr case is not run"
 if command -v setfacl > /dev/null 2>&1 && setfacl -m u:65534:r "$tmp/arch/alone" 2>/dev/null; then
+  setfacl -d -m u:65534:rx "$tmp/arch/sub" # a folder's default ACL
   "$pc" -a -q "$tmp/arch" "$tmp/arch-acl"
-  getfacl -c "$tmp/arch/alone" > "$tmp/acl.a" 2>/dev/null
-  getfacl -c "$tmp/arch-acl/alone" > "$tmp/acl.b" 2>/dev/null
-  cmp -s "$tmp/acl.a" "$tmp/acl.b" || fail "-a: ACL not kept"
+  for f in alone sub; do
+    getfacl -c "$tmp/arch/$f" > "$tmp/acl.a" 2>/dev/null
+    getfacl -c "$tmp/arch-acl/$f" > "$tmp/acl.b" 2>/dev/null
+    cmp -s "$tmp/acl.a" "$tmp/acl.b" || fail "-a: ACL of $f not kept: $(diff "$tmp/acl.a" "$tmp/acl.b")"
+  done
 fi
 
 # ---- a tree deeper than the descriptor limit -----------------------------
