@@ -136,6 +136,9 @@ typedef struct cf_mpi_pool_options {
   cf_initializer_fn initializer; /* run on each worker rank; NULL = none */
   const void *initarg;           /* copied to each worker rank */
   size_t initarg_len;
+  /* Queued tasks at most (see "Back-pressure" at cf_submit_timed()); 0 =
+   * no bound. */
+  size_t max_queued;
 } cf_mpi_pool_options;
 
 /* Fills *opts with the defaults (and its size).  Returns CF_OK or

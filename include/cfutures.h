@@ -328,6 +328,39 @@ CF_API int cf_future_set_result(cf_future *future, const void *data,
 CF_API int cf_future_set_error(cf_future *future, int code,
                                const char *message);
 
+/* Cooperative stop requests (as C++'s stop_token, Java's interrupt).
+ *
+ * cf_future_request_stop() asks the future's task to stop early:
+ *   - PENDING: the future is cancelled at once, as by cf_future_cancel();
+ *   - RUNNING: a flag is set that the task reads with
+ *     cf_task_stop_requested(); on a process pool or the MPI backend the
+ *     request reaches the worker as a message.  The task decides: if it
+ *     then returns CF_ECANCELLED (the status code, as its own code), the
+ *     future ends CANCELLED (waiters wake; cf_future_result() returns
+ *     CF_ECANCELLED); any other return is taken as usual, so a task that
+ *     ignores the request simply finishes;
+ *   - on a user future (cf_future_create()) the flag is set for whoever
+ *     completes it, who reads it with cf_future_stop_requested().
+ * Returns CF_OK (requested, or cancelled when it was pending; also when
+ * it already was), CF_ESTATE when the future is done (FINISHED), CF_EINVAL
+ * for NULL.  Never blocks; the request is never withdrawn.  A task that
+ * returns CF_ECANCELLED without a request fails as usual (CF_ETASK, code
+ * CF_ECANCELLED). */
+CF_API int cf_future_request_stop(cf_future *future);
+
+/* Whether cf_future_request_stop() was called on the future; false for
+ * NULL. */
+CF_API bool cf_future_stop_requested(const cf_future *future);
+
+/* From inside a task: whether a stop was requested for its future.  On the
+ * thread pool it reads a flag (a load).  In a worker process it looks for
+ * the parent's message without blocking, at most once per tick of the
+ * coarse clock (1 to 10 ms) so that a task may call it in a tight loop;
+ * a request is seen within about a tick of reaching the worker.  Once true
+ * it stays true.  For an input of cf_map(), true also when the map is
+ * being destroyed.  false for NULL. */
+CF_API bool cf_task_stop_requested(cf_task *task);
+
 /* ------------------------------------------------------------------------ */
 /* Executors                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -359,6 +392,29 @@ CF_API int cf_submit(cf_executor *ex, cf_task_fn fn, const void *in, size_t len,
  */
 CF_API int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
                            cf_free_fn free_fn, cf_future **out);
+
+/* Back-pressure.  A pool created with max_queued > 0 (its options) holds
+ * at most that many queued tasks: submitted with cf_submit*() or as
+ * continuations on it (cf_future_then()), not started and not cancelled.
+ * A task leaves the queue when a worker takes it or when it is cancelled.
+ * cf_map() does not count (it bounds itself: max_inflight).  When the
+ * queue is full, cf_submit() and cf_submit_owned() return CF_EAGAIN at
+ * once, queueing nothing; these two wait for room instead, at most
+ * timeout_ns (CF_FOREVER: without limit; 0: as cf_submit()), and then
+ * return CF_EAGAIN.  A continuation is never refused: it comes when its
+ * source completes, and is queued beyond the bound if it must.
+ * The wait is ordered by nothing (no fairness between producers); it ends
+ * early with CF_ESHUTDOWN or CF_EBROKEN when the pool is shut down or
+ * breaks meanwhile.  From a thread-pool task of the same pool the worker
+ * counts as blocked while it waits (see "Waiting inside a task"), so room
+ * is made; from a process pool's I/O thread (its done callbacks) a wait
+ * on that same pool would wait for itself and returns CF_EDEADLK when the
+ * queue is full.  Returns what cf_submit() returns, plus CF_EDEADLK. */
+CF_API int cf_submit_timed(cf_executor *ex, cf_task_fn fn, const void *in,
+                           size_t len, int64_t timeout_ns, cf_future **out);
+CF_API int cf_submit_owned_timed(cf_executor *ex, cf_task_fn fn, void *in,
+                                 size_t len, cf_free_fn free_fn,
+                                 int64_t timeout_ns, cf_future **out);
 
 /* Stops the executor accepting work; idempotent and safe from any thread.
  * cancel_futures: every still-pending future is cancelled (its waiters wake,
@@ -465,6 +521,9 @@ typedef struct cf_thread_pool_options {
   /* A worker idle this long exits (a later submit starts a new one);
    * 0 or negative = idle workers stay until shutdown. */
   int64_t idle_timeout_ns;
+  /* Queued tasks at most (see "Back-pressure" at cf_submit_timed()); 0 =
+   * no bound. */
+  size_t max_queued;
 } cf_thread_pool_options;
 
 #define CF_THREAD_POOL_OPTIONS_INIT                                            \
@@ -601,6 +660,9 @@ typedef struct cf_process_pool_options {
   int max_tasks_per_child; /* a worker is replaced after this many tasks;
                               0 = never */
   cf_death_policy on_worker_death;
+  /* Queued tasks at most (see "Back-pressure" at cf_submit_timed()); 0 =
+   * no bound.  Tasks a worker has been sent are not queued. */
+  size_t max_queued;
 } cf_process_pool_options;
 
 #define CF_PROCESS_POOL_OPTIONS_INIT                                           \
@@ -676,6 +738,170 @@ CF_API int cf_as_completed_next(cf_as_completed_iter *it, cf_future **future);
 
 /* Frees the iterator and its references; NULL is ignored. */
 CF_API void cf_as_completed_destroy(cf_as_completed_iter *it);
+
+/* ------------------------------------------------------------------------ */
+/* Composing futures: continuations, when_all, when_any                      */
+/* ------------------------------------------------------------------------ */
+
+/* A derived future (from cf_future_then(), cf_when_all(), cf_when_any()) is
+ * a future like any other: it can be waited for, given to cf_wait(),
+ * cf_as_completed(), a completion queue, done callbacks and further
+ * continuations, and the caller owns one reference to it.  The sources are
+ * not changed: a source may have any number of derived futures, and the
+ * derived futures hold what they need of their sources (a source may be
+ * released at once).  If a source is freed while still pending (a user
+ * future released without being completed), what derives from it can
+ * never run: it is cancelled then, so nobody waits for it forever.
+ *
+ * Cancellation.  Cancelling a derived future (cf_future_cancel(), or a stop
+ * request while it is pending) never cancels its sources, unless it was
+ * made with CF_CANCEL_SOURCES: then its sources still pending are
+ * cancelled too (a source that runs is asked to stop,
+ * cf_future_request_stop()).  A source cancelled, or failed, is passed on
+ * as the mode says; a derived future cancelled before its source completes
+ * simply never runs its function.
+ *
+ * Stack and memory.  Completions and continuations that run inline are
+ * trampolined: a chain of any length (1,000,000 links) completes in
+ * constant stack on the thread that completes its first source, one link
+ * after the other.  Each pending link costs one future and one small
+ * record, freed as the chain completes. */
+
+/* Flags of cf_future_then(), cf_when_all() and cf_when_any(). */
+enum {
+  /* then: run fn on the thread that completes the source (a worker, or
+   * whoever calls cf_future_set_*() or cf_future_cancel()), as a done
+   * callback does, or at once on the calling thread if the source is done
+   * already; `ex` may be NULL.  Keep such functions short: they delay the
+   * completing thread. */
+  CF_RUN_INLINE = 1,
+  /* then: run fn whatever the source's outcome (success, failure,
+   * cancellation), with the outcome as input (see cf_outcome_parse());
+   * without it, fn runs only on success, with the source's result bytes as
+   * input, and the derived future takes any other outcome of the source
+   * as is: its status, code and message. */
+  CF_ANY_OUTCOME = 2,
+  /* Cancelling the derived future cancels (or asks to stop) its sources
+   * that are not done yet. */
+  CF_CANCEL_SOURCES = 4
+};
+
+/* Once `source` is done, runs fn on the executor `ex` (submitted there as
+ * a task, one of `ex`'s tasks in every respect: a process pool runs it in
+ * a worker) or, with CF_RUN_INLINE, on the completing thread, and gives in
+ * *out a new future for fn's outcome.  fn's input is the source's result
+ * bytes (a copy), or with CF_ANY_OUTCOME the source's outcome, encoded.
+ * When the source does not succeed and CF_ANY_OUTCOME is not given, fn
+ * does not run: the derived future ends as the source did (CANCELLED, or
+ * FINISHED with its status, code and message).  If `ex` refuses the task
+ * when the time comes (shut down, broken), the derived future fails with
+ * that status (CF_ESHUTDOWN, CF_EBROKEN) and fn does not run.  The
+ * executor must stay alive until then: the derived future holds a
+ * reference to it while pending.
+ * Returns CF_OK, CF_EINVAL (source, fn or out NULL; ex NULL without
+ * CF_RUN_INLINE; unknown flags), CF_ENOMEM, or CF_EBROKEN (ex inherited
+ * through fork()).  On error *out is NULL and nothing was registered. */
+CF_API int cf_future_then(cf_future *source, cf_executor *ex, cf_task_fn fn,
+                          unsigned flags, cf_future **out);
+
+/* The outcome of a source, as a CF_ANY_OUTCOME continuation receives it.
+ * Set `size` before the call (CF_OUTCOME_INIT does). */
+typedef struct cf_outcome {
+  size_t size;         /* sizeof(cf_outcome), set by the caller */
+  int status;          /* CF_OK, CF_ETASK, CF_ECANCELLED, CF_EBROKEN, ... */
+  int code;            /* as cf_future_error() gives it, or 0 */
+  const char *message; /* its words, or NULL; NUL-terminated */
+  const void *data;    /* CF_OK: the result bytes (NULL when none) */
+  size_t len;
+} cf_outcome;
+
+#define CF_OUTCOME_INIT                                                        \
+  { .size = sizeof(cf_outcome) }
+
+/* Decodes the input of a CF_ANY_OUTCOME continuation into *out, whose
+ * pointers then point into `in` (valid as long as `in` is).  Checks the
+ * whole encoding: bytes that are not an outcome (truncated, lengths that do
+ * not add up, a message without its NUL) give CF_EINVAL, as do NULL
+ * arguments or out->size not set.  Returns CF_OK or CF_EINVAL. */
+CF_API int cf_outcome_parse(const void *in, size_t len, cf_outcome *out);
+
+/* A future done when every one of futures[0..n) is done (n = 0: done at
+ * once).  It always succeeds; its result is n int32_t values, the final
+ * status of each source in input order (CF_OK, CF_ETASK, CF_ECANCELLED,
+ * ...), so `then` on it can tell which failed.  A future may appear more
+ * than once.  flags: 0 or CF_CANCEL_SOURCES.  The derived future holds a
+ * reference to each source until it is done.
+ * Returns CF_OK, CF_EINVAL (NULL array with n > 0, a NULL element, out
+ * NULL, unknown flags, absurd n) or CF_ENOMEM. */
+CF_API int cf_when_all(cf_future *const *futures, size_t n, unsigned flags,
+                       cf_future **out);
+
+/* The result of a future made by cf_when_any(). */
+typedef struct cf_when_any_result {
+  uint64_t index; /* which source completed first (the lowest index of the
+                     sources already done when the call was made) */
+  int32_t status; /* its final status */
+  int32_t code;   /* its cf_future_error() code, or 0 */
+} cf_when_any_result;
+
+/* A future done as soon as one of futures[0..n) is done (n >= 1).  It
+ * always succeeds; its result is one cf_when_any_result.  The other
+ * sources go on (cancel them if that is wanted).  flags: 0 or
+ * CF_CANCEL_SOURCES.  Returns as cf_when_all(), and CF_EINVAL for n = 0
+ * (a future that could never complete). */
+CF_API int cf_when_any(cf_future *const *futures, size_t n, unsigned flags,
+                       cf_future **out);
+
+/* ------------------------------------------------------------------------ */
+/* Completion queues: futures into an event loop                             */
+/* ------------------------------------------------------------------------ */
+
+/* A completion queue holds futures and a file descriptor (an eventfd) that
+ * is readable exactly while at least one of them is done and not popped
+ * yet: level-triggered, so any loop can watch it (epoll, poll, select,
+ * GLib's g_unix_fd_add(), libuv's uv_poll_start(), ...) without a thread
+ * blocked in cf_wait().  The loop then pops the done futures without
+ * blocking.  (With edge-triggered epoll, pop until CF_EAGAIN.)  Safe from
+ * any thread; the loop and any number of threads adding futures may share
+ * a queue. */
+typedef struct cf_completion_queue cf_completion_queue;
+
+/* Creates an empty queue and its descriptor (close-on-exec, non-blocking).
+ * Returns CF_OK, CF_EINVAL, CF_ENOMEM or CF_ESYS (no descriptor: e.g.
+ * EMFILE). */
+CF_API int cf_completion_queue_create(cf_completion_queue **out);
+
+/* The queue's descriptor, for reading readiness only: do not read, write
+ * or close it.  Returns it (>= 0), or CF_EINVAL for NULL. */
+CF_API int cf_completion_queue_fd(const cf_completion_queue *q);
+
+/* Adds a future with a tag of the caller's (returned by pop beside it).
+ * The queue takes its own reference to the future.  A future already done
+ * is ready at once; the same future may be added to several queues, or
+ * twice to one (it is then popped twice).  Returns CF_OK, CF_EINVAL or
+ * CF_ENOMEM. */
+CF_API int cf_completion_queue_add(cf_completion_queue *q, cf_future *future,
+                                   void *tag);
+
+/* Pops one done future, in the order they completed: *future receives the
+ * queue's reference (the caller releases it), *tag (may be NULL) its tag.
+ * Never blocks.  Returns CF_OK, CF_EAGAIN when none is done now (then
+ * *future is NULL), or CF_EINVAL. */
+CF_API int cf_completion_queue_pop(cf_completion_queue *q, cf_future **future,
+                                   void **tag);
+
+/* How many futures the queue holds: *pending not done yet, *ready done and
+ * not popped (either may be NULL).  A snapshot.  Returns CF_OK or
+ * CF_EINVAL. */
+CF_API int cf_completion_queue_count(cf_completion_queue *q, size_t *pending,
+                                     size_t *ready);
+
+/* Destroys the queue and closes its descriptor (remove it from the loop
+ * first).  Futures ready and not popped are released; futures still
+ * pending are released too, and their completion later touches nothing of
+ * the queue.  NULL is ignored.  Not concurrently with other calls on the
+ * same queue. */
+CF_API void cf_completion_queue_destroy(cf_completion_queue *q);
 
 /* ------------------------------------------------------------------------ */
 /* map                                                                        */

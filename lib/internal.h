@@ -297,9 +297,11 @@ int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out);
 #define CF__MAP_OPTIONS_V1 CF__V1_SIZE(cf_map_options, max_inflight)
 #define CF__STATS_V1 CF__V1_SIZE(cf_executor_stats, extra_workers)
 #define CF__MAP_ITEM_V1 CF__V1_SIZE(cf_map_item, error_message)
-_Static_assert(sizeof(cf_thread_pool_options) == CF__TP_OPTIONS_V1,
+_Static_assert(sizeof(cf_thread_pool_options) ==
+                   CF__V1_SIZE(cf_thread_pool_options, max_queued),
                "cf_thread_pool_options ends with padding");
-_Static_assert(sizeof(cf_process_pool_options) == CF__PP_OPTIONS_V1,
+_Static_assert(sizeof(cf_process_pool_options) ==
+                   CF__V1_SIZE(cf_process_pool_options, max_queued),
                "cf_process_pool_options ends with padding");
 _Static_assert(sizeof(cf_map_options) == CF__MAP_OPTIONS_V1,
                "cf_map_options ends with padding");

@@ -38,7 +38,8 @@
 #include <unistd.h>
 
 #define CF__MP_OPTIONS_V1 CF__V1_SIZE(cf_mpi_pool_options, initarg_len)
-_Static_assert(sizeof(cf_mpi_pool_options) == CF__MP_OPTIONS_V1,
+_Static_assert(sizeof(cf_mpi_pool_options) ==
+                   CF__V1_SIZE(cf_mpi_pool_options, max_queued),
                "cf_mpi_pool_options ends with padding");
 
 typedef struct cf__mrank {
