@@ -55,15 +55,28 @@ void cf__batch_stop(cf__batch *b, cf_future *f) {
   /* A batch already running elsewhere (a worker process) does not see the
    * flag: its backend passes the request on. */
   cf_executor *ex = f->owner;
-  if (cf_future_cancel(f) != CF_OK && ex && ex->backend->stop_batch)
-    ex->backend->stop_batch(ex, f);
+  if (cf_future_cancel(f) != CF_OK && ex && ex->backend->request_stop)
+    ex->backend->request_stop(ex, f);
+}
+
+/* An input's cf_task_stop_requested(): the batch is being stopped (its map
+ * destroyed), or a stop was requested for the batch's own task. */
+typedef struct cf__batch_stop_src {
+  cf__batch *b;
+  cf_task *outer;
+} cf__batch_stop_src;
+
+static bool cf__batch_stop_fn(void *arg) {
+  cf__batch_stop_src *src = arg;
+  return atomic_load_explicit(&src->b->stop, memory_order_relaxed) ||
+         cf_task_stop_requested(src->outer);
 }
 
 int cf__batch_task(cf_task *t, const void *in, size_t len) {
-  CF__UNUSED(t);
   CF__UNUSED(len);
   cf__batch *b;
   memcpy(&b, in, sizeof b);
+  cf__batch_stop_src src = {b, t};
   size_t i = 0;
   while (i < b->n) {
     if (atomic_load_explicit(&b->stop, memory_order_relaxed))
@@ -71,6 +84,8 @@ int cf__batch_task(cf_task *t, const void *in, size_t len) {
     size_t ilen;
     const void *ip = cf__batch_input(b, i, &ilen);
     cf_task it;
+    it.stop_fn = cf__batch_stop_fn;
+    it.stop_arg = &src;
     int rc = cf__task_invoke(b->fn, ip, ilen, &it);
     cf__batch_item *r = &b->items[i++];
     if (rc == 0) {

@@ -4,6 +4,8 @@
  */
 #include "internal.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,68 @@ void cf__executor_init(cf_executor *ex, const cf__backend *backend,
   atomic_init(&ex->refs, 1);
   ex->max_workers = max_workers;
   ex->fork_gen = atomic_load(&cf__fork_gen);
+  ex->max_queued = 0;
+  atomic_init(&ex->nqueued, 0);
+  atomic_init(&ex->room_seq, 0);
+  atomic_init(&ex->room_waiters, 0);
+  atomic_init(&ex->closed, false);
+}
+
+/* ---- back-pressure -------------------------------------------------------- */
+
+static void cf__room_wake(cf_executor *ex) {
+  atomic_fetch_add_explicit(&ex->room_seq, 1, memory_order_seq_cst);
+  cf__futex_wake(&ex->room_seq, INT_MAX);
+}
+
+void cf__qslot_release(cf_executor *ex) {
+  atomic_fetch_sub_explicit(&ex->nqueued, 1, memory_order_seq_cst);
+  /* Sequentially consistent with the waiter's announce-then-recheck: one
+   * of the two always sees the other, so no wakeup is lost. */
+  if (atomic_load_explicit(&ex->room_waiters, memory_order_seq_cst))
+    cf__room_wake(ex);
+}
+
+/* Takes a slot if there is room. */
+static bool cf__qslot_try(cf_executor *ex) {
+  size_t n = atomic_load_explicit(&ex->nqueued, memory_order_relaxed);
+  do {
+    if (n >= ex->max_queued)
+      return false;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &ex->nqueued, &n, n + 1, memory_order_seq_cst, memory_order_relaxed));
+  return true;
+}
+
+/* Takes a queue slot for a submit, waiting for room up to timeout_ns. */
+static int cf__qslot_take(cf_executor *ex, int64_t timeout_ns) {
+  if (CF__LIKELY(cf__qslot_try(ex)))
+    return CF_OK;
+  if (cf__no_wait(timeout_ns))
+    return CF_EAGAIN;
+  cf__worker_ctx *ctx = cf__tls_worker;
+  if (ctx && ctx->io_thread && ctx->pool == ex)
+    return CF_EDEADLK; /* only this thread sends queued tasks to workers */
+  int64_t deadline = cf__deadline(timeout_ns);
+  int rc = CF_OK;
+  cf__block(ctx, true); /* a thread-pool worker: let the queue move */
+  atomic_fetch_add_explicit(&ex->room_waiters, 1, memory_order_seq_cst);
+  for (;;) {
+    uint32_t seq = atomic_load_explicit(&ex->room_seq, memory_order_seq_cst);
+    if (atomic_load_explicit(&ex->closed, memory_order_acquire)) {
+      rc = CF_ESHUTDOWN; /* the backend's submit says which refusal */
+      break;
+    }
+    if (cf__qslot_try(ex))
+      break;
+    if (cf__futex_wait(&ex->room_seq, seq, deadline) == ETIMEDOUT) {
+      rc = cf__qslot_try(ex) ? CF_OK : CF_EAGAIN;
+      break;
+    }
+  }
+  atomic_fetch_sub_explicit(&ex->room_waiters, 1, memory_order_seq_cst);
+  cf__block(ctx, false);
+  return rc;
 }
 
 int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out) {
@@ -42,8 +106,49 @@ int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out) {
   return rc;
 }
 
-int cf_submit(cf_executor *ex, cf_task_fn fn, const void *in, size_t len,
-              cf_future **out) {
+/* A submit of cf_submit*(): through the bounded queue when there is one. */
+static int cf__submit_bounded(cf_executor *ex, cf_future *f, int64_t timeout_ns,
+                              cf_future **out) {
+  if (CF__LIKELY(!ex->max_queued))
+    return cf__submit_future(ex, f, out);
+  if (CF__UNLIKELY(cf__inherited(ex)))
+    return CF_EBROKEN;
+  int rc = cf__qslot_take(ex, timeout_ns);
+  if (rc == CF_ESHUTDOWN)
+    return cf__submit_future(ex, f, out); /* the backend's own refusal */
+  if (rc != CF_OK)
+    return rc;
+  /* Not yet published: a plain store. */
+  atomic_store_explicit(&f->state, CF_PENDING | CF__F_QSLOT,
+                        memory_order_relaxed);
+  rc = cf__submit_future(ex, f, out);
+  if (rc != CF_OK) {
+    atomic_store_explicit(&f->state, CF_PENDING, memory_order_relaxed);
+    cf__qslot_release(ex);
+  }
+  return rc;
+}
+
+int cf__submit_prepared(cf_executor *ex, cf_future *f) {
+  if (CF__UNLIKELY(cf__inherited(ex)))
+    return CF_EBROKEN;
+  f->owner = ex;
+  if (ex->max_queued) {
+    /* Counted, never refused: it comes when its source completes. */
+    atomic_fetch_add_explicit(&ex->nqueued, 1, memory_order_seq_cst);
+    atomic_fetch_or_explicit(&f->state, CF__F_QSLOT, memory_order_relaxed);
+  }
+  int rc = ex->backend->submit(ex, f);
+  if (rc != CF_OK &&
+      (atomic_fetch_and_explicit(&f->state, ~CF__F_QSLOT,
+                                 memory_order_relaxed) &
+       CF__F_QSLOT))
+    cf__qslot_release(ex);
+  return rc;
+}
+
+int cf_submit_timed(cf_executor *ex, cf_task_fn fn, const void *in,
+                    size_t len, int64_t timeout_ns, cf_future **out) {
   if (out)
     *out = NULL;
   if (!ex || !fn || (!in && len))
@@ -53,14 +158,20 @@ int cf_submit(cf_executor *ex, cf_task_fn fn, const void *in, size_t len,
     return CF_ENOMEM;
   int rc = cf__buf_copy(&f->in, in, len);
   if (rc == CF_OK)
-    rc = cf__submit_future(ex, f, out);
+    rc = cf__submit_bounded(ex, f, timeout_ns, out);
   if (rc != CF_OK)
     cf_future_release(f);
   return rc;
 }
 
-int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
-                    cf_free_fn free_fn, cf_future **out) {
+int cf_submit(cf_executor *ex, cf_task_fn fn, const void *in, size_t len,
+              cf_future **out) {
+  return cf_submit_timed(ex, fn, in, len, 0, out);
+}
+
+int cf_submit_owned_timed(cf_executor *ex, cf_task_fn fn, void *in,
+                          size_t len, cf_free_fn free_fn, int64_t timeout_ns,
+                          cf_future **out) {
   if (out)
     *out = NULL;
   if (!ex || !fn || (!in && len) || len > ~CF__BUF_EXT)
@@ -71,7 +182,7 @@ int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
   /* Kept as given, whatever its size: the task reads the caller's bytes,
    * and free_fn runs when the task has run or will never run. */
   cf__buf_adopt(&f->in, in, len, free_fn);
-  int rc = cf__submit_future(ex, f, out);
+  int rc = cf__submit_bounded(ex, f, timeout_ns, out);
   if (rc != CF_OK) {
     f->in.len_ = 0; /* never published: the caller keeps its buffer */
     cf_future_release(f);
@@ -79,11 +190,23 @@ int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
   return rc;
 }
 
+int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
+                    cf_free_fn free_fn, cf_future **out) {
+  return cf_submit_owned_timed(ex, fn, in, len, free_fn, 0, out);
+}
+
+/* Producers waiting for room give up: the executor takes no more. */
+static void cf__executor_close(cf_executor *ex) {
+  atomic_store_explicit(&ex->closed, true, memory_order_release);
+  cf__room_wake(ex);
+}
+
 int cf_shutdown(cf_executor *ex, bool wait, bool cancel_futures) {
   if (!ex)
     return CF_EINVAL;
   if (cf__inherited(ex))
     return CF_OK; /* nothing of it runs in this process */
+  cf__executor_close(ex);
   return ex->backend->shutdown(ex, wait, cancel_futures);
 }
 
@@ -96,10 +219,12 @@ cf_executor *cf_executor_retain(cf_executor *ex) {
 void cf_executor_release(cf_executor *ex) {
   if (ex &&
       atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1) {
-    if (cf__inherited(ex))
+    if (cf__inherited(ex)) {
       ex->backend->forget(ex);
-    else
+    } else {
+      atomic_store_explicit(&ex->closed, true, memory_order_release);
       ex->backend->destroy(ex);
+    }
   }
 }
 
@@ -154,5 +279,6 @@ int cf_terminate_workers(cf_executor *ex, int sig) {
     return CF_EBROKEN;
   if (!ex->backend->terminate)
     return CF_ENOTSUP;
+  cf__executor_close(ex);
   return ex->backend->terminate(ex, sig);
 }

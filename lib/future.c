@@ -56,11 +56,14 @@ static void cf__future_free(cf_future *f) {
   /* A future released while pending may still hold callbacks that will now
    * never run (nobody can complete it any more).  Waiter links cannot be
    * here: a waiter holds a reference to what it watches. */
-  for (cf__listener *l = f->listeners, *n; l; l = n) {
+  cf__listener *l = f->listeners;
+  free(f);
+  for (cf__listener *n; l; l = n) {
     n = l->next;
+    if (l->dispose)
+      l->dispose(l->arg); /* after free(f): it may free more futures */
     free(l);
   }
-  free(f);
 }
 
 int cf_future_create(cf_future **out) {
@@ -98,9 +101,11 @@ static int cf__transition_locked(cf_future *f, unsigned from, uint32_t fin,
     if (!(CF__BIT(s & CF__ST_MASK) & from))
       return CF_ESTATE;
   } while (!atomic_compare_exchange_weak_explicit(
-      &f->state, &s, fin | (s & CF__F_USER), memory_order_acq_rel,
+      &f->state, &s, fin | (s & CF__F_KEEP), memory_order_acq_rel,
       memory_order_relaxed));
   *old = s;
+  if (s & CF__F_QSLOT)
+    cf__qslot_release(f->owner); /* its executor failed it: alive */
   cf__listener *l = f->listeners, *rev = NULL;
   f->listeners = NULL;
   while (l) {
@@ -157,8 +162,10 @@ static int cf__transition(cf_future *f, unsigned from, uint32_t st,
     if (s & CF__F_LISTENERS)
       return cf__transition_slow(f, from, fin);
     if (atomic_compare_exchange_weak_explicit(
-            &f->state, &s, fin | (s & CF__F_USER), memory_order_acq_rel,
+            &f->state, &s, fin | (s & CF__F_KEEP), memory_order_acq_rel,
             memory_order_relaxed)) {
+      if (s & CF__F_QSLOT)
+        cf__qslot_release(f->owner);
       if (s & CF__F_SLEEPERS)
         cf__futex_wake(&f->state, INT_MAX);
       return CF_OK;
@@ -172,13 +179,21 @@ bool cf__future_start(cf_future *f) {
     if ((s & CF__ST_MASK) != CF_PENDING)
       return false;
   } while (!atomic_compare_exchange_weak_explicit(
-      &f->state, &s, (s & ~CF__ST_MASK) | CF_RUNNING, memory_order_acq_rel,
-      memory_order_relaxed));
+      &f->state, &s, (s & ~(CF__ST_MASK | CF__F_QSLOT)) | CF_RUNNING,
+      memory_order_acq_rel, memory_order_relaxed));
+  if (s & CF__F_QSLOT)
+    cf__qslot_release(f->owner); /* its executor starts it: alive */
   return true;
 }
 
 int cf__future_finish(cf_future *f, int rc, cf_task *t) {
   int status = CF_OK;
+  if (rc == CF_ECANCELLED && cf_future_stop_requested(f)) {
+    /* The task honoured a stop request. */
+    cf__buf_free(&t->out);
+    free(t->errmsg);
+    return cf__transition(f, CF__BIT(CF_RUNNING), CF_CANCELLED, CF_ECANCELLED);
+  }
   if (rc == 0) {
     f->out = t->out;
   } else {
@@ -196,6 +211,8 @@ int cf__future_invoke(cf_future *f, cf_task *t) {
   cf__worker_ctx *ctx = cf__tls_worker;
   cf__running r = {f, ctx->running};
   ctx->running = &r;
+  t->stop_fn = cf__future_stop_fn;
+  t->stop_arg = f;
   int rc = cf__task_invoke(f->fn, cf__buf_data(&f->in), cf__buf_len(&f->in), t);
   ctx->running = r.outer;
   /* The input is not needed any more: give its memory back now rather than
@@ -240,9 +257,80 @@ int cf__future_fail_queued(cf_future *f, int status, int code, char *msg) {
   return cf__future_fail(f, status, code, msg);
 }
 
+int cf__future_succeed(cf_future *f, cf__buf *out) {
+  uint32_t old;
+  cf__listener *cbs;
+  /* Under the lock, as cf__future_set: the result is written before the
+   * state says FINISHED, and only by the one transition that wins. */
+  cf__lock_acquire(&f->lock);
+  if (CF__ST_DONE(atomic_load_explicit(&f->state, memory_order_relaxed))) {
+    cf__lock_release(&f->lock);
+    return CF_ESTATE;
+  }
+  cf__buf keep = f->out;
+  f->out = *out;
+  int rc = cf__transition_locked(f, CF__BIT(CF_PENDING) | CF__BIT(CF_RUNNING),
+                                 CF_FINISHED, &old, &cbs);
+  if (rc != CF_OK)
+    f->out = keep; /* a lock-free cancel won */
+  cf__lock_release(&f->lock);
+  if (rc == CF_OK)
+    cf__after_transition(f, old, cbs);
+  return rc;
+}
+
+bool cf__future_stop_fn(void *arg) {
+  return cf_future_stop_requested(arg);
+}
+
+bool cf_future_stop_requested(const cf_future *f) {
+  return f && (atomic_load_explicit(&((cf_future *)f)->state,
+                                    memory_order_acquire) &
+               CF__F_STOPREQ);
+}
+
+/* Clears f's queue slot while f is still PENDING, so that the slot is
+ * given back while its executor surely lives (it holds f queued). */
+static void cf__future_drop_qslot(cf_future *f) {
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+  while ((s & CF__F_QSLOT) && (s & CF__ST_MASK) == CF_PENDING) {
+    if (atomic_compare_exchange_weak_explicit(&f->state, &s, s & ~CF__F_QSLOT,
+                                              memory_order_acq_rel,
+                                              memory_order_relaxed)) {
+      cf__qslot_release(f->owner);
+      return;
+    }
+  }
+}
+
+int cf_future_request_stop(cf_future *f) {
+  if (!f)
+    return CF_EINVAL;
+  uint32_t s = atomic_fetch_or_explicit(&f->state, CF__F_STOPREQ,
+                                        memory_order_acq_rel);
+  bool first = !(s & CF__F_STOPREQ);
+  if ((s & CF__ST_MASK) == CF_PENDING) {
+    if (cf_future_cancel(f) == CF_OK)
+      return CF_OK;
+    s = atomic_load_explicit(&f->state, memory_order_acquire); /* started */
+  }
+  switch (s & CF__ST_MASK) {
+  case CF_RUNNING:
+    /* Threads of this process read the flag; a worker process is told. */
+    if (first && f->owner && f->owner->backend->request_stop)
+      f->owner->backend->request_stop(f->owner, f);
+    return CF_OK;
+  case CF_CANCELLED:
+    return CF_OK;
+  default:
+    return CF_ESTATE;
+  }
+}
+
 int cf_future_cancel(cf_future *f) {
   if (!f)
     return CF_EINVAL;
+  cf__future_drop_qslot(f);
   int rc = cf__transition(f, CF__BIT(CF_PENDING), CF_CANCELLED, CF_ECANCELLED);
   if (rc == CF_ESTATE &&
       (atomic_load_explicit(&f->state, memory_order_acquire) & CF__ST_MASK) ==
@@ -272,7 +360,34 @@ static bool cf__future_push_listener(cf_future *f, cf__listener *l) {
 
 bool cf__future_add_link(cf_future *f, cf__listener *link) {
   link->cb = NULL;
+  link->dispose = NULL;
   return cf__future_push_listener(f, link);
+}
+
+void cf__future_add_listener(cf_future *f, cf__listener *l, cf_done_cb cb,
+                             void *arg, void (*dispose)(void *)) {
+  l->cb = cb;
+  l->arg = arg;
+  l->waiter = NULL;
+  l->dispose = dispose;
+  if (cf__future_push_listener(f, l))
+    return;
+  free(l);
+  cb(f, arg);
+}
+
+bool cf__future_take_listener(cf_future *f, cf__listener *l) {
+  bool found = false;
+  cf__lock_acquire(&f->lock);
+  for (cf__listener **p = &f->listeners; *p; p = &(*p)->next) {
+    if (*p == l) {
+      *p = l->next;
+      found = true;
+      break;
+    }
+  }
+  cf__lock_release(&f->lock);
+  return found;
 }
 
 void cf__future_remove_link(cf_future *f, cf__listener *link) {
@@ -296,6 +411,7 @@ int cf_future_add_done_callback(cf_future *f, cf_done_cb cb, void *arg) {
     l->cb = cb;
     l->arg = arg;
     l->waiter = NULL;
+    l->dispose = NULL;
     if (cf__future_push_listener(f, l))
       return CF_OK;
     free(l);

@@ -77,10 +77,15 @@ int cf__buf_copy(cf__buf *b, const void *data, size_t len);
 struct cf_task {
   cf__buf out;  /* the result set by cf_task_return*() */
   char *errmsg; /* the message set by cf_task_fail() */
+  /* cf_task_stop_requested(): stop_fn(stop_arg), or false when NULL.  Set
+   * by whoever runs the task, before cf__task_invoke(). */
+  bool (*stop_fn)(void *arg);
+  void *stop_arg;
 };
 
-/* Runs fn on this thread and returns its code; t receives result/message.
- * A non-zero code discards the result, zero discards the message. */
+/* Runs fn on this thread and returns its code; t receives result/message
+ * (its stop_fn / stop_arg must be set).  A non-zero code discards the
+ * result, zero discards the message. */
 int cf__task_invoke(cf_task_fn fn, const void *in, size_t len, cf_task *t);
 
 /* ---- futures ------------------------------------------------------------- */
@@ -92,18 +97,29 @@ int cf__task_invoke(cf_task_fn fn, const void *in, size_t len, cf_task *t);
 #define CF__F_LISTENERS 0x8u /* callbacks or waiter links are registered */
 #define CF__F_SLEEPERS 0x10u /* threads sleep on the word (futex) */
 #define CF__F_USER 0x20u     /* user-completable (cf_future_create) */
+#define CF__F_STOPREQ 0x40u  /* cf_future_request_stop() was called */
+/* The future holds a slot of its executor's bounded queue (max_queued):
+ * whoever clears it, always together with leaving PENDING or while still
+ * PENDING (the executor is alive then), gives the slot back. */
+#define CF__F_QSLOT 0x80u
+/* The flags a final state keeps. */
+#define CF__F_KEEP (CF__F_USER | CF__F_STOPREQ)
 #define CF__STATUS_SHIFT 8
 #define CF__ST_DONE(s) ((CF__ST_MASK & (s)) >= CF_FINISHED)
 #define CF__ST_STATUS(s) (-(int)(((s) >> CF__STATUS_SHIFT) & 0xffu))
 
 typedef struct cf__waiter cf__waiter;
 
-/* A done callback, or (cb == NULL) a link of a waiter watching this future. */
+/* A done callback, or (cb == NULL) a link of a waiter watching this future.
+ * dispose (callbacks only, may be NULL) runs instead of cb when the future
+ * is freed still pending: cb will never run, and what it would have
+ * completed must not wait forever. */
 typedef struct cf__listener {
   struct cf__listener *next;
   cf_done_cb cb;
   void *arg;
   cf__waiter *waiter;
+  void (*dispose)(void *arg);
 } cf__listener;
 
 struct cf_future {
@@ -140,8 +156,26 @@ int cf__future_fail(cf_future *f, int status, int code, char *msg);
  * and msg is freed. */
 int cf__future_fail_queued(cf_future *f, int status, int code, char *msg);
 
-/* Completes a running future with a task outcome (t's buffers are taken). */
+/* Completes a running future with a task outcome (t's buffers are taken).
+ * A task that returns CF_ECANCELLED after a stop request was made ends the
+ * future CANCELLED (it honoured the request). */
 int cf__future_finish(cf_future *f, int rc, cf_task *t);
+
+/* Completes a PENDING or RUNNING future with success and the result *out
+ * (taken on CF_OK; left to the caller otherwise: CF_ESTATE, done already). */
+int cf__future_succeed(cf_future *f, cf__buf *out);
+
+/* The stop_fn of a task that runs in this process for the future `arg`. */
+bool cf__future_stop_fn(void *arg);
+
+/* Adds a done callback whose listener `l` the caller allocated (with
+ * malloc: it is freed after cb runs).  Runs cb at once, and frees l, if f
+ * is done already.  dispose as in cf__listener.  Cannot fail. */
+void cf__future_add_listener(cf_future *f, cf__listener *l, cf_done_cb cb,
+                             void *arg, void (*dispose)(void *));
+/* Takes back a callback listener added before, if it has not fired: true
+ * when it was still registered (the caller frees it; cb will not run). */
+bool cf__future_take_listener(cf_future *f, cf__listener *l);
 
 /* Registers / unregisters a waiter link.  add returns false (link not added)
  * if the future is already done.  Call remove for every link that was added,
@@ -246,10 +280,12 @@ typedef struct cf__backend {
    * its threads (they do not exist here) or its locks (a thread that is
    * gone may have held one).  Closes its descriptors. */
   void (*forget)(cf_executor *ex);
-  /* f runs a batch (batch.h) that cf_future_cancel() could not stop: asks
-   * whoever runs it to skip its inputs not started yet.  NULL when the
-   * batch's own stop flag reaches the task (threads of this process). */
-  void (*stop_batch)(cf_executor *ex, cf_future *f);
+  /* f runs (cf_future_cancel() could not stop it): asks the worker process
+   * that runs it to stop, a task through cf_task_stop_requested(), a batch
+   * (batch.h) by skipping its inputs not started yet.  NULL when the
+   * future's flag or the batch's own stop flag reaches the task (threads
+   * of this process). */
+  void (*request_stop)(cf_executor *ex, cf_future *f);
 } cf__backend;
 
 struct cf_executor {
@@ -257,6 +293,14 @@ struct cf_executor {
   _Atomic uint32_t refs;
   int max_workers;
   unsigned fork_gen; /* cf__fork_gen when created */
+  /* Back-pressure (cf_submit_timed): queued futures holding a slot
+   * (CF__F_QSLOT) and the bound, 0 = none.  Producers waiting for room
+   * sleep on room_seq, bumped when a slot is given back while some wait,
+   * and at shutdown (closed). */
+  size_t max_queued;
+  _Atomic size_t nqueued;
+  _Atomic uint32_t room_seq, room_waiters;
+  _Atomic bool closed;
 };
 
 /* Bumped in the child of every fork(): an executor whose fork_gen differs
@@ -269,6 +313,18 @@ static inline bool cf__inherited(const cf_executor *ex) {
 
 void cf__executor_init(cf_executor *ex, const cf__backend *backend,
                        int max_workers);
+/* The bound of the queue (the pool's max_queued option); 0 = none. */
+static inline void cf__executor_bound(cf_executor *ex, size_t max_queued) {
+  ex->max_queued = max_queued;
+}
+/* Gives back the queue slot of a future of ex (its CF__F_QSLOT was just
+ * cleared by the caller), waking a producer waiting for room. */
+void cf__qslot_release(cf_executor *ex);
+
+/* Submits f, prepared by the caller, who gives the executor its reference
+ * (on error the caller keeps it).  A continuation: it takes a queue slot
+ * even past the bound, never waits. */
+int cf__submit_prepared(cf_executor *ex, cf_future *f);
 
 /* Submits a prepared future (one reference for the executor, one for the
  * caller when out != NULL).  On error f is left with the one reference the

@@ -205,7 +205,7 @@ static void cf__mp_dispatch(cf__mpool *p) {
   }
 }
 
-/* Sends the STOPs that cf__rp_stop_batch asked for. */
+/* Sends the STOPs that cf__rp_request_stop asked for. */
 static void cf__mp_send_stops(cf__mpool *p) {
   if (!cf__rp_stops_due(&p->rp))
     return;
@@ -443,7 +443,7 @@ static const cf__backend cf__mp_backend = {
     .stats = cf__rp_stats,
     .terminate = NULL, /* ranks are not our processes to signal */
     .forget = cf__mp_forget,
-    .stop_batch = cf__rp_stop_batch,
+    .request_stop = cf__rp_request_stop,
 };
 
 /* ---- create -------------------------------------------------------------- */
@@ -764,6 +764,7 @@ static int cf__mp_start(cf__mpool *p) {
   pthread_cond_init(&p->cv, &ca);
   pthread_condattr_destroy(&ca);
   cf__rp_init(&p->rp, &cf__mp_backend, p->nr, cf__mp_poke);
+  cf__executor_bound(&p->rp.base, p->o.max_queued);
   cf__rp_workers(&p->rp, p->r, sizeof *p->r, p->nr);
   /* The manager runs with every signal blocked: they are the
    * application's. */

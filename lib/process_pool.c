@@ -6,7 +6,7 @@
  * an idle worker process as a TASK or CHUNK frame -> the worker runs it and
  * answers RESULT / CHUNKRESULT -> the manager completes the future, so done
  * callbacks run on the manager thread.  cf_map_destroy() stops a
- * running chunk (cf__pp_stop_batch): the manager sends STOP, and the worker,
+ * running chunk (cf__pp_request_stop): the manager sends STOP, and the worker,
  * which looks at its socket between inputs (at most once per clock tick),
  * skips the rest.
  *
@@ -784,7 +784,7 @@ static int64_t cf__pp_dispatch(cf__ppool *p) {
   }
 }
 
-/* Sends the STOPs that cf__rp_stop_batch asked for. */
+/* Sends the STOPs that cf__rp_request_stop asked for. */
 static void cf__pp_send_stops(cf__ppool *p) {
   if (!cf__rp_stops_due(&p->rp))
     return;
@@ -1011,7 +1011,7 @@ static const cf__backend cf__pp_backend = {
     .stats = cf__rp_stats,
     .terminate = cf__pp_terminate,
     .forget = cf__pp_forget,
-    .stop_batch = cf__rp_stop_batch,
+    .request_stop = cf__rp_request_stop,
 };
 
 int cf_process_pool_options_init(cf_process_pool_options *o) {
@@ -1213,6 +1213,7 @@ int cf_process_pool_create(const cf_process_pool_options *opts,
     return rc;
   }
   cf__rp_init(&p->rp, &cf__pp_backend, o.max_workers, cf__pp_poke);
+  cf__executor_bound(&p->rp.base, o.max_queued);
   cf__rp_workers(&p->rp, p->w, sizeof *p->w, o.max_workers);
   /* The manager runs with every signal blocked: they are the
    * application's. */

@@ -147,7 +147,7 @@ void cf__rp_shutdown(cf__rpool *rp, bool wait, bool cancel) {
     cf__rp_join(rp);
 }
 
-void cf__rp_stop_batch(cf_executor *ex, cf_future *f) {
+void cf__rp_request_stop(cf_executor *ex, cf_future *f) {
   cf__rpool *rp = (cf__rpool *)ex;
   bool poke = false;
   pthread_mutex_lock(&rp->mu);

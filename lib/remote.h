@@ -80,7 +80,7 @@ cf_future *cf__rp_pop(cf__rpool *rp);
 
 /* Manager: gives the idle worker w the future f just taken from the
  * queue (BUSY first: a running future of the pool is always some worker's
- * `running`, where cf__rp_stop_batch looks), and starts it.  False when f
+ * `running`, where cf__rp_request_stop looks), and starts it.  False when f
  * was cancelled while queued: w is idle again and f released. */
 bool cf__rp_start(cf__rpool *rp, cf__rworker *w, cf_future *f);
 
@@ -108,7 +108,7 @@ void cf__rp_join(cf__rpool *rp);
  * runs.  Asks its worker to stop after the current input: marks it and
  * pokes; the manager sends the STOP (cf__rp_stops_due).  Not found: f is
  * done, or its answer is being read already. */
-void cf__rp_stop_batch(cf_executor *ex, cf_future *f);
+void cf__rp_request_stop(cf_executor *ex, cf_future *f);
 /* Manager: marks send_stop on the workers whose STOP is due and returns
  * whether any is (one plain load in the common case). */
 bool cf__rp_stops_due(cf__rpool *rp);

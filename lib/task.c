@@ -91,6 +91,10 @@ int cf_task_fail(cf_task *t, int code, const char *fmt, ...) {
   return code;
 }
 
+bool cf_task_stop_requested(cf_task *t) {
+  return t && t->stop_fn && t->stop_fn(t->stop_arg);
+}
+
 int cf__task_invoke(cf_task_fn fn, const void *in, size_t len, cf_task *t) {
   t->out.len_ = 0;
   t->errmsg = NULL;

@@ -773,6 +773,7 @@ int cf_thread_pool_create(const cf_thread_pool_options *opts,
   snprintf(p->prefix, sizeof p->prefix, "%s",
            o.thread_name_prefix ? o.thread_name_prefix : CF__TP_DEFAULT_PREFIX);
   cf__executor_init(&p->base, &cf__tp_backend, max);
+  cf__executor_bound(&p->base, o.max_queued);
   *out = &p->base;
   return CF_OK;
 }

@@ -66,24 +66,53 @@ static int cf__worker_reply(cf__chan *ch, uint64_t id, int32_t rc,
                              msg ? strlen(msg) : 0);
 }
 
-/* Between two inputs of the chunk `id`: has a STOP for it come?  Looks
- * without blocking; reads a frame only if one is there.  Returns CF_OK
- * (*stop set if so) or an error that ends the worker. */
-static int cf__worker_check_stop(cf__chan *ch, uint64_t id, bool *stop) {
-  int r = cf__chan_ready(ch);
-  if (r <= 0)
-    return r;
+/* Whether the parent asked the task (or chunk) `id` that runs here to
+ * stop: what cf_task_stop_requested() reads in a worker, and what a chunk
+ * looks at between inputs.  The parent sends at most one STOP, and only
+ * while the task is outstanding: any other frame now is a protocol error,
+ * kept in err to end the worker once the task returns. */
+typedef struct cf__wstop {
+  cf__chan *ch;
+  uint64_t id;
+  bool stop;
+  bool looked;
+  int err;
+  int64_t checked; /* the coarse clock at the last look */
+} cf__wstop;
+
+/* Looks for a frame without blocking; reads one only if it is there. */
+static void cf__wstop_look(cf__wstop *ws) {
+  int r = cf__chan_ready(ws->ch);
+  if (r <= 0) {
+    ws->err = r;
+    return;
+  }
   cf__frame fr;
   unsigned char *buf;
-  int rc = cf__chan_recv(ch, &fr, &buf);
+  int rc = cf__chan_recv(ws->ch, &fr, &buf);
   free(buf); /* a STOP has none: decode_stop refuses it if there was one */
-  if (rc != CF_OK)
-    return rc; /* the parent is gone, or sent garbage */
-  rc = cf__ipc_decode_stop(&fr, true, id);
+  if (rc == CF_OK)
+    rc = cf__ipc_decode_stop(&fr, true, ws->id);
   if (rc < 0)
-    return rc;
-  *stop = rc == CF__STOP_NOW;
-  return CF_OK;
+    ws->err = rc; /* the parent is gone, or sent garbage */
+  else
+    ws->stop = rc == CF__STOP_NOW;
+}
+
+/* At most one look per tick of the coarse clock (see cf__coarse_ns), so a
+ * task may ask in a tight loop.  An error counts as a stop: the worker is
+ * ending. */
+static bool cf__wstop_fn(void *arg) {
+  cf__wstop *ws = arg;
+  if (!ws->stop && !ws->err) {
+    int64_t now = cf__coarse_ns();
+    if (!ws->looked || now != ws->checked) {
+      ws->looked = true;
+      ws->checked = now;
+      cf__wstop_look(ws);
+    }
+  }
+  return ws->stop || ws->err;
 }
 
 /* Runs a CHUNK message's inputs and answers with one CHUNKRESULT.  Stops
@@ -95,22 +124,20 @@ static int cf__worker_chunk(cf__chan *ch, uint64_t id, cf_task_fn fn,
   cf__obuf out;
   if (cf__ipc_chunk_result_begin(&out, v->count) != CF_OK)
     return CF_ENOMEM;
+  cf__wstop ws = {.ch = ch, .id = id, .looked = true,
+                  .checked = cf__coarse_ns()};
   bool stop = false;
   int rc;
-  int64_t checked = cf__coarse_ns();
   for (uint64_t i = 0;; i++) {
     const unsigned char *in;
     size_t ilen;
     rc = cf__ipc_chunk_next(v, &in, &ilen);
     if (rc == CF_EOF)
       break;
-    if (rc == CF_OK && !stop && i > 0) {
-      int64_t now = cf__coarse_ns();
-      if (now != checked) {
-        checked = now;
-        rc = cf__worker_check_stop(ch, id, &stop);
-      }
-    }
+    if (rc == CF_OK && !stop && i > 0)
+      stop = cf__wstop_fn(&ws);
+    if (rc == CF_OK)
+      rc = ws.err;
     if (rc != CF_OK) {
       free(out.p);
       return rc;
@@ -120,6 +147,8 @@ static int cf__worker_chunk(cf__chan *ch, uint64_t id, cf_task_fn fn,
                   costs a `rep stos` */
     t.out.len_ = 0;
     t.errmsg = NULL;
+    t.stop_fn = cf__wstop_fn;
+    t.stop_arg = &ws;
     const void *data = NULL;
     size_t dlen = 0;
     bool has_msg = false;
@@ -202,9 +231,12 @@ static int cf__worker_on_task(cf__chan *ch, uint64_t id,
   if (!fn)
     return cf__worker_reply(ch, id, CF_EINVAL,
                             "task function not found in the worker", NULL);
+  cf__wstop ws = {.ch = ch, .id = id};
   cf_task t;
+  t.stop_fn = cf__wstop_fn;
+  t.stop_arg = &ws;
   int32_t code = cf__task_invoke(fn, tv.in, tv.len, &t);
-  int rc = cf__worker_reply(ch, id, code, t.errmsg, &t.out);
+  int rc = ws.err ? ws.err : cf__worker_reply(ch, id, code, t.errmsg, &t.out);
   cf__buf_free(&t.out);
   free(t.errmsg);
   return rc;
