@@ -33,7 +33,8 @@ void cf__executor_init(cf_executor *ex, const cf__backend *backend,
   atomic_init(&ex->closed, false);
 }
 
-/* ---- back-pressure -------------------------------------------------------- */
+/* ---- back-pressure --------------------------------------------------------
+ */
 
 static void cf__room_wake(cf_executor *ex) {
   atomic_fetch_add_explicit(&ex->room_seq, 1, memory_order_seq_cst);
@@ -139,16 +140,15 @@ int cf__submit_prepared(cf_executor *ex, cf_future *f) {
     atomic_fetch_or_explicit(&f->state, CF__F_QSLOT, memory_order_relaxed);
   }
   int rc = ex->backend->submit(ex, f);
-  if (rc != CF_OK &&
-      (atomic_fetch_and_explicit(&f->state, ~CF__F_QSLOT,
-                                 memory_order_relaxed) &
-       CF__F_QSLOT))
+  if (rc != CF_OK && (atomic_fetch_and_explicit(&f->state, ~CF__F_QSLOT,
+                                                memory_order_relaxed) &
+                      CF__F_QSLOT))
     cf__qslot_release(ex);
   return rc;
 }
 
-int cf_submit_timed(cf_executor *ex, cf_task_fn fn, const void *in,
-                    size_t len, int64_t timeout_ns, cf_future **out) {
+int cf_submit_timed(cf_executor *ex, cf_task_fn fn, const void *in, size_t len,
+                    int64_t timeout_ns, cf_future **out) {
   if (out)
     *out = NULL;
   if (!ex || !fn || (!in && len))
@@ -169,8 +169,8 @@ int cf_submit(cf_executor *ex, cf_task_fn fn, const void *in, size_t len,
   return cf_submit_timed(ex, fn, in, len, 0, out);
 }
 
-int cf_submit_owned_timed(cf_executor *ex, cf_task_fn fn, void *in,
-                          size_t len, cf_free_fn free_fn, int64_t timeout_ns,
+int cf_submit_owned_timed(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
+                          cf_free_fn free_fn, int64_t timeout_ns,
                           cf_future **out) {
   if (out)
     *out = NULL;

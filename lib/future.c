@@ -279,14 +279,12 @@ int cf__future_succeed(cf_future *f, cf__buf *out) {
   return rc;
 }
 
-bool cf__future_stop_fn(void *arg) {
-  return cf_future_stop_requested(arg);
-}
+bool cf__future_stop_fn(void *arg) { return cf_future_stop_requested(arg); }
 
 bool cf_future_stop_requested(const cf_future *f) {
-  return f && (atomic_load_explicit(&((cf_future *)f)->state,
-                                    memory_order_acquire) &
-               CF__F_STOPREQ);
+  return f &&
+         (atomic_load_explicit(&((cf_future *)f)->state, memory_order_acquire) &
+          CF__F_STOPREQ);
 }
 
 /* Clears f's queue slot while f is still PENDING, so that the slot is
@@ -306,8 +304,8 @@ static void cf__future_drop_qslot(cf_future *f) {
 int cf_future_request_stop(cf_future *f) {
   if (!f)
     return CF_EINVAL;
-  uint32_t s = atomic_fetch_or_explicit(&f->state, CF__F_STOPREQ,
-                                        memory_order_acq_rel);
+  uint32_t s =
+      atomic_fetch_or_explicit(&f->state, CF__F_STOPREQ, memory_order_acq_rel);
   bool first = !(s & CF__F_STOPREQ);
   if ((s & CF__ST_MASK) == CF_PENDING) {
     if (cf_future_cancel(f) == CF_OK)

@@ -124,8 +124,8 @@ static int cf__worker_chunk(cf__chan *ch, uint64_t id, cf_task_fn fn,
   cf__obuf out;
   if (cf__ipc_chunk_result_begin(&out, v->count) != CF_OK)
     return CF_ENOMEM;
-  cf__wstop ws = {.ch = ch, .id = id, .looked = true,
-                  .checked = cf__coarse_ns()};
+  cf__wstop ws = {
+      .ch = ch, .id = id, .looked = true, .checked = cf__coarse_ns()};
   bool stop = false;
   int rc;
   for (uint64_t i = 0;; i++) {
