@@ -343,7 +343,9 @@ CF_API int cf_future_set_error(cf_future *future, int code,
  *     completes it, who reads it with cf_future_stop_requested().
  * Returns CF_OK (requested, or cancelled when it was pending; also when
  * it already was), CF_ESTATE when the future is done (FINISHED), CF_EINVAL
- * for NULL.  Never blocks; the request is never withdrawn.  A task that
+ * for NULL.  For a running future of a process pool or an MPI pool, the
+ * caller must hold a reference to that pool for the call (as for
+ * cf_submit()).  Never blocks; the request is never withdrawn.  A task that
  * returns CF_ECANCELLED without a request fails as usual (CF_ETASK, code
  * CF_ECANCELLED). */
 CF_API int cf_future_request_stop(cf_future *future);
@@ -446,7 +448,8 @@ typedef struct cf_executor_stats {
   size_t running;       /* tasks running now */
   uint64_t completed;   /* tasks that returned 0 */
   uint64_t failed;      /* tasks that returned non-zero, or whose worker died */
-  uint64_t cancelled;   /* futures cancelled that this executor then dropped */
+  uint64_t cancelled;   /* futures cancelled that this executor then dropped,
+                           and tasks that honoured a stop request */
   size_t blocked;       /* thread pool: workers blocked in a wait inside a
                            task (they do not count against max_workers) */
   size_t extra_workers; /* thread pool: workers alive beyond max_workers,
@@ -759,13 +762,18 @@ CF_API void cf_as_completed_destroy(cf_as_completed_iter *it);
  * cancelled too (a source that runs is asked to stop,
  * cf_future_request_stop()).  A source cancelled, or failed, is passed on
  * as the mode says; a derived future cancelled before its source completes
- * simply never runs its function.
+ * simply never runs its function.  (With CF_CANCEL_SOURCES the derived
+ * future and its sources refer to each other until one completes: a user
+ * future among the sources must then be completed or cancelled, else
+ * neither is ever freed.)
  *
  * Stack and memory.  Completions and continuations that run inline are
  * trampolined: a chain of any length (1,000,000 links) completes in
  * constant stack on the thread that completes its first source, one link
  * after the other.  Each pending link costs one future and one small
- * record, freed as the chain completes. */
+ * record, freed as the chain completes.  So the inline continuations of a
+ * future that an inline continuation completes run after that
+ * continuation returns, not inside it: it must not wait for them. */
 
 /* Flags of cf_future_then(), cf_when_all() and cf_when_any(). */
 enum {
@@ -829,8 +837,9 @@ CF_API int cf_outcome_parse(const void *in, size_t len, cf_outcome *out);
  * once).  It always succeeds; its result is n int32_t values, the final
  * status of each source in input order (CF_OK, CF_ETASK, CF_ECANCELLED,
  * ...), so `then` on it can tell which failed.  A future may appear more
- * than once.  flags: 0 or CF_CANCEL_SOURCES.  The derived future holds a
- * reference to each source until it is done.
+ * than once.  flags: 0 or CF_CANCEL_SOURCES.  The derived future holds no
+ * reference to its sources (with CF_CANCEL_SOURCES it holds one to each
+ * until it is done).
  * Returns CF_OK, CF_EINVAL (NULL array with n > 0, a NULL element, out
  * NULL, unknown flags, absurd n) or CF_ENOMEM. */
 CF_API int cf_when_all(cf_future *const *futures, size_t n, unsigned flags,

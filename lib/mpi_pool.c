@@ -281,7 +281,10 @@ static void cf__mp_on_answer(cf__mpool *p, cf__mrank *r, const cf__frame *fr,
                                 : "malformed message from worker");
     return;
   }
-  cf__rp_count(&p->rp, task_rc == 0 ? &p->rp.completed : &p->rp.failed);
+  cf__rp_count(&p->rp, task_rc == 0 ? &p->rp.completed
+                       : task_rc == CF_ECANCELLED && cf_future_stop_requested(f)
+                           ? &p->rp.cancelled /* it honoured a stop request */
+                           : &p->rp.failed);
   cf__future_finish(f, task_rc, &t); /* callbacks run here */
   cf_future_release(f);
 }

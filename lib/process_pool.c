@@ -697,7 +697,10 @@ static void cf__pp_on_answer(cf__ppool *p, cf__pworker *w,
   } else {
     cf__rp_set_state(&p->rp, &w->rw, CF__RW_IDLE);
   }
-  cf__rp_count(&p->rp, task_rc == 0 ? &p->rp.completed : &p->rp.failed);
+  cf__rp_count(&p->rp, task_rc == 0 ? &p->rp.completed
+                       : task_rc == CF_ECANCELLED && cf_future_stop_requested(f)
+                           ? &p->rp.cancelled /* it honoured a stop request */
+                           : &p->rp.failed);
   cf__future_finish(f, task_rc, &t); /* callbacks run here */
   cf_future_release(f);
 }

@@ -231,7 +231,10 @@ static bool cf__tp_execute(cf__tp_worker *w, cf_future *f, bool to_idle) {
   if (finishing)
     atomic_fetch_add_explicit(&p->nfinishing, 1, memory_order_relaxed);
   /* Counted before the completion, so whoever it wakes sees it. */
-  cf__tp_count(rc == 0 ? &w->completed : &w->failed);
+  cf__tp_count(rc == 0 ? &w->completed
+               : rc == CF_ECANCELLED && cf_future_stop_requested(f)
+                   ? &w->cancelled
+                   : &w->failed);
   atomic_fetch_sub_explicit(&w->running, 1, memory_order_relaxed);
   cf__future_finish(f, rc, &t);
   return finishing;
