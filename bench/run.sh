@@ -10,6 +10,10 @@
 # table sets them beside the process pools.  PYTHON_MPI names the Python
 # to try for mpi4py (default: python3, then /usr/bin/python3).  The
 # machines are small and shared: read the ratios, not single runs.
+# Each run also takes bench_compose (continuations, when_all / when_any,
+# completion-queue latency, each beside its peer in the same process); its
+# figures go to a table of their own (medians, min and max of the runs),
+# in $build/bench/results/compose.txt.
 #   usage: bench/run.sh BUILDDIR SRCDIR
 set -eu
 build=${1:-.}
@@ -20,6 +24,8 @@ out="$build/bench/results"
 mkdir -p "$out"
 raw="$out/raw.txt"
 : > "$raw"
+craw="$out/compose.txt"
+: > "$craw"
 
 # The MPI peers: bench_mpi under MPIEXEC, and a Python whose mpi4py is
 # built on the same MPI (Debian's is Open MPI's), else none.
@@ -61,6 +67,7 @@ while [ "$i" -le "$runs" ]; do
     "$build/bench/bench_glib" "$tasks" >> "$raw"
   fi
   "$build/bench/bench_procs" 5000 20000 "$tasks" 2 >> "$raw"
+  "$build/bench/bench_compose" >> "$craw"
   if [ -n "$mpiexec" ]; then
     mpirun3 "$build/bench/bench_mpi" 5000 20000 "$tasks" 2 >> "$raw"
   fi
@@ -143,3 +150,29 @@ sort -k1,1 -k2,2 -k3,3n "$raw" | awk '
     }
   }' | tee "$out/summary.txt"
 echo "(runs: $runs; raw figures in $raw)"
+# bench_compose: its lines "compose metric value unit" under '#' headings
+# (the same in every run), in the program's order, with the median, min
+# and max of each metric over the runs; ratio_* were taken within each run.
+echo
+awk '
+  /^#/ { if (!($0 in seen)) { seen[$0]; item[++ni] = $0 } ; next }
+  $1 == "compose" {
+    k = $2
+    if (!(k in cnt)) { item[++ni] = "=" k; unit[k] = $4 }
+    v[k, ++cnt[k]] = $3 + 0
+  }
+  END {
+    runs = 0
+    for (k in cnt) if (cnt[k] > runs) runs = cnt[k]
+    printf "composition (bench_compose), over %d runs:\n", runs
+    printf "%-38s %11s %11s %11s\n", "metric", "median", "min", "max"
+    for (i = 1; i <= ni; i++) {
+      if (substr(item[i], 1, 1) != "=") { print item[i]; continue }
+      k = substr(item[i], 2); c = cnt[k]
+      for (a = 2; a <= c; a++)
+        for (b = a; b > 1 && v[k, b - 1] > v[k, b]; b--) { t = v[k, b]; v[k, b] = v[k, b - 1]; v[k, b - 1] = t }
+      m = (c % 2) ? v[k, (c + 1) / 2] : (v[k, c / 2] + v[k, c / 2 + 1]) / 2
+      printf "  %-36s %9.3f %-2s%9.3f %-2s%9.3f %-2s\n", k, m, unit[k], v[k, 1], unit[k], v[k, c], unit[k]
+    }
+  }' "$craw" | tee "$out/compose_summary.txt"
+echo "(raw figures of bench_compose in $craw)"
