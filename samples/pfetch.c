@@ -287,7 +287,7 @@ static int connect_one(conn *c, const struct addrinfo *ai) {
 
 static bool open_connection(conn *c, const url *u) {
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
+                           .ai_flags = AI_NUMERICSERV};
   if (u->ipv6) {
     hints.ai_family = AF_INET6;
     hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;

@@ -96,7 +96,7 @@ timeout 60 "$pf" -q - < "$tmp/in" > "$tmp/out" 2> "$tmp/err"
 rc=$?
 set -e
 [ $rc -eq 0 ] || fail "stdin: exit $rc: $(cat "$tmp/err") $(cat "$tmp/out")"
-[ "$(cat "$tmp/out" | wc -l)" -eq 1 ] && grep -q '^2 requests, 2 ok' "$tmp/out" ||
+[ "$(wc -l < "$tmp/out")" -eq 1 ] && grep -q '^2 requests, 2 ok' "$tmp/out" ||
   fail "stdin -q: $(cat "$tmp/out")"
 
 # ---- failures: each with its words, the same in every mode ----------------
@@ -142,6 +142,12 @@ done
 run --timeout 5 http://nonexistent.invalid/
 [ $rc -eq 1 ] && grep -q "cannot resolve host 'nonexistent.invalid'" "$tmp/out" ||
   fail "DNS failure: exit $rc: $(cat "$tmp/out")"
+
+# An IPv6 literal is a URL (httpd listens on IPv4 only, so it fails, with
+# whatever this machine's IPv6 says, never as a bad URL).
+run --timeout 5 "http://[::1]:$port/"
+[ $rc -eq 1 ] || fail "[::1]: exit $rc"
+if grep -q "bad URL" "$tmp/out"; then fail "[::1] is refused as a URL: $(cat "$tmp/out")"; fi
 
 # ---- usage errors: exit 2 with a message ---------------------------------
 usage_err() {
