@@ -775,8 +775,9 @@ CF_API void cf_as_completed_destroy(cf_as_completed_iter *it);
  * future that an inline continuation completes run after that
  * continuation returns, not inside it: it must not wait for them. */
 
-/* Flags of cf_future_then(), cf_when_all() and cf_when_any(). */
-enum {
+/* Flags of cf_future_then(), cf_when_all() and cf_when_any(), or'ed
+ * together into their `flags`. */
+typedef enum cf_compose_flags {
   /* then: run fn on the thread that completes the source (a worker, or
    * whoever calls cf_future_set_*() or cf_future_cancel()), as a done
    * callback does, or at once on the calling thread if the source is done
@@ -792,7 +793,7 @@ enum {
   /* Cancelling the derived future cancels (or asks to stop) its sources
    * that are not done yet. */
   CF_CANCEL_SOURCES = 4
-};
+} cf_compose_flags;
 
 /* Once `source` is done, runs fn on the executor `ex` (submitted there as
  * a task, one of `ex`'s tasks in every respect: a process pool runs it in

@@ -76,8 +76,23 @@ static void test_unset_size_refused(void) {
   CU_ASSERT_EQUAL(cf_thread_pool_create(&t, &ex), CF_EINVAL);
   CU_ASSERT_PTR_NULL(ex);
   CU_ASSERT_PTR_NOT_NULL(strstr(cf_last_error_message(), "size 0"));
-  t.size = sizeof t - 1; /* smaller than any released layout */
+  /* The first released layout ended at idle_timeout_ns. */
+  size_t v1 = offsetof(cf_thread_pool_options, idle_timeout_ns) +
+              sizeof t.idle_timeout_ns;
+  t.size = v1 - 1; /* smaller than any released layout */
   CU_ASSERT_EQUAL(cf_thread_pool_create(&t, &ex), CF_EINVAL);
+  /* A program built before max_queued existed: its size is v1, and its
+   * pool has no bound (the field past its struct is never read). */
+  t.size = v1;
+  t.max_queued = 1; /* past the old struct: must be ignored */
+  CU_ASSERT_EQUAL_FATAL(cf_thread_pool_create(&t, &ex), CF_OK);
+  cf_future *fs[4];
+  for (int i = 0; i < 4; i++)
+    CU_ASSERT_EQUAL(cf_submit(ex, task_echo, "x", 1, &fs[i]), CF_OK);
+  for (int i = 0; i < 4; i++)
+    cf_future_release(fs[i]);
+  cf_executor_release(ex);
+  cf_thread_pool_options_init(&t);
   t.size = (size_t)-1; /* garbage: refused before anything is read */
   CU_ASSERT_EQUAL(cf_thread_pool_create(&t, &ex), CF_EINVAL);
 

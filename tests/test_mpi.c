@@ -381,6 +381,85 @@ static void test_callbacks(void) {
   cf_executor_release(ex);
 }
 
+/* Continuations, combinators, stop requests and the queue bound, on the
+ * ranks as on the other backends. */
+static int task_add_one(cf_task *t, const void *in, size_t len) {
+  uint64_t v = 0;
+  if (len != sizeof v)
+    return cf_task_fail(t, 22, "input of %zu bytes", len);
+  memcpy(&v, in, sizeof v);
+  v++;
+  return cf_task_return(t, &v, sizeof v);
+}
+
+static int task_until_stopped(cf_task *t, const void *in, size_t len) {
+  (void)in;
+  (void)len;
+  int64_t end = cf_test_now_ms() + 60000; /* a hang guard only */
+  while (!cf_task_stop_requested(t) && cf_test_now_ms() < end)
+    cf_test_sleep_ms(1);
+  return cf_test_now_ms() < end ? CF_ECANCELLED : 1;
+}
+
+static void test_compose_and_stop(void) {
+  cf_executor *ex = make_mpi_pool(NULL, NULL, 0);
+  cf_future *f = submit_u64(ex, task_square, 3), *d = NULL, *e = NULL;
+  CU_ASSERT_EQUAL(cf_future_then(f, ex, task_add_one, 0, &d), CF_OK);
+  CU_ASSERT_EQUAL(cf_future_then(d, ex, task_rank, 0, &e), CF_OK);
+  CU_ASSERT_EQUAL(result_u64(d), 11); /* 3 * 3 + 1, + 1 */
+  const void *r = NULL;
+  size_t len = 0;
+  CU_ASSERT_EQUAL(cf_future_result(e, CF_FOREVER, &r, &len), CF_OK);
+  int rank = -1;
+  if (len == sizeof rank)
+    memcpy(&rank, r, sizeof rank);
+  CU_ASSERT(rank > 0); /* ran on a worker rank */
+  cf_future *all = NULL, *srcs[2] = {f, d};
+  CU_ASSERT_EQUAL(cf_when_all(srcs, 2, 0, &all), CF_OK);
+  CU_ASSERT_EQUAL(cf_future_result(all, CF_FOREVER, &r, &len), CF_OK);
+  CU_ASSERT_EQUAL(len, 2 * sizeof(int32_t));
+  cf_future_release(all);
+  cf_future_release(f);
+  cf_future_release(d);
+  cf_future_release(e);
+  /* A stop request reaches the rank as a message. */
+  cf_future *s = NULL;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_until_stopped, NULL, 0, &s), CF_OK);
+  while (cf_future_state(s) == CF_PENDING)
+    cf_test_sleep_ms(1);
+  CU_ASSERT_EQUAL(cf_future_request_stop(s), CF_OK);
+  CU_ASSERT_EQUAL(cf_future_wait(s, CF_FOREVER), CF_OK);
+  CU_ASSERT_TRUE(cf_future_cancelled(s));
+  cf_future_release(s);
+  CU_ASSERT_EQUAL(square_on(ex, 4), 17); /* the rank serves on */
+  cf_executor_release(ex);
+  /* max_queued: a full queue refuses at once. */
+  cf_mpi_pool_options o;
+  cf_mpi_pool_options_init(&o);
+  o.max_queued = 2;
+  CU_ASSERT_EQUAL_FATAL(cf_mpi_pool_create(&o, &ex), CF_OK);
+  enum { N = 64 };
+  cf_future *fs[N];
+  size_t ok = 0;
+  int refused = CF_OK;
+  for (size_t i = 0; i < N && refused == CF_OK; i++) {
+    refused = cf_submit(ex, task_until_stopped, NULL, 0, &fs[ok]);
+    if (refused == CF_OK)
+      ok++;
+  }
+  /* Every rank busy, then two queued: never more than that accepted. */
+  CU_ASSERT_EQUAL(refused, CF_EAGAIN);
+  CU_ASSERT(ok >= 2 && ok <= 2 + (size_t)cf_executor_max_workers(ex));
+  for (size_t i = 0; i < ok; i++)
+    cf_future_request_stop(fs[i]);
+  for (size_t i = 0; i < ok; i++) {
+    CU_ASSERT_EQUAL(cf_future_wait(fs[i], CF_FOREVER), CF_OK);
+    CU_ASSERT_TRUE(cf_future_cancelled(fs[i]));
+    cf_future_release(fs[i]);
+  }
+  cf_executor_release(ex);
+}
+
 static void test_shutdown(void) {
   cf_executor *ex = make_mpi_pool(NULL, NULL, 0);
   enum { N = 40 };
@@ -768,6 +847,7 @@ int main(int argc, char **argv) {
         CF_TEST(test_shutdown),          CF_TEST(test_initializer),
         CF_TEST(test_options),           CF_TEST(test_big_payloads),
         CF_TEST(test_rank_failure),      CF_TEST(test_idle_cpu),
+        CF_TEST(test_compose_and_stop),
     };
     result = cf_test_main("mpi", cases, sizeof cases / sizeof cases[0]);
   }
