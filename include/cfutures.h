@@ -868,12 +868,13 @@ CF_API int cf_when_any(cf_future *const *futures, size_t n, unsigned flags,
 
 /* A completion queue holds futures and a file descriptor (an eventfd) that
  * is readable exactly while at least one of them is done and not popped
- * yet: level-triggered, so any loop can watch it (epoll, poll, select,
- * GLib's g_unix_fd_add(), libuv's uv_poll_start(), ...) without a thread
- * blocked in cf_wait().  The loop then pops the done futures without
- * blocking.  (With edge-triggered epoll, pop until CF_EAGAIN.)  Safe from
- * any thread; the loop and any number of threads adding futures may share
- * a queue. */
+ * yet (a future is handed to the queue by a done callback: just after it
+ * is done, after its waiters have been woken): level-triggered, so any loop can
+ * watch it (epoll, poll, select, GLib's g_unix_fd_add(), libuv's
+ * uv_poll_start(), ...) without a thread blocked in cf_wait().  The loop then
+ * pops the done futures without blocking.  (With edge-triggered epoll, pop
+ * until CF_EAGAIN.)  Safe from any thread; the loop and any number of threads
+ * adding futures may share a queue. */
 typedef struct cf_completion_queue cf_completion_queue;
 
 /* Creates an empty queue and its descriptor (close-on-exec, non-blocking).

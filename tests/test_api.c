@@ -35,10 +35,32 @@ static void test_null_futures(void) {
   CU_ASSERT_EQUAL(cf_future_set_running_or_notify_cancel(NULL), CF_EINVAL);
   CU_ASSERT_EQUAL(cf_future_set_result(NULL, NULL, 0), CF_EINVAL);
   CU_ASSERT_EQUAL(cf_future_set_error(NULL, 1, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_future_request_stop(NULL), CF_EINVAL);
+  CU_ASSERT_FALSE(cf_future_stop_requested(NULL));
+  cf_future *o = (cf_future *)1;
+  CU_ASSERT_EQUAL(cf_future_then(NULL, NULL, NULL, CF_RUN_INLINE, &o),
+                  CF_EINVAL);
+  CU_ASSERT_PTR_NULL(o);
+  CU_ASSERT_EQUAL(cf_when_all(NULL, 1, 0, &o), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_when_any(NULL, 0, 0, &o), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_when_all(NULL, 0, 0, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_outcome_parse(NULL, 0, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_completion_queue_create(NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_completion_queue_fd(NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_completion_queue_add(NULL, NULL, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_completion_queue_pop(NULL, &o, NULL), CF_EINVAL);
+  CU_ASSERT_PTR_NULL(o);
+  CU_ASSERT_EQUAL(cf_completion_queue_count(NULL, NULL, NULL), CF_EINVAL);
+  cf_completion_queue_destroy(NULL);
   cf_future *f;
   cf_future_create(&f);
   CU_ASSERT_EQUAL(cf_future_add_done_callback(f, NULL, NULL), CF_EINVAL);
   CU_ASSERT_EQUAL(cf_future_set_result(f, NULL, 5), CF_EINVAL);
+  cf_completion_queue *q;
+  CU_ASSERT_EQUAL_FATAL(cf_completion_queue_create(&q), CF_OK);
+  CU_ASSERT_EQUAL(cf_completion_queue_add(q, NULL, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_completion_queue_pop(q, NULL, NULL), CF_EINVAL);
+  cf_completion_queue_destroy(q);
   cf_future_release(f);
 }
 
@@ -48,6 +70,10 @@ static void test_null_tasks(void) {
   CU_ASSERT_EQUAL(cf_task_return_owned(NULL, NULL, 0, NULL), CF_EINVAL);
   CU_ASSERT_EQUAL(cf_task_fail(NULL, 5, "x"), 5);
   CU_ASSERT_EQUAL(cf_task_fail(NULL, 0, "x"), -1);
+  CU_ASSERT_FALSE(cf_task_stop_requested(NULL));
+  CU_ASSERT_EQUAL(cf_submit_timed(NULL, NULL, NULL, 0, 0, NULL), CF_EINVAL);
+  CU_ASSERT_EQUAL(cf_submit_owned_timed(NULL, NULL, NULL, 0, NULL, 0, NULL),
+                  CF_EINVAL);
 }
 
 static void test_null_executors(void) {

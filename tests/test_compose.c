@@ -334,6 +334,7 @@ static void test_then_executor_refuses(void) {
   CU_ASSERT_EQUAL(cf_future_result(d, CF_FOREVER, NULL, NULL), CF_ESHUTDOWN);
   cf_future_release(d);
   cf_future_release(f);
+  cf_executor_release(ex);
   /* The derived future keeps the executor alive while pending. */
   ex = threads(1);
   f = user_future();

@@ -12,6 +12,8 @@
 #include "internal.h"
 #include "alloc.h"
 
+#include <poll.h>
+
 static atomic_int g_callbacks;
 static void cb_count(cf_future *f, void *arg) {
   (void)f;
@@ -138,6 +140,64 @@ static bool scenario(make_fn make, long nth_alloc, long nth_thread) {
     if (rc != CF_EOF)
       EXPECT_CLEAN(rc);
     cf_map_destroy(m);
+  }
+
+  /* Continuations, combinators, a completion queue: everything they
+   * allocate is allocated before anything is registered. */
+  cf_future *src = NULL;
+  if (cf_future_create(&src) == CF_OK) {
+    cf_future *d[4] = {NULL, NULL, NULL, NULL};
+    cf_future *srcs[2] = {src, nf ? fs[0] : src};
+    EXPECT_CLEAN(cf_future_then(src, ex, task_square, 0, &d[0]));
+    EXPECT_CLEAN(cf_future_then(src, NULL, task_square,
+                                CF_RUN_INLINE | CF_CANCEL_SOURCES, &d[1]));
+    EXPECT_CLEAN(cf_when_all(srcs, 2, CF_CANCEL_SOURCES, &d[2]));
+    EXPECT_CLEAN(cf_when_any(srcs, 2, 0, &d[3]));
+    cf_completion_queue *q = NULL;
+    EXPECT_CLEAN(cf_completion_queue_create(&q));
+    size_t queued = 0;
+    for (int i = 0; q && i < 4; i++) {
+      if (!d[i])
+        continue;
+      rc = cf_completion_queue_add(q, d[i], NULL);
+      EXPECT_CLEAN(rc);
+      queued += rc == CF_OK;
+    }
+    uint64_t three = 3;
+    rc = cf_future_set_result(src, &three, sizeof three);
+    CU_ASSERT_TRUE(rc == CF_OK || rc == CF_ENOMEM);
+    if (rc != CF_OK)
+      cf_future_cancel(src); /* still pending: end it another way */
+    for (int i = 0; i < 4; i++) {
+      if (!d[i])
+        continue;
+      const void *r = NULL;
+      rc = cf_future_result(d[i], CF_SEC(30), &r, NULL);
+      CU_ASSERT_NOT_EQUAL(rc, CF_ETIMEDOUT);
+      if (rc == CF_OK && i < 2) {
+        uint64_t v;
+        memcpy(&v, r, sizeof v);
+        CU_ASSERT_EQUAL(v, 10);
+      }
+    }
+    /* Done comes before the callbacks: a future's entry may reach the
+     * queue a moment after its waiters woke.  The descriptor says when. */
+    cf_future *p;
+    size_t popped = 0;
+    while (q && popped < queued) {
+      struct pollfd pfd = {cf_completion_queue_fd(q), POLLIN, 0};
+      if (poll(&pfd, 1, 30000) != 1)
+        break;
+      while (cf_completion_queue_pop(q, &p, NULL) == CF_OK) {
+        popped++;
+        cf_future_release(p);
+      }
+    }
+    CU_ASSERT_EQUAL(popped, queued);
+    cf_completion_queue_destroy(q);
+    for (int i = 0; i < 4; i++)
+      cf_future_release(d[i]);
+    cf_future_release(src);
   }
 
   /* No more failures: the executor must still work. */
