@@ -30,6 +30,7 @@ void cf__executor_init(cf_executor *ex, const cf__backend *backend,
   atomic_init(&ex->nqueued, 0);
   atomic_init(&ex->room_seq, 0);
   atomic_init(&ex->room_waiters, 0);
+  atomic_init(&ex->ncancelled, 0);
   atomic_init(&ex->closed, false);
 }
 
@@ -115,10 +116,16 @@ static int cf__submit_bounded(cf_executor *ex, cf_future *f, int64_t timeout_ns,
   if (CF__UNLIKELY(cf__inherited(ex)))
     return CF_EBROKEN;
   int rc = cf__qslot_take(ex, timeout_ns);
-  if (rc == CF_ESHUTDOWN)
-    return cf__submit_future(ex, f, out); /* the backend's own refusal */
   if (rc != CF_OK)
-    return rc;
+    return rc; /* CF_ESHUTDOWN: woken by a shutdown still under way */
+  /* Futures cancelled while queued gave their slots back, but their
+   * entries wait for a worker: drop them once there are as many as the
+   * bound, so that submit-and-cancel cannot grow the queue's memory. */
+  if (atomic_load_explicit(&ex->ncancelled, memory_order_relaxed) >=
+          ex->max_queued &&
+      atomic_exchange_explicit(&ex->ncancelled, 0, memory_order_relaxed) &&
+      ex->backend->purge)
+    ex->backend->purge(ex);
   /* Not yet published: a plain store. */
   atomic_store_explicit(&f->state, CF_PENDING | CF__F_QSLOT,
                         memory_order_relaxed);
@@ -264,6 +271,10 @@ int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out) {
   /* What a backend does not count is 0. */
   cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
   ex->backend->stats(ex, &st);
+  /* A bounded queue counts exactly what holds a slot: not the cancelled
+   * futures whose entries a worker has not reached yet. */
+  if (ex->max_queued)
+    st.queued = atomic_load_explicit(&ex->nqueued, memory_order_relaxed);
   cf__out_copy(out, &st, sizeof st);
   return CF_OK;
 }

@@ -295,6 +295,9 @@ static void cf__future_drop_qslot(cf_future *f) {
     if (atomic_compare_exchange_weak_explicit(&f->state, &s, s & ~CF__F_QSLOT,
                                               memory_order_acq_rel,
                                               memory_order_relaxed)) {
+      /* Its entry stays in the backend's queue until a worker reaches it
+       * or a purge drops it (cf__submit_bounded). */
+      atomic_fetch_add_explicit(&f->owner->ncancelled, 1, memory_order_relaxed);
       cf__qslot_release(f->owner);
       return;
     }

@@ -286,6 +286,10 @@ typedef struct cf__backend {
    * future's flag or the batch's own stop flag reaches the task (threads
    * of this process). */
   void (*request_stop)(cf_executor *ex, cf_future *f);
+  /* Drops the cancelled futures still in its queue (a bounded queue's
+   * cancelled entries would otherwise hold memory until a worker reaches
+   * them). */
+  void (*purge)(cf_executor *ex);
 } cf__backend;
 
 struct cf_executor {
@@ -299,6 +303,7 @@ struct cf_executor {
    * and at shutdown (closed). */
   size_t max_queued;
   _Atomic size_t nqueued;
+  _Atomic size_t ncancelled; /* cancelled while queued, since the purge */
   _Atomic uint32_t room_seq, room_waiters;
   _Atomic bool closed;
 };

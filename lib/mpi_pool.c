@@ -447,6 +447,7 @@ static const cf__backend cf__mp_backend = {
     .terminate = NULL, /* ranks are not our processes to signal */
     .forget = cf__mp_forget,
     .request_stop = cf__rp_request_stop,
+    .purge = cf__rp_purge,
 };
 
 /* ---- create -------------------------------------------------------------- */

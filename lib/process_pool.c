@@ -1015,6 +1015,7 @@ static const cf__backend cf__pp_backend = {
     .terminate = cf__pp_terminate,
     .forget = cf__pp_forget,
     .request_stop = cf__rp_request_stop,
+    .purge = cf__rp_purge,
 };
 
 int cf_process_pool_options_init(cf_process_pool_options *o) {

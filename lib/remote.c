@@ -182,6 +182,33 @@ bool cf__rp_stops_due(cf__rpool *rp) {
   return any;
 }
 
+void cf__rp_purge(cf_executor *ex) {
+  cf__rpool *rp = (cf__rpool *)ex;
+  cf_future *drop = NULL;
+  pthread_mutex_lock(&rp->mu);
+  cf_future **p = &rp->qhead, *last = NULL;
+  while (*p) {
+    cf_future *f = *p;
+    if (cf_future_cancelled(f)) {
+      *p = f->next;
+      f->next = drop;
+      drop = f;
+      rp->qlen--;
+      rp->cancelled++;
+    } else {
+      last = f;
+      p = &f->next;
+    }
+  }
+  rp->qtail = last;
+  pthread_mutex_unlock(&rp->mu);
+  while (drop) {
+    cf_future *next = drop->next;
+    cf_future_release(drop); /* the queue's reference */
+    drop = next;
+  }
+}
+
 void cf__rp_stats(cf_executor *ex, cf_executor_stats *st) {
   cf__rpool *rp = (cf__rpool *)ex;
   pthread_mutex_lock(&rp->mu);

@@ -113,6 +113,8 @@ void cf__rp_request_stop(cf_executor *ex, cf_future *f);
  * whether any is (one plain load in the common case). */
 bool cf__rp_stops_due(cf__rpool *rp);
 void cf__rp_stats(cf_executor *ex, cf_executor_stats *st);
+/* The backend's purge: drops the cancelled futures of the queue. */
+void cf__rp_purge(cf_executor *ex);
 /* The last reference is dropped on the manager itself (in a callback):
  * marks the pool for the manager to free as it exits, and returns true.
  * Elsewhere returns false: the caller frees. */

@@ -640,6 +640,36 @@ static void cf__tp_destroy(cf_executor *ex) {
   cf__tp_free(p);
 }
 
+static void cf__tp_purge(cf_executor *ex) {
+  cf__tpool *p = (cf__tpool *)ex;
+  cf_future *drop = NULL;
+  cf__lock_acquire(&p->lock);
+  cf__tp_refill_locked(p);
+  cf_future **at = &p->fifo_head, *last = NULL;
+  while (*at) {
+    cf_future *f = *at;
+    if (cf_future_cancelled(f)) {
+      *at = f->next;
+      f->next = drop;
+      drop = f;
+      p->fifo_len--;
+      p->npopped++; /* as if a worker had taken it */
+      p->cancelled++;
+    } else {
+      last = f;
+      at = &f->next;
+    }
+  }
+  p->fifo_tail = last;
+  atomic_store_explicit(&p->fifo_count, p->fifo_len, memory_order_relaxed);
+  cf__lock_release(&p->lock);
+  while (drop) {
+    cf_future *next = drop->next;
+    cf_future_release(drop); /* the queue's reference */
+    drop = next;
+  }
+}
+
 static void cf__tp_stats(cf_executor *ex, cf_executor_stats *st) {
   cf__tpool *p = (cf__tpool *)ex;
   cf__lock_acquire(&p->lock);
@@ -678,6 +708,7 @@ static const cf__backend cf__tp_backend = {
     .shutdown = cf__tp_shutdown,
     .destroy = cf__tp_destroy,
     .stats = cf__tp_stats,
+    .purge = cf__tp_purge,
     .forget = cf__tp_forget,
 };
 
