@@ -183,10 +183,20 @@ static void test_stop_user_future(void) {
   cf_future_release(f);
 }
 
-/* A map input that only ends when asked: cf_map_destroy() asks. */
+/* A map input that only ends when asked: cf_map_destroy() asks.  It
+ * first creates the file its input names, so the test knows it runs (in
+ * a worker process, memory is not shared). */
+typedef struct marker {
+  char path[112];
+} marker;
+
 static int long_input(cf_task *t, const void *in, size_t len) {
-  (void)in;
-  (void)len;
+  if (len != sizeof(marker))
+    return 3;
+  const marker *m = in;
+  int fd = open(m->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    close(fd);
   int64_t end = cf_test_now_ms() + GUARD_MS;
   while (!cf_task_stop_requested(t) && cf_test_now_ms() < end)
     cf_test_sleep_ms(1);
@@ -194,16 +204,29 @@ static int long_input(cf_task *t, const void *in, size_t len) {
 }
 
 static void map_destroy_stops(cf_executor *ex) {
-  static const int inputs[4] = {1, 2, 3, 4};
+  char dir[] = "/tmp/cf-test-stop-XXXXXX";
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+  marker in[4];
+  for (int i = 0; i < 4; i++)
+    snprintf(in[i].path, sizeof in[i].path, "%s/%d", dir, i);
   cf_map_options o = CF_MAP_OPTIONS_INIT;
-  o.chunksize = 4;
+  o.chunksize = 4; /* one chunk: the first input runs, three wait */
   cf_map_iter *m;
   CU_ASSERT_EQUAL_FATAL(
-      cf_map_array(ex, long_input, inputs, sizeof inputs[0], 4, &o, &m), CF_OK);
-  cf_test_sleep_ms(50); /* let it start; it also works if it has not */
+      cf_map_array(ex, long_input, in, sizeof in[0], 4, &o, &m), CF_OK);
+  int64_t end = cf_test_now_ms() + GUARD_MS;
+  while (access(in[0].path, F_OK) != 0 && cf_test_now_ms() < end)
+    cf_test_sleep_ms(1);
+  CU_ASSERT_EQUAL(access(in[0].path, F_OK), 0);
   int64_t t0 = cf_test_now_ms();
   cf_map_destroy(m); /* returns once the running input has stopped */
-  CU_ASSERT(cf_test_now_ms() - t0 < GUARD_MS);
+  /* Without the request the input would run out its guard. */
+  CU_ASSERT(cf_test_now_ms() - t0 < GUARD_MS - 10000);
+  for (int i = 1; i < 4; i++) /* the inputs after it never started */
+    CU_ASSERT_NOT_EQUAL(access(in[i].path, F_OK), 0);
+  for (int i = 0; i < 4; i++)
+    unlink(in[i].path);
+  rmdir(dir);
 }
 
 static void test_stop_map_threads(void) {
