@@ -592,16 +592,6 @@ static void test_many_producers_retry(void) { run_stress(true); }
 /* ---- continuations and maps -----------------------------------------------
  */
 
-/* in: uint64 v; result: v + 1000. */
-static int task_add_1000(cf_task *t, const void *in, size_t len) {
-  uint64_t v;
-  if (len != sizeof v)
-    return EINVAL;
-  memcpy(&v, in, sizeof v);
-  v += 1000;
-  return cf_task_return(t, &v, sizeof v);
-}
-
 static void test_continuations_never_refused(void) {
   enum { MAXQ = 2, NC = 3 };
   cf_executor *ex = make_bounded_pool(1, MAXQ);

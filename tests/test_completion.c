@@ -842,16 +842,6 @@ static void test_concurrent_producers(void) {
 /* ---- derived futures ------------------------------------------------------
  */
 
-/* in: uint64 v (a result of task_square); result: v + 1000. */
-static int task_add_1000(cf_task *t, const void *in, size_t len) {
-  uint64_t v;
-  if (len != sizeof v)
-    return EINVAL;
-  memcpy(&v, in, sizeof v);
-  v += 1000;
-  return cf_task_return(t, &v, sizeof v);
-}
-
 static void test_derived_futures(void) {
   enum { N = 20 };
   cf_executor *ex = make_pool(2);

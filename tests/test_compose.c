@@ -9,22 +9,6 @@ static cf_future *user_future(void) {
   return f;
 }
 
-static cf_executor *threads(int n) {
-  cf_thread_pool_options o = CF_THREAD_POOL_OPTIONS_INIT;
-  o.max_workers = n;
-  cf_executor *ex = NULL;
-  CU_ASSERT_EQUAL_FATAL(cf_thread_pool_create(&o, &ex), CF_OK);
-  return ex;
-}
-
-static cf_executor *processes(int n) {
-  cf_process_pool_options o = CF_PROCESS_POOL_OPTIONS_INIT;
-  o.max_workers = n;
-  cf_executor *ex = NULL;
-  CU_ASSERT_EQUAL_FATAL(cf_process_pool_create(&o, &ex), CF_OK);
-  return ex;
-}
-
 static long get_long(cf_future *f) {
   const void *d = NULL;
   size_t len = 0;
@@ -96,7 +80,7 @@ static const char *text_of(cf_future *f) {
 
 static void test_then_bad_args(void) {
   cf_future *f = user_future(), *d = (cf_future *)1;
-  cf_executor *ex = threads(1);
+  cf_executor *ex = make_pool(1);
   CU_ASSERT_EQUAL(cf_future_then(NULL, ex, add_one, 0, &d), CF_EINVAL);
   CU_ASSERT_PTR_NULL(d);
   CU_ASSERT_EQUAL(cf_future_then(f, ex, NULL, 0, &d), CF_EINVAL);
@@ -139,7 +123,7 @@ static void test_then_inline_success(void) {
 }
 
 static void test_then_on_threads(void) {
-  cf_executor *ex = threads(2);
+  cf_executor *ex = make_pool(2);
   cf_future *f = user_future(), *d;
   CU_ASSERT_EQUAL(cf_future_then(f, ex, note_thread, 0, &d), CF_OK);
   /* The source may be released at once: d holds what it needs. */
@@ -166,7 +150,7 @@ static void test_then_on_threads(void) {
 }
 
 static void test_then_on_processes(void) {
-  cf_executor *ex = processes(2);
+  cf_executor *ex = cf_test_processes(2);
   long zero = 40;
   cf_future *f, *d, *p, *x;
   CU_ASSERT_EQUAL_FATAL(cf_submit(ex, add_one, &zero, sizeof zero, &f), CF_OK);
@@ -196,7 +180,7 @@ static void test_then_on_processes(void) {
 }
 
 static void test_then_failure_passes(void) {
-  cf_executor *ex = threads(1);
+  cf_executor *ex = make_pool(1);
   cf_future *f = user_future(), *a, *b;
   atomic_store(&g_runs, 0);
   CU_ASSERT_EQUAL(cf_future_then(f, NULL, add_one, CF_RUN_INLINE, &a), CF_OK);
@@ -218,7 +202,7 @@ static void test_then_failure_passes(void) {
 }
 
 static void test_then_cancel_passes(void) {
-  cf_executor *ex = threads(1);
+  cf_executor *ex = make_pool(1);
   cf_future *f = user_future(), *a, *b, *c;
   atomic_store(&g_runs, 0);
   CU_ASSERT_EQUAL(cf_future_then(f, NULL, add_one, CF_RUN_INLINE, &a), CF_OK);
@@ -239,7 +223,7 @@ static void test_then_cancel_passes(void) {
 }
 
 static void test_then_any_outcome(void) {
-  cf_executor *ex = threads(2);
+  cf_executor *ex = make_pool(2);
   cf_future *ok = user_future(), *bad = user_future(), *gone = user_future();
   cf_future *d[6];
   CU_ASSERT_EQUAL(cf_future_then(ok, ex, describe, CF_ANY_OUTCOME, &d[0]),
@@ -275,7 +259,7 @@ static void test_then_any_outcome(void) {
 }
 
 static void test_then_derived_cancelled_first(void) {
-  cf_executor *ex = threads(1);
+  cf_executor *ex = make_pool(1);
   cf_future *f = user_future(), *a, *b;
   atomic_store(&g_runs, 0);
   CU_ASSERT_EQUAL(cf_future_then(f, ex, add_one, 0, &a), CF_OK);
@@ -304,7 +288,7 @@ static int wait_for_stop(cf_task *t, const void *in, size_t len) {
 }
 
 static void test_then_cancel_sources(void) {
-  cf_executor *ex = threads(1);
+  cf_executor *ex = make_pool(1);
   cf_future *f = user_future(), *d;
   CU_ASSERT_EQUAL(cf_future_then(f, ex, add_one, CF_CANCEL_SOURCES, &d), CF_OK);
   CU_ASSERT_EQUAL(cf_future_cancel(d), CF_OK);
@@ -326,7 +310,7 @@ static void test_then_cancel_sources(void) {
 }
 
 static void test_then_executor_refuses(void) {
-  cf_executor *ex = threads(1);
+  cf_executor *ex = make_pool(1);
   cf_future *f = user_future(), *d;
   CU_ASSERT_EQUAL(cf_future_then(f, ex, add_one, 0, &d), CF_OK);
   cf_shutdown(ex, true, false);
@@ -336,7 +320,7 @@ static void test_then_executor_refuses(void) {
   cf_future_release(f);
   cf_executor_release(ex);
   /* The derived future keeps the executor alive while pending. */
-  ex = threads(1);
+  ex = make_pool(1);
   f = user_future();
   CU_ASSERT_EQUAL(cf_future_then(f, ex, add_one, 0, &d), CF_OK);
   cf_executor_release(ex);
@@ -486,7 +470,7 @@ static void test_when_bad_args(void) {
 }
 
 static void test_when_all_mixed(void) {
-  cf_executor *ex = threads(2);
+  cf_executor *ex = make_pool(2);
   cf_future *ok = user_future(), *bad = user_future(), *gone = user_future();
   cf_future *task;
   long v = 1;
@@ -598,7 +582,7 @@ static int count_ok(cf_task *t, const void *in, size_t len) {
 }
 
 static void test_when_composes(void) {
-  cf_executor *ex = threads(2);
+  cf_executor *ex = make_pool(2);
   enum { N = 64 };
   cf_future *fs[N];
   for (long i = 0; i < N; i++)

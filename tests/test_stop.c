@@ -3,22 +3,6 @@
  * the process pool, user futures, map inputs and continuations. */
 #include "test_util.h"
 
-static cf_executor *threads(int n) {
-  cf_thread_pool_options o = CF_THREAD_POOL_OPTIONS_INIT;
-  o.max_workers = n;
-  cf_executor *ex = NULL;
-  CU_ASSERT_EQUAL_FATAL(cf_thread_pool_create(&o, &ex), CF_OK);
-  return ex;
-}
-
-static cf_executor *processes(int n) {
-  cf_process_pool_options o = CF_PROCESS_POOL_OPTIONS_INIT;
-  o.max_workers = n;
-  cf_executor *ex = NULL;
-  CU_ASSERT_EQUAL_FATAL(cf_process_pool_create(&o, &ex), CF_OK);
-  return ex;
-}
-
 /* The hang guard of every loop below: never a pass/fail criterion. */
 #define GUARD_MS 60000
 
@@ -119,13 +103,13 @@ static void stop_cases(cf_executor *ex) {
 }
 
 static void test_stop_threads(void) {
-  cf_executor *ex = threads(2);
+  cf_executor *ex = make_pool(2);
   stop_cases(ex);
   cf_executor_release(ex);
 }
 
 static void test_stop_processes(void) {
-  cf_executor *ex = processes(1);
+  cf_executor *ex = cf_test_processes(1);
   stop_cases(ex);
   /* The worker went on serving: a STOP that came after its task ended (a
    * task that never looks) is ignored, and the next task runs. */
@@ -150,7 +134,7 @@ static void test_stop_processes(void) {
 }
 
 static void test_stop_pending_cancels(void) {
-  cf_executor *ex = threads(1);
+  cf_executor *ex = make_pool(1);
   cf_future *gate, *queued;
   atomic_store(&g_ran, 0);
   CU_ASSERT_EQUAL_FATAL(cf_submit(ex, honour, NULL, 0, &gate), CF_OK);
@@ -230,13 +214,13 @@ static void map_destroy_stops(cf_executor *ex) {
 }
 
 static void test_stop_map_threads(void) {
-  cf_executor *ex = threads(2);
+  cf_executor *ex = make_pool(2);
   map_destroy_stops(ex);
   cf_executor_release(ex);
 }
 
 static void test_stop_map_processes(void) {
-  cf_executor *ex = processes(1);
+  cf_executor *ex = cf_test_processes(1);
   map_destroy_stops(ex);
   /* The worker serves on. */
   cf_future *f;
@@ -248,7 +232,7 @@ static void test_stop_map_processes(void) {
 
 /* A continuation running on an executor can be stopped like a task. */
 static void test_stop_continuation(void) {
-  cf_executor *ex = threads(1);
+  cf_executor *ex = make_pool(1);
   cf_future *src, *d;
   CU_ASSERT_EQUAL_FATAL(cf_future_create(&src), CF_OK);
   CU_ASSERT_EQUAL(cf_future_then(src, ex, honour, 0, &d), CF_OK);
@@ -290,10 +274,10 @@ static void race(cf_executor *ex, size_t n) {
 }
 
 static void test_stop_race(void) {
-  cf_executor *ex = threads(2);
+  cf_executor *ex = make_pool(2);
   race(ex, cf_test_scaled(2000));
   cf_executor_release(ex);
-  ex = processes(2);
+  ex = cf_test_processes(2);
   race(ex, cf_test_scaled(300));
   cf_executor_release(ex);
 }

@@ -326,6 +326,16 @@ static inline int task_sleep(cf_task *t, const void *in, size_t len) {
   return 0;
 }
 
+/* in: uint64 v; result: v + 1000. */
+static inline int task_add_1000(cf_task *t, const void *in, size_t len) {
+  uint64_t v;
+  if (len != sizeof v)
+    return EINVAL;
+  memcpy(&v, in, sizeof v);
+  v += 1000;
+  return cf_task_return(t, &v, sizeof v);
+}
+
 static inline int task_noop(cf_task *t, const void *in, size_t len) {
   (void)t;
   (void)in;
@@ -458,6 +468,11 @@ static inline cf_executor *make_process_pool(int workers, cf_death_policy pol,
   cf_executor *ex = NULL;
   CU_ASSERT_EQUAL_FATAL(cf_process_pool_create(&o, &ex), CF_OK);
   return ex;
+}
+
+/* A process pool of `workers`, the defaults otherwise. */
+static inline cf_executor *cf_test_processes(int workers) {
+  return make_process_pool(workers, CF_ON_DEATH_BREAK, 0);
 }
 
 static inline cf_executor *make_pool(int workers) {
