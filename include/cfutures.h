@@ -398,7 +398,13 @@ CF_API int cf_submit_owned(cf_executor *ex, cf_task_fn fn, void *in, size_t len,
 /* Back-pressure.  A pool created with max_queued > 0 (its options) holds
  * at most that many queued tasks: submitted with cf_submit*() or as
  * continuations on it (cf_future_then()), not started and not cancelled.
- * A task leaves the queue when a worker takes it or when it is cancelled.
+ * A task leaves the queue when a worker takes it or when it is cancelled;
+ * only the pool gives a cancelled task's slot back (a cancel may come from
+ * any thread, after which the pool may be gone), and it does so at once
+ * when a submit finds the queue full, when stats are read, or when a
+ * worker reaches the entry; a producer already waiting for room looks for
+ * cancelled entries every 10 ms.  cf_executor_stats.queued of a bounded
+ * pool counts the tasks that hold a slot.
  * cf_map() does not count (it bounds itself: max_inflight).  When the
  * queue is full, cf_submit() and cf_submit_owned() return CF_EAGAIN at
  * once, queueing nothing; these two wait for room instead, at most
@@ -760,7 +766,9 @@ CF_API void cf_as_completed_destroy(cf_as_completed_iter *it);
  * request while it is pending) never cancels its sources, unless it was
  * made with CF_CANCEL_SOURCES: then its sources still pending are
  * cancelled too (a source that runs is asked to stop,
- * cf_future_request_stop()).  A source cancelled, or failed, is passed on
+ * cf_future_request_stop(); for a source running on a process pool or an
+ * MPI pool, the derived future holds a reference to that pool until it
+ * is done).  A source cancelled, or failed, is passed on
  * as the mode says; a derived future cancelled before its source completes
  * simply never runs its function.  (With CF_CANCEL_SOURCES the derived
  * future and its sources refer to each other until one completes: a user
@@ -805,8 +813,9 @@ typedef enum cf_compose_flags {
  * FINISHED with its status, code and message).  If `ex` refuses the task
  * when the time comes (shut down, broken), the derived future fails with
  * that status (CF_ESHUTDOWN, CF_EBROKEN) and fn does not run.  The
- * executor must stay alive until then: the derived future holds a
- * reference to it while pending.
+ * derived future holds a reference to `ex` until it is done, and drops it
+ * on the thread that completes it (a worker of `ex`, or its I/O thread),
+ * so the caller may release `ex` at once.
  * Returns CF_OK, CF_EINVAL (source, fn or out NULL; ex NULL without
  * CF_RUN_INLINE; unknown flags), CF_ENOMEM, or CF_EBROKEN (ex inherited
  * through fork()).  On error *out is NULL and nothing was registered. */

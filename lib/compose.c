@@ -57,12 +57,28 @@ static void cf__trampoline(cf__deferred *d) {
   cf__tramp.active = false;
 }
 
+void cf__trampoline_drain(void) {
+  /* Only inside a trampoline: the outer record's run() is on this stack,
+   * so the records queued after it would wait for the blocking call that
+   * is about to be made; one of them may be what it waits for. */
+  cf__deferred *d;
+  while (cf__tramp.active && (d = cf__tramp.head)) {
+    cf__tramp.head = d->next;
+    if (!cf__tramp.head)
+      cf__tramp.tail = NULL;
+    d->run(d);
+  }
+}
+
 /* A derived future: PENDING, with one reference, owned (for the checks of
  * waits that would wait for themselves) by `owner`. */
 static cf_future *cf__derived_new(cf_task_fn fn, cf_executor *owner) {
   cf_future *d = cf__future_alloc(fn);
-  if (d)
+  if (d) {
     d->owner = owner;
+    atomic_store_explicit(&d->state, CF_PENDING | CF__F_DERIVED,
+                          memory_order_relaxed);
+  }
   return d;
 }
 
@@ -150,14 +166,70 @@ int cf_outcome_parse(const void *in, size_t len, cf_outcome *out) {
   return CF_OK;
 }
 
+/* ---- CF_CANCEL_SOURCES ------------------------------------------------------
+ */
+
+/* A callback on the derived future that, when it was cancelled, asks its
+ * sources to stop.  It runs on the trampoline too, so a cancelled chain
+ * cancels upwards link by link in constant stack.  A source running in
+ * worker processes needs its pool to pass the request on: the record holds
+ * that pool while the source may still run. */
+typedef struct cf__cancel_up {
+  cf__deferred node;
+  bool cancel;
+  size_t n;
+  struct {
+    cf_future *f;
+    cf_executor *pool; /* referenced, for a remote source; else NULL */
+  } srcs[];
+} cf__cancel_up;
+
+static void cf__cancel_up_free(cf__cancel_up *c) {
+  for (size_t i = 0; c && i < c->n; i++) {
+    if (c->cancel)
+      cf_future_request_stop(c->srcs[i].f);
+    cf_future_release(c->srcs[i].f);
+    cf_executor_release(c->srcs[i].pool);
+  }
+  free(c);
+}
+
+static void cf__cancel_up_run(cf__deferred *node) {
+  cf__cancel_up_free((cf__cancel_up *)node);
+}
+
+static void cf__cancel_up_cb(cf_future *d, void *arg) {
+  cf__cancel_up *c = arg;
+  c->cancel = cf_future_cancelled(d);
+  cf__trampoline(&c->node);
+}
+
+static cf__cancel_up *cf__cancel_up_new(cf_future *const *fs, size_t n) {
+  cf__cancel_up *c = cf__malloc(sizeof *c + n * sizeof c->srcs[0]);
+  if (!c)
+    return NULL;
+  c->node.run = cf__cancel_up_run;
+  c->cancel = false;
+  c->n = n;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t s = atomic_load_explicit(&fs[i]->state, memory_order_acquire);
+    c->srcs[i].f = cf_future_retain(fs[i]);
+    c->srcs[i].pool = (s & CF__F_REMOTE) && !CF__ST_DONE(s)
+                          ? cf_executor_retain(fs[i]->owner)
+                          : NULL;
+  }
+  return c;
+}
+
 /* ---- cf_future_then() ------------------------------------------------------
  */
 
 typedef struct cf__then {
   cf__deferred node;
-  cf_future *src;  /* the source, referenced while the record runs */
-  cf_future *d;    /* the derived future: the record's reference */
-  cf_executor *ex; /* referenced; NULL: inline */
+  cf_future *src;   /* the source, referenced while the record runs */
+  cf_future *d;     /* the derived future: the record's reference */
+  cf_executor *ex;  /* referenced; NULL: inline */
+  cf__listener *lx; /* for d: drops the executor once d is done */
   cf_task_fn fn;
   unsigned flags;
 } cf__then;
@@ -166,7 +238,18 @@ static void cf__then_free(cf__then *r) {
   cf_future_release(r->src);
   cf_future_release(r->d);
   cf_executor_release(r->ex);
+  free(r->lx);
   free(r);
+}
+
+/* Once a continuation is handed to its executor, a reference to the
+ * executor goes with it and is dropped when it is done: on the executor's
+ * own worker (or manager), where dropping the last reference is allowed,
+ * not on whatever thread completed the source, which would then wait for
+ * the executor to drain (perhaps for itself). */
+static void cf__drop_executor_cb(cf_future *d, void *arg) {
+  CF__UNUSED(d);
+  cf_executor_release(arg);
 }
 
 /* Runs fn on this thread for d, whose input is set. */
@@ -185,6 +268,23 @@ static void cf__then_inline(cf__then *r) {
   cf__future_finish(d, rc, &t);
 }
 
+/* Hands d, whose input is set, to the executor. */
+static void cf__then_submit(cf__then *r) {
+  cf_future *d = r->d;
+  cf__future_add_listener(d, r->lx, cf__drop_executor_cb,
+                          cf_executor_retain(r->ex), NULL);
+  r->lx = NULL;
+  cf_future_retain(d); /* the executor's */
+  int rc = cf__submit_prepared(r->ex, d);
+  if (rc != CF_OK) {
+    cf_future_release(d);
+    cf__buf_free(&d->in);
+    if (rc != CF_ECANCELLED) /* cancelled meanwhile: it stays so */
+      cf__future_fail(d, rc, 0, NULL);
+  }
+  /* r->ex, ours, kept the executor alive across the submit. */
+}
+
 static void cf__then_run(cf__deferred *node) {
   cf__then *r = (cf__then *)node;
   cf_future *src = r->src, *d = r->d;
@@ -199,20 +299,12 @@ static void cf__then_run(cf__deferred *node) {
                  ? cf__outcome_encode(src, &d->in)
                  : cf__buf_copy(&d->in, cf__buf_data(&src->out),
                                 cf__buf_len(&src->out));
-    if (rc != CF_OK) {
+    if (rc != CF_OK)
       cf__future_fail(d, rc, 0, NULL);
-    } else if (!r->ex) {
+    else if (!r->ex)
       cf__then_inline(r);
-    } else {
-      /* The executor takes the record's reference to d. */
-      cf_future_retain(d);
-      rc = cf__submit_prepared(r->ex, d);
-      if (rc != CF_OK) {
-        cf_future_release(d);
-        cf__buf_free(&d->in);
-        cf__future_fail(d, rc, 0, NULL);
-      }
-    }
+    else
+      cf__then_submit(r);
   }
   cf__then_free(r);
 }
@@ -228,39 +320,6 @@ static void cf__then_dispose(void *arg) {
   r->src = NULL;
   cf__trampoline(&r->node);
 }
-
-/* CF_CANCEL_SOURCES: a callback on the derived future that, when it was
- * cancelled, asks its sources to stop. */
-typedef struct cf__cancel_up {
-  size_t n;
-  _Atomic(cf_future *) srcs[];
-} cf__cancel_up;
-
-static void cf__cancel_up_cb(cf_future *d, void *arg) {
-  cf__cancel_up *c = arg;
-  bool cancel = cf_future_cancelled(d);
-  for (size_t i = 0; i < c->n; i++) {
-    cf_future *s = atomic_exchange(&c->srcs[i], NULL);
-    if (!s)
-      continue;
-    if (cancel)
-      cf_future_request_stop(s);
-    cf_future_release(s);
-  }
-  free(c);
-}
-
-static cf__cancel_up *cf__cancel_up_new(cf_future *const *fs, size_t n) {
-  cf__cancel_up *c = cf__malloc(sizeof *c + n * sizeof(_Atomic(cf_future *)));
-  if (!c)
-    return NULL;
-  c->n = n;
-  for (size_t i = 0; i < n; i++)
-    atomic_init(&c->srcs[i], cf_future_retain(fs[i]));
-  return c;
-}
-
-static void cf__cancel_up_free(cf__cancel_up *c);
 
 #define CF__THEN_FLAGS (CF_RUN_INLINE | CF_ANY_OUTCOME | CF_CANCEL_SOURCES)
 
@@ -279,13 +338,15 @@ int cf_future_then(cf_future *src, cf_executor *ex, cf_task_fn fn,
    * callback is on the source, nothing may fail. */
   cf__then *r = cf__malloc(sizeof *r);
   cf__listener *l = cf__malloc(sizeof *l);
+  cf__listener *lx = ex ? cf__malloc(sizeof *lx) : NULL;
   cf__listener *lc = flags & CF_CANCEL_SOURCES ? cf__malloc(sizeof *lc) : NULL;
   cf__cancel_up *c = lc ? cf__cancel_up_new(&src, 1) : NULL;
   cf_future *d = cf__derived_new(fn, ex ? ex : src->owner);
-  if (!r || !l || !d || ((flags & CF_CANCEL_SOURCES) && !c)) {
+  if (!r || !l || !d || (ex && !lx) || ((flags & CF_CANCEL_SOURCES) && !c)) {
     cf__cancel_up_free(c);
     free(r);
     free(l);
+    free(lx);
     free(lc);
     cf_future_release(d);
     return CF_ENOMEM;
@@ -294,6 +355,7 @@ int cf_future_then(cf_future *src, cf_executor *ex, cf_task_fn fn,
   r->src = NULL;
   r->d = cf_future_retain(d); /* the caller's and the record's */
   r->ex = cf_executor_retain(ex);
+  r->lx = lx;
   r->fn = fn;
   r->flags = flags;
   *out = d;
@@ -378,12 +440,6 @@ static void cf__when_fired(cf__when_slot *s, cf_future *f) {
 
 static void cf__when_cb(cf_future *f, void *arg) { cf__when_fired(arg, f); }
 static void cf__when_dispose(void *arg) { cf__when_fired(arg, NULL); }
-
-static void cf__cancel_up_free(cf__cancel_up *c) {
-  for (size_t i = 0; c && i < c->n; i++)
-    cf_future_release(atomic_load(&c->srcs[i]));
-  free(c);
-}
 
 static int cf__when_make(cf_future *const *fs, size_t n, unsigned flags,
                          bool any, cf_future **out) {

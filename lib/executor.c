@@ -30,7 +30,6 @@ void cf__executor_init(cf_executor *ex, const cf__backend *backend,
   atomic_init(&ex->nqueued, 0);
   atomic_init(&ex->room_seq, 0);
   atomic_init(&ex->room_waiters, 0);
-  atomic_init(&ex->ncancelled, 0);
   atomic_init(&ex->closed, false);
 }
 
@@ -52,7 +51,7 @@ void cf__qslot_release(cf_executor *ex) {
 
 /* Takes a slot if there is room. */
 static bool cf__qslot_try(cf_executor *ex) {
-  size_t n = atomic_load_explicit(&ex->nqueued, memory_order_relaxed);
+  size_t n = atomic_load_explicit(&ex->nqueued, memory_order_seq_cst);
   do {
     if (n >= ex->max_queued)
       return false;
@@ -61,9 +60,25 @@ static bool cf__qslot_try(cf_executor *ex) {
   return true;
 }
 
+/* A full queue may hold cancelled futures whose slots only the executor
+ * can give back: have it drop them, then look again. */
+static bool cf__qslot_try_purged(cf_executor *ex) {
+  if (cf__qslot_try(ex))
+    return true;
+  if (!ex->backend->purge)
+    return false;
+  ex->backend->purge(ex);
+  return cf__qslot_try(ex);
+}
+
+/* How long a producer waiting for room sleeps at most before it looks for
+ * cancelled futures again (a cancel cannot wake it: only the executor may
+ * touch the executor, see CF__F_QSLOT). */
+#define CF__ROOM_PURGE_NS CF_MSEC(10)
+
 /* Takes a queue slot for a submit, waiting for room up to timeout_ns. */
 static int cf__qslot_take(cf_executor *ex, int64_t timeout_ns) {
-  if (CF__LIKELY(cf__qslot_try(ex)))
+  if (CF__LIKELY(cf__qslot_try_purged(ex)))
     return CF_OK;
   if (cf__no_wait(timeout_ns))
     return CF_EAGAIN;
@@ -80,12 +95,16 @@ static int cf__qslot_take(cf_executor *ex, int64_t timeout_ns) {
       rc = CF_ESHUTDOWN; /* the backend's submit says which refusal */
       break;
     }
-    if (cf__qslot_try(ex))
+    if (cf__qslot_try_purged(ex))
       break;
-    if (cf__futex_wait(&ex->room_seq, seq, deadline) == ETIMEDOUT) {
-      rc = cf__qslot_try(ex) ? CF_OK : CF_EAGAIN;
+    int64_t now = cf__now_ns();
+    if (now >= deadline) {
+      rc = CF_EAGAIN;
       break;
     }
+    int64_t nap = deadline - now < CF__ROOM_PURGE_NS ? deadline
+                                                     : now + CF__ROOM_PURGE_NS;
+    cf__futex_wait(&ex->room_seq, seq, nap);
   }
   atomic_fetch_sub_explicit(&ex->room_waiters, 1, memory_order_seq_cst);
   cf__block(ctx, false);
@@ -100,6 +119,11 @@ int cf__submit_future(cf_executor *ex, cf_future *f, cf_future **out) {
   if (out)
     atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
   f->owner = ex;
+  if (ex->backend->request_stop) /* not yet published: no race */
+    atomic_store_explicit(
+        &f->state,
+        atomic_load_explicit(&f->state, memory_order_relaxed) | CF__F_REMOTE,
+        memory_order_relaxed);
   int rc = ex->backend->submit(ex, f);
   if (rc != CF_OK)
     atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
@@ -118,14 +142,6 @@ static int cf__submit_bounded(cf_executor *ex, cf_future *f, int64_t timeout_ns,
   int rc = cf__qslot_take(ex, timeout_ns);
   if (rc != CF_OK)
     return rc; /* CF_ESHUTDOWN: woken by a shutdown still under way */
-  /* Futures cancelled while queued gave their slots back, but their
-   * entries wait for a worker: drop them once there are as many as the
-   * bound, so that submit-and-cancel cannot grow the queue's memory. */
-  if (atomic_load_explicit(&ex->ncancelled, memory_order_relaxed) >=
-          ex->max_queued &&
-      atomic_exchange_explicit(&ex->ncancelled, 0, memory_order_relaxed) &&
-      ex->backend->purge)
-    ex->backend->purge(ex);
   /* Not yet published: a plain store. */
   atomic_store_explicit(&f->state, CF_PENDING | CF__F_QSLOT,
                         memory_order_relaxed);
@@ -141,14 +157,28 @@ int cf__submit_prepared(cf_executor *ex, cf_future *f) {
   if (CF__UNLIKELY(cf__inherited(ex)))
     return CF_EBROKEN;
   f->owner = ex;
-  if (ex->max_queued) {
-    /* Counted, never refused: it comes when its source completes. */
+  bool bounded = ex->max_queued != 0;
+  if (bounded) /* counted, never refused: it comes when its source does */
     atomic_fetch_add_explicit(&ex->nqueued, 1, memory_order_seq_cst);
-    atomic_fetch_or_explicit(&f->state, CF__F_QSLOT, memory_order_relaxed);
-  }
+  /* Published already (the caller's reference): the slot and the flags
+   * are set only while it is still pending, in one CAS, so a cancel that
+   * came first leaves nothing to give back, and one that comes later finds
+   * the slot for the executor to return (cf__queue_drop). */
+  uint32_t add = (bounded ? CF__F_QSLOT : 0) |
+                 (ex->backend->request_stop ? CF__F_REMOTE : 0);
+  uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+  do {
+    if ((s & CF__ST_MASK) != CF_PENDING) {
+      if (bounded)
+        cf__qslot_release(ex);
+      return CF_ECANCELLED;
+    }
+  } while (!atomic_compare_exchange_weak_explicit(
+      &f->state, &s, (s & ~CF__F_DERIVED) | add, memory_order_acq_rel,
+      memory_order_acquire));
   int rc = ex->backend->submit(ex, f);
   if (rc != CF_OK && (atomic_fetch_and_explicit(&f->state, ~CF__F_QSLOT,
-                                                memory_order_relaxed) &
+                                                memory_order_acq_rel) &
                       CF__F_QSLOT))
     cf__qslot_release(ex);
   return rc;
@@ -270,9 +300,11 @@ int cf_executor_stats_get(cf_executor *ex, cf_executor_stats *out) {
     return CF_EBROKEN;
   /* What a backend does not count is 0. */
   cf_executor_stats st = CF_EXECUTOR_STATS_INIT;
+  /* A bounded queue counts what holds a slot, once the cancelled futures
+   * a worker has not reached yet are dropped. */
+  if (ex->max_queued && ex->backend->purge)
+    ex->backend->purge(ex);
   ex->backend->stats(ex, &st);
-  /* A bounded queue counts exactly what holds a slot: not the cancelled
-   * futures whose entries a worker has not reached yet. */
   if (ex->max_queued)
     st.queued = atomic_load_explicit(&ex->nqueued, memory_order_relaxed);
   cf__out_copy(out, &st, sizeof st);

@@ -90,6 +90,20 @@ void cf_future_release(cf_future *f) {
 
 /* ---- transitions --------------------------------------------------------- */
 
+/* The flags a final state keeps: a cancelled future keeps its queue slot
+ * for its executor to give back (cf__queue_drop). */
+static inline uint32_t cf__kept(uint32_t fin) {
+  return (fin & CF__ST_MASK) == CF_CANCELLED ? CF__F_KEEP | CF__F_QSLOT
+                                             : CF__F_KEEP;
+}
+
+void cf__queue_drop(cf_future *f) {
+  if (atomic_fetch_and_explicit(&f->state, ~CF__F_QSLOT, memory_order_acq_rel) &
+      CF__F_QSLOT)
+    cf__qslot_release(f->owner);
+  cf_future_release(f);
+}
+
 /* With f->lock held: moves f from one of the `from` states to `fin`, detaches
  * the listeners and notifies waiter links (internal code only, so it is fine
  * under the lock; and a waiter frees its links only after unlinking them
@@ -101,10 +115,10 @@ static int cf__transition_locked(cf_future *f, unsigned from, uint32_t fin,
     if (!(CF__BIT(s & CF__ST_MASK) & from))
       return CF_ESTATE;
   } while (!atomic_compare_exchange_weak_explicit(
-      &f->state, &s, fin | (s & CF__F_KEEP), memory_order_acq_rel,
+      &f->state, &s, fin | (s & cf__kept(fin)), memory_order_acq_rel,
       memory_order_relaxed));
   *old = s;
-  if (s & CF__F_QSLOT)
+  if ((s & CF__F_QSLOT) && (fin & CF__ST_MASK) != CF_CANCELLED)
     cf__qslot_release(f->owner); /* its executor failed it: alive */
   cf__listener *l = f->listeners, *rev = NULL;
   f->listeners = NULL;
@@ -162,10 +176,10 @@ static int cf__transition(cf_future *f, unsigned from, uint32_t st,
     if (s & CF__F_LISTENERS)
       return cf__transition_slow(f, from, fin);
     if (atomic_compare_exchange_weak_explicit(
-            &f->state, &s, fin | (s & CF__F_KEEP), memory_order_acq_rel,
+            &f->state, &s, fin | (s & cf__kept(fin)), memory_order_acq_rel,
             memory_order_relaxed)) {
-      if (s & CF__F_QSLOT)
-        cf__qslot_release(f->owner);
+      if ((s & CF__F_QSLOT) && (fin & CF__ST_MASK) != CF_CANCELLED)
+        cf__qslot_release(f->owner); /* its executor failed it: alive */
       if (s & CF__F_SLEEPERS)
         cf__futex_wake(&f->state, INT_MAX);
       return CF_OK;
@@ -287,23 +301,6 @@ bool cf_future_stop_requested(const cf_future *f) {
           CF__F_STOPREQ);
 }
 
-/* Clears f's queue slot while f is still PENDING, so that the slot is
- * given back while its executor surely lives (it holds f queued). */
-static void cf__future_drop_qslot(cf_future *f) {
-  uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-  while ((s & CF__F_QSLOT) && (s & CF__ST_MASK) == CF_PENDING) {
-    if (atomic_compare_exchange_weak_explicit(&f->state, &s, s & ~CF__F_QSLOT,
-                                              memory_order_acq_rel,
-                                              memory_order_relaxed)) {
-      /* Its entry stays in the backend's queue until a worker reaches it
-       * or a purge drops it (cf__submit_bounded). */
-      atomic_fetch_add_explicit(&f->owner->ncancelled, 1, memory_order_relaxed);
-      cf__qslot_release(f->owner);
-      return;
-    }
-  }
-}
-
 int cf_future_request_stop(cf_future *f) {
   if (!f)
     return CF_EINVAL;
@@ -317,8 +314,9 @@ int cf_future_request_stop(cf_future *f) {
   }
   switch (s & CF__ST_MASK) {
   case CF_RUNNING:
-    /* Threads of this process read the flag; a worker process is told. */
-    if (first && f->owner && f->owner->backend->request_stop)
+    /* Threads of this process read the flag; a worker process is told
+     * (the caller holds a reference to that pool: see the header). */
+    if (first && (s & CF__F_REMOTE))
       f->owner->backend->request_stop(f->owner, f);
     return CF_OK;
   case CF_CANCELLED:
@@ -331,7 +329,6 @@ int cf_future_request_stop(cf_future *f) {
 int cf_future_cancel(cf_future *f) {
   if (!f)
     return CF_EINVAL;
-  cf__future_drop_qslot(f);
   int rc = cf__transition(f, CF__BIT(CF_PENDING), CF_CANCELLED, CF_ECANCELLED);
   if (rc == CF_ESTATE &&
       (atomic_load_explicit(&f->state, memory_order_acquire) & CF__ST_MASK) ==
@@ -449,6 +446,9 @@ bool cf_future_running(const cf_future *f) {
 static int cf__future_wait_slow(cf_future *f, int64_t timeout_ns) {
   if (cf__no_wait(timeout_ns))
     return CF_ETIMEDOUT;
+  cf__trampoline_drain(); /* f may be completed by a deferred record */
+  if (cf_future_done(f))
+    return CF_OK;
   cf__worker_ctx *ctx = cf__tls_worker;
   if (ctx) {
     if (cf__waits_for_self(f))

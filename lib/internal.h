@@ -98,10 +98,18 @@ int cf__task_invoke(cf_task_fn fn, const void *in, size_t len, cf_task *t);
 #define CF__F_SLEEPERS 0x10u /* threads sleep on the word (futex) */
 #define CF__F_USER 0x20u     /* user-completable (cf_future_create) */
 #define CF__F_STOPREQ 0x40u  /* cf_future_request_stop() was called */
-/* The future holds a slot of its executor's bounded queue (max_queued):
- * whoever clears it, always together with leaving PENDING or while still
- * PENDING (the executor is alive then), gives the slot back. */
+/* The future holds a slot of its executor's bounded queue (max_queued).
+ * Only the executor's own paths clear it and give the slot back: the start
+ * (PENDING -> RUNNING), a failure by the backend, and dropping a future
+ * that never started (cf__queue_drop).  A cancel, on any thread, keeps it
+ * in the CANCELLED state: after its CAS the executor may be gone. */
 #define CF__F_QSLOT 0x80u
+/* A derived future (compose.c) not submitted to its executor yet: no
+ * backend holds it, so no wait may claim it to run inline. */
+#define CF__F_DERIVED 0x10000u
+/* Submitted to a backend whose workers are other processes: a stop
+ * request must be passed on (backend->request_stop). */
+#define CF__F_REMOTE 0x20000u
 /* The flags a final state keeps. */
 #define CF__F_KEEP (CF__F_USER | CF__F_STOPREQ)
 #define CF__STATUS_SHIFT 8
@@ -303,7 +311,6 @@ struct cf_executor {
    * and at shutdown (closed). */
   size_t max_queued;
   _Atomic size_t nqueued;
-  _Atomic size_t ncancelled; /* cancelled while queued, since the purge */
   _Atomic uint32_t room_seq, room_waiters;
   _Atomic bool closed;
 };
@@ -325,10 +332,19 @@ static inline void cf__executor_bound(cf_executor *ex, size_t max_queued) {
 /* Gives back the queue slot of a future of ex (its CF__F_QSLOT was just
  * cleared by the caller), waking a producer waiting for room. */
 void cf__qslot_release(cf_executor *ex);
+/* The executor drops the queue's reference to f, a future that never
+ * started (cancelled, failed while queued) or did: gives its slot back
+ * if it still holds one. */
+void cf__queue_drop(cf_future *f);
 
-/* Submits f, prepared by the caller, who gives the executor its reference
- * (on error the caller keeps it).  A continuation: it takes a queue slot
- * even past the bound, never waits. */
+/* Runs the derived-future records this thread deferred (compose.c), when
+ * it is about to block: one of them may be what it waits for. */
+void cf__trampoline_drain(void);
+
+/* Submits f, a derived future prepared by the caller, who gives the
+ * executor its reference (on error the caller keeps it).  A continuation:
+ * it takes a queue slot even past the bound, never waits.  CF_ECANCELLED
+ * when f was cancelled meanwhile (nothing submitted). */
 int cf__submit_prepared(cf_executor *ex, cf_future *f);
 
 /* Submits a prepared future (one reference for the executor, one for the

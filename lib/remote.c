@@ -64,7 +64,7 @@ void cf__rp_fail_list(cf_future *l, int status, int code, const char *msg) {
   while (l) {
     cf_future *next = l->next;
     cf__future_fail(l, status, code, msg ? cf__strdup(msg) : NULL);
-    cf_future_release(l);
+    cf__queue_drop(l);
     l = next;
   }
 }
@@ -90,7 +90,7 @@ bool cf__rp_start(cf__rpool *rp, cf__rworker *w, cf_future *f) {
   w->task = NULL;
   cf__rp_set_state(rp, w, CF__RW_IDLE);
   cf__rp_count(rp, &rp->cancelled);
-  cf_future_release(f);
+  cf__queue_drop(f);
   return false;
 }
 
@@ -137,7 +137,7 @@ void cf__rp_shutdown(cf__rpool *rp, bool wait, bool cancel) {
   for (; l; n++) {
     cf_future *next = l->next;
     cf_future_cancel(l);
-    cf_future_release(l);
+    cf__queue_drop(l);
     l = next;
   }
   pthread_mutex_lock(&rp->mu);
@@ -204,7 +204,7 @@ void cf__rp_purge(cf_executor *ex) {
   pthread_mutex_unlock(&rp->mu);
   while (drop) {
     cf_future *next = drop->next;
-    cf_future_release(drop); /* the queue's reference */
+    cf__queue_drop(drop); /* the queue's reference, and its slot */
     drop = next;
   }
 }

@@ -250,7 +250,7 @@ static bool cf__tp_run(cf__tp_worker *w, cf_future *f) {
   else if (cf_future_cancelled(f))
     cf__tp_count(&w->cancelled);
   /* else: a wait ran it inline (cf__tp_run_inline), it is done already */
-  cf_future_release(f); /* the executor's (the queue's) reference */
+  cf__queue_drop(f); /* the executor's (the queue's) reference */
   return finishing;
 }
 
@@ -274,7 +274,7 @@ static void cf__tp_break(cf__tpool *p, int code) {
                      code) < 0)
       msg = NULL;
     cf__future_fail_queued(list, CF_EBROKEN, code, msg);
-    cf_future_release(list);
+    cf__queue_drop(list);
     list = next;
   }
 }
@@ -452,8 +452,10 @@ static void cf__tp_block(cf__worker_ctx *ctx, bool begin) {
  * executor's reference); whoever pops it finds it started and drops it. */
 static bool cf__tp_run_inline(cf__worker_ctx *ctx, cf_future *f) {
   cf__tp_worker *w = (cf__tp_worker *)ctx;
+  /* A derived future not submitted yet is in no queue: its source may not
+   * even be done. */
   if (f->owner != &w->pool->base || ctx->depth >= CF__TP_MAX_DEPTH ||
-      !cf__future_start(f))
+      (atomic_load(&f->state) & CF__F_DERIVED) || !cf__future_start(f))
     return false;
   ctx->depth++;
   cf__tp_execute(w, f, false); /* back to the wait, not to the queue */
@@ -512,7 +514,7 @@ static void cf__tp_submit_slow(cf__tpool *p) {
     if (cf__asprintf(&msg, "no worker thread could be started") < 0)
       msg = NULL;
     cf__future_fail_queued(orphans, CF_EAGAIN, 0, msg);
-    cf_future_release(orphans);
+    cf__queue_drop(orphans);
     orphans = next;
   }
 }
@@ -604,7 +606,7 @@ static int cf__tp_shutdown(cf_executor *ex, bool wait, bool cancel_futures) {
      * the task inline meanwhile: that one was not cancelled. */
     if (cf_future_cancel(list) == CF_OK)
       n++;
-    cf_future_release(list);
+    cf__queue_drop(list);
     list = next;
   }
   if (n) {
@@ -665,7 +667,7 @@ static void cf__tp_purge(cf_executor *ex) {
   cf__lock_release(&p->lock);
   while (drop) {
     cf_future *next = drop->next;
-    cf_future_release(drop); /* the queue's reference */
+    cf__queue_drop(drop); /* the queue's reference, and its slot */
     drop = next;
   }
 }

@@ -65,6 +65,7 @@ cf__listener *cf__waiter_pop(cf__waiter *w) {
 }
 
 int cf__waiter_sleep(cf__waiter *w, uint32_t seq0, int64_t deadline) {
+  cf__trampoline_drain(); /* a deferred record may complete a watched one */
   int64_t spin_end = cf__now_ns() + CF__PARK_SPIN_NS;
   if (spin_end > deadline)
     spin_end = deadline;

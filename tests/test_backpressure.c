@@ -7,6 +7,8 @@
  * itself. */
 #include "test_util.h"
 
+#include <sys/wait.h>
+
 /* A hang guard for waits the library must end: no speed requirement. */
 #define HANG_NS CF_SEC(120)
 
@@ -972,10 +974,100 @@ static void test_cancelled_entries_purged(void) {
   CU_ASSERT_EQUAL(atomic_load(&g_inputs_freed), ROUNDS);
 }
 
+/* Regressions found in review. */
+
+/* A continuation cancelled while its source completes (and it is handed
+ * to the bounded pool) must not keep a slot: after many such races the
+ * pool is idle and takes a full bound again. */
+static _Atomic(cf_future *) g_target;
+static atomic_int g_go, g_stop_canceller;
+
+static void *cancel_targets(void *arg) {
+  (void)arg;
+  unsigned seed = 1;
+  for (;;) {
+    cf_future *d;
+    while (!(d = atomic_load(&g_target)))
+      if (atomic_load(&g_stop_canceller))
+        return NULL;
+    atomic_store(&g_target, NULL);
+    atomic_store(&g_go, 1);
+    seed = seed * 1103515245 + 12345;
+    for (volatile unsigned i = 0; i < (seed >> 16) % 3000; i++)
+      ;
+    cf_future_cancel(d);
+    cf_future_release(d);
+  }
+}
+
+static void test_cancelled_continuation_keeps_no_slot(void) {
+  enum { MAXQ = 4 };
+  cf_executor *ex = make_bounded_pool(2, MAXQ);
+  atomic_store(&g_stop_canceller, 0);
+  pthread_t th;
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, cancel_targets, NULL), 0);
+  size_t big = 64 * 1024; /* a copy long enough for the cancel to land */
+  char *buf = calloc(1, big);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+  size_t rounds = cf_test_scaled(4000);
+  for (size_t i = 0; i < rounds; i++) {
+    cf_future *u = NULL, *d = NULL;
+    CU_ASSERT_EQUAL_FATAL(cf_future_create(&u), CF_OK);
+    CU_ASSERT_EQUAL_FATAL(cf_future_then(u, ex, task_noop, 0, &d), CF_OK);
+    atomic_store(&g_go, 0);
+    atomic_store(&g_target, cf_future_retain(d));
+    while (!atomic_load(&g_go))
+      ;
+    cf_future_set_result(u, buf, big);
+    CU_ASSERT_EQUAL(cf_future_wait(d, HANG_NS), CF_OK);
+    cf_future_release(d);
+    cf_future_release(u);
+  }
+  atomic_store(&g_stop_canceller, 1);
+  pthread_join(th, NULL);
+  free(buf);
+  /* Every continuation is done: no slot may be held (stats count the
+   * slots, once the cancelled entries are dropped). */
+  CU_ASSERT_EQUAL(stats_queued(ex), 0);
+  cf_executor_release(ex);
+}
+
+/* In a fork child, an inherited pool is freed by its last release; a
+ * cancel of one of its queued futures then must not touch it (ASan and
+ * valgrind see the write if it does). */
+static void test_fork_child_cancels_inherited(void) {
+  if (CF_TEST_TSAN)
+    return; /* TSan does not follow a multithreaded fork */
+  cf_executor *ex = make_bounded_pool(1, 2);
+  cf_test_gate g;
+  cf_future *gf = block_worker(ex, &g);
+  cf_future *q = NULL;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(ex, task_noop, NULL, 0, &q), CF_OK);
+  fflush(NULL);
+  pid_t pid = fork();
+  CU_ASSERT_FATAL(pid >= 0);
+  if (pid == 0) {
+    cf_executor_release(ex); /* inherited: freed without its threads */
+    int rc = cf_future_cancel(q);
+    cf_test_child_exit(rc == CF_OK && cf_future_cancelled(q) ? 0 : 1);
+  }
+  int st = 0;
+  CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+  CU_ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  gate_open(&g);
+  wait_release(gf);
+  cf_future_wait(q, HANG_NS);
+  cf_future_release(q);
+  cf_executor_release(ex);
+  gate_destroy(&g);
+}
+
 CF_TEST_MAIN("backpressure", CF_TEST(test_full_queue_refuses),
              CF_TEST(test_cancel_gives_slot_back),
              CF_TEST(test_stats_queued_excludes_cancelled),
              CF_TEST(test_cancelled_entries_purged),
+             CF_TEST(test_cancelled_continuation_keeps_no_slot),
+             CF_TEST(test_fork_child_cancels_inherited),
              CF_TEST(test_timed_forever_waits_for_room),
              CF_TEST(test_shutdown_wakes_producers),
              CF_TEST(test_owned_timed_keeps_buffer),

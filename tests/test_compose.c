@@ -436,6 +436,146 @@ static void test_then_long_failure(void) {
   CU_ASSERT_EQUAL(atomic_load(&g_runs), 0);
 }
 
+/* Regressions found in review. ------------------------------------------ */
+
+/* A wait inside a task of the pool a continuation is bound to must not
+ * take the continuation for a queued task and run it before its source is
+ * done (nor call a when_all's missing function). */
+static cf_executor *g_pool;
+
+static int echo_len(cf_task *t, const void *in, size_t len) {
+  (void)in;
+  long n = (long)len;
+  return cf_task_return(t, &n, sizeof n);
+}
+
+static int wait_on_then(cf_task *t, const void *in, size_t len) {
+  (void)len;
+  cf_future *u, *d;
+  memcpy(&u, in, sizeof u);
+  if (cf_future_then(u, g_pool, echo_len, 0, &d) != CF_OK)
+    return 1;
+  int rc = cf_future_wait(d, CF_FOREVER);
+  const void *r = NULL;
+  if (rc == CF_OK)
+    rc = cf_future_result(d, 0, &r, NULL);
+  long n = -1;
+  if (rc == CF_OK)
+    memcpy(&n, r, sizeof n);
+  cf_future_release(d);
+  return rc ? 2 : cf_task_return(t, &n, sizeof n);
+}
+
+static int sleep_then_one(cf_task *t, const void *in, size_t len) {
+  (void)in;
+  (void)len;
+  cf_test_sleep_ms(20);
+  long one = 1;
+  return cf_task_return(t, &one, sizeof one);
+}
+
+static int wait_on_when_all(cf_task *t, const void *in, size_t len) {
+  (void)in;
+  (void)len;
+  cf_future *s[2], *d;
+  for (int i = 0; i < 2; i++)
+    if (cf_submit(g_pool, sleep_then_one, NULL, 0, &s[i]) != CF_OK)
+      return 1;
+  if (cf_when_all(s, 2, 0, &d) != CF_OK)
+    return 1;
+  int rc = cf_future_wait(d, CF_FOREVER);
+  cf_future_release(d);
+  cf_future_release(s[0]);
+  cf_future_release(s[1]);
+  return rc ? 2 : cf_task_return(t, NULL, 0);
+}
+
+static void test_wait_in_task_leaves_derived(void) {
+  g_pool = make_pool(2);
+  cf_future *u = user_future(), *f, *g;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(g_pool, wait_on_then, &u, sizeof u, &f),
+                        CF_OK);
+  /* Until the task waits (a wait that runs the continuation early ends it
+   * at once: then the check below fails). */
+  while (cf_future_state(f) == CF_PENDING)
+    cf_test_sleep_ms(1);
+  cf_test_sleep_ms(50);
+  CU_ASSERT_EQUAL(cf_future_set_result(u, "hello", 5), CF_OK);
+  CU_ASSERT_EQUAL(get_long(f), 5); /* the continuation saw u's result */
+  CU_ASSERT_EQUAL_FATAL(cf_submit(g_pool, wait_on_when_all, NULL, 0, &g),
+                        CF_OK);
+  CU_ASSERT_EQUAL(cf_future_result(g, CF_FOREVER, NULL, NULL), CF_OK);
+  cf_future_release(f);
+  cf_future_release(g);
+  cf_future_release(u);
+  cf_executor_release(g_pool);
+}
+
+/* The last reference to a continuation's executor is not dropped on the
+ * thread that completed the source: there it would wait for that executor
+ * to drain, here for a task that needs the completing pool itself. */
+static cf_executor *g_a;
+
+static int quick_x(cf_task *t, const void *in, size_t len) {
+  (void)in;
+  (void)len;
+  return cf_task_return(t, "x", 1);
+}
+
+static int needs_a(cf_task *t, const void *in, size_t len) {
+  (void)in;
+  (void)len;
+  cf_future *g;
+  if (cf_submit(g_a, quick_x, NULL, 0, &g) != CF_OK)
+    return 1;
+  /* A hang guard: A's only worker completed our source; it must be free
+   * to run this, not stuck in B's shutdown. */
+  int rc = cf_future_wait(g, CF_SEC(60));
+  cf_future_release(g);
+  return rc ? 2 : cf_task_return(t, NULL, 0);
+}
+
+static void test_then_drops_executor_on_its_own_thread(void) {
+  g_a = make_pool(1);
+  cf_executor *b = make_pool(1);
+  cf_future *s, *d;
+  CU_ASSERT_EQUAL_FATAL(cf_submit(g_a, sleep_then_one, NULL, 0, &s), CF_OK);
+  CU_ASSERT_EQUAL_FATAL(cf_future_then(s, b, needs_a, 0, &d), CF_OK);
+  cf_executor_release(b); /* d holds it while pending */
+  int code = 0;
+  CU_ASSERT_EQUAL(cf_future_error(d, CF_FOREVER, &code, NULL), CF_OK);
+  CU_ASSERT_EQUAL(code, 0);
+  cf_future_release(s);
+  cf_future_release(d);
+  cf_executor_release(g_a);
+}
+
+/* Cancelling the tail of a long CF_CANCEL_SOURCES chain cancels it all,
+ * in constant stack. */
+static void *cancel_up_chain(void *arg) {
+  chain_arg *c = arg;
+  cf_future *root = user_future(), *cur = cf_future_retain(root);
+  for (size_t i = 0; i < c->n; i++) {
+    cf_future *next = NULL;
+    if (cf_future_then(cur, NULL, add_one, CF_RUN_INLINE | CF_CANCEL_SOURCES,
+                       &next) != CF_OK)
+      break;
+    cf_future_release(cur);
+    cur = next;
+  }
+  c->status =
+      cf_future_cancel(cur) == CF_OK && cf_future_cancelled(root) ? CF_OK : -1;
+  cf_future_release(cur);
+  cf_future_release(root);
+  return NULL;
+}
+
+static void test_cancel_sources_long_chain(void) {
+  chain_arg c = {cf_test_scaled(200000), 0, 0};
+  run_small_stack(cancel_up_chain, &c);
+  CU_ASSERT_EQUAL(c.status, CF_OK);
+}
+
 /* when_all / when_any ---------------------------------------------------- */
 
 static const int32_t *statuses(cf_future *f, size_t *n) {
@@ -736,8 +876,11 @@ CF_TEST_MAIN("compose", CF_TEST(test_then_bad_args),
              CF_TEST(test_then_cancel_sources),
              CF_TEST(test_then_executor_refuses),
              CF_TEST(test_then_million_inline), CF_TEST(test_then_dropped_root),
-             CF_TEST(test_then_long_failure), CF_TEST(test_when_bad_args),
-             CF_TEST(test_when_all_mixed), CF_TEST(test_when_any_mixed),
-             CF_TEST(test_when_cancel_sources),
+             CF_TEST(test_then_long_failure),
+             CF_TEST(test_wait_in_task_leaves_derived),
+             CF_TEST(test_then_drops_executor_on_its_own_thread),
+             CF_TEST(test_cancel_sources_long_chain),
+             CF_TEST(test_when_bad_args), CF_TEST(test_when_all_mixed),
+             CF_TEST(test_when_any_mixed), CF_TEST(test_when_cancel_sources),
              CF_TEST(test_when_source_dropped), CF_TEST(test_when_composes),
              CF_TEST(test_when_race), CF_TEST(test_outcome_parse_refuses))

@@ -191,6 +191,7 @@ static void map_destroy_stops(cf_executor *ex) {
   char dir[] = "/tmp/cf-test-stop-XXXXXX";
   CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
   marker in[4];
+  memset(in, 0, sizeof in); /* every byte travels to the worker */
   for (int i = 0; i < 4; i++)
     snprintf(in[i].path, sizeof in[i].path, "%s/%d", dir, i);
   cf_map_options o = CF_MAP_OPTIONS_INIT;
