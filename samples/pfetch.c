@@ -440,16 +440,16 @@ static bool read_response(conn *c, uint64_t max_bytes) {
     }
     size_t from = have >= 3 ? have - 3 : 0;
     have += (size_t)n;
-    /* The end of the headers: a blank line (CR LF CR LF, or LF LF from
-     * lenient servers). */
+    /* The end of the headers: a blank line, LF after LF with at most a CR
+     * between (CR LF CR LF, LF LF, and the mixed LF CR LF of lenient
+     * servers). */
     for (size_t i = from; i < have && !hdr_end; i++) {
       if (hdr[i] != '\n')
         continue;
       if (!line_end)
         line_end = i;
-      if (i >= 1 && hdr[i - 1] == '\n')
-        hdr_end = i + 1;
-      else if (i >= 3 && memcmp(hdr + i - 3, "\r\n\r\n", 4) == 0)
+      if ((i >= 1 && hdr[i - 1] == '\n') ||
+          (i >= 2 && hdr[i - 1] == '\r' && hdr[i - 2] == '\n'))
         hdr_end = i + 1;
     }
     if (!line_end && have >= 12 && memcmp(hdr, "HTTP/", 5) != 0) {

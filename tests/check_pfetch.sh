@@ -109,7 +109,7 @@ long=$(awk 'BEGIN { while (n++ < 9000) printf "a" }')
 bad="ftp://x http:// http://host:99999/ http://host:0/ http://h:x/ https://127.0.0.1/
   http://[::1 http://u@h/ http://$long/ $H/nothing/$long
   http://127.0.0.1:$dead/ $H/hang $H/bytes/5000 $H/nolength/5000 $H/status/404
-  $H/status/503 $H/garbage $H/short/100 $H/status/302"
+  $H/status/503 $H/garbage $H/short/100 $H/status/302 $H/lfcrlf"
 for m in --serial "" --processes --loop; do
   [ "$m" = --loop ] && [ -z "$loop" ] && continue
   # shellcheck disable=SC2086
@@ -118,7 +118,8 @@ for m in --serial "" --processes --loop; do
   strip > "$tmp/lines$m"
   [ "$(grep -c '^FAILED ' "$tmp/lines$m")" -eq 18 ] || fail "failures, mode '$m': $(cat "$tmp/out")"
   grep -q '^ok .*/status/302 302 ' "$tmp/lines$m" || fail "302 is not a success"
-  grep -q '^19 requests, 1 ok, 18 failed, ' "$tmp/out" || fail "failures total: $(tail -1 "$tmp/out")"
+  grep -q '^ok .*/lfcrlf 200 3 bytes' "$tmp/lines$m" || fail "headers ending LF CR LF: $(grep lfcrlf "$tmp/out")"
+  grep -q '^20 requests, 2 ok, 18 failed, ' "$tmp/out" || fail "failures total: $(tail -1 "$tmp/out")"
   for why in "ftp://x: bad URL: unsupported scheme 'ftp'" \
     "http://: bad URL: no host" \
     "http://host:99999/: bad URL: port 99999 is out of range" \

@@ -20,6 +20,7 @@
  *   /status/C   status C (100 to 999)
  *   /hang       reads until the client closes; never answers
  *   /garbage    bytes that are not an HTTP response, then close
+ *   /lfcrlf     a valid answer whose headers end with LF CR LF (lenient)
  *   anything    200 with the body "hello, pfetch\n" (14 bytes)
  */
 #include <errno.h>
@@ -168,7 +169,10 @@ static void route(int fd, const char *path, char *req, size_t cap) {
     return;
   }
   sleep_ms(delay_ms);
-  if (strcmp(path, "/garbage") == 0) {
+  if (strcmp(path, "/lfcrlf") == 0) {
+    static const char mixed[] = "HTTP/1.0 200 OK\nContent-Length: 3\n\r\nabc";
+    send_all(fd, mixed, sizeof mixed - 1);
+  } else if (strcmp(path, "/garbage") == 0) {
     static const char junk[] = "THIS IS NOT HTTP\r\n\r\n\x01\x02\x03";
     send_all(fd, junk, sizeof junk - 1);
   } else if (strncmp(path, "/bytes/", 7) == 0 &&
