@@ -204,6 +204,14 @@ static void cf__cancel_up_cb(cf_future *d, void *arg) {
   cf__trampoline(&c->node);
 }
 
+/* The derived future was freed still pending (its executor inherited
+ * through fork()): nothing was cancelled, the references go. */
+static void cf__cancel_up_dispose(void *arg) {
+  cf__cancel_up *c = arg;
+  c->cancel = false;
+  cf__trampoline(&c->node);
+}
+
 static cf__cancel_up *cf__cancel_up_new(cf_future *const *fs, size_t n) {
   cf__cancel_up *c = cf__malloc(sizeof *c + n * sizeof c->srcs[0]);
   if (!c)
@@ -360,7 +368,7 @@ int cf_future_then(cf_future *src, cf_executor *ex, cf_task_fn fn,
   r->flags = flags;
   *out = d;
   if (c)
-    cf__future_add_listener(d, lc, cf__cancel_up_cb, c, NULL);
+    cf__future_add_listener(d, lc, cf__cancel_up_cb, c, cf__cancel_up_dispose);
   cf__future_add_listener(src, l, cf__then_cb, r, cf__then_dispose);
   return CF_OK;
 }
@@ -499,7 +507,7 @@ static int cf__when_make(cf_future *const *fs, size_t n, unsigned flags,
   }
   *out = d;
   if (c)
-    cf__future_add_listener(d, lc, cf__cancel_up_cb, c, NULL);
+    cf__future_add_listener(d, lc, cf__cancel_up_cb, c, cf__cancel_up_dispose);
   if (!n)
     cf__trampoline(&w->node); /* done at once, with an empty result */
   /* In input order: for when_any, the first of those done already wins. */
