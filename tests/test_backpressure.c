@@ -1038,6 +1038,12 @@ static void test_cancelled_continuation_keeps_no_slot(void) {
 static void test_fork_child_cancels_inherited(void) {
   if (CF_TEST_TSAN)
     return; /* TSan does not follow a multithreaded fork */
+  /* Under valgrind the child's exit counts its inherited futures as leaks
+   * (as test_fork, left out there); ASan sees the use-after-free this is
+   * about. */
+  const char *pre = getenv("LD_PRELOAD");
+  if (pre && strstr(pre, "vgpreload"))
+    return;
   cf_executor *ex = make_bounded_pool(1, 2);
   cf_test_gate g;
   cf_future *gf = block_worker(ex, &g);
