@@ -156,7 +156,8 @@ static int cf__submit_bounded(cf_executor *ex, cf_future *f, int64_t timeout_ns,
 int cf__submit_prepared(cf_executor *ex, cf_future *f) {
   if (CF__UNLIKELY(cf__inherited(ex)))
     return CF_EBROKEN;
-  f->owner = ex;
+  /* f->owner is ex since f was made (compose.c): not written again, as
+   * other threads may read it now (cf_when_all over f). */
   bool bounded = ex->max_queued != 0;
   if (bounded) /* counted, never refused: it comes when its source does */
     atomic_fetch_add_explicit(&ex->nqueued, 1, memory_order_seq_cst);

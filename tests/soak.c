@@ -18,6 +18,10 @@
  *   - as_completed hands out every future exactly once; a map yields every
  *     index exactly once (in order when ordered);
  *   - every fire-and-forget task submitted by a callback runs exactly once;
+ *   - a continuation (inline, on a pool, on any outcome) ends as its source
+ *     implies, or cancelled when asked; when_all reports each source's
+ *     status and when_any one that is done; a completion queue hands out
+ *     every future added, once, while stop requests and cancels race;
  *   - at the end, descriptors, threads and child processes are back to
  *     their count at the start (no zombie either).
  * A watchdog ends the run (as a failure) if it takes longer than
@@ -28,6 +32,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -56,6 +61,7 @@ static atomic_long n_submitted, n_cancelled, n_failed_tasks, n_ok, n_maps,
     n_map_items, n_private, n_deaths, n_stolen_cancels;
 static atomic_long cb_added, cb_ran;           /* done callbacks */
 static atomic_long chain_submitted, chain_ran; /* submitted by callbacks */
+static atomic_long n_composed, n_stops;        /* continuations, requests */
 
 __attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...) {
   va_list ap;
@@ -151,6 +157,25 @@ static int chain_task(cf_task *t, const void *in, size_t len) {
   (void)t, (void)in, (void)len;
   atomic_fetch_add(&chain_ran, 1);
   return 0;
+}
+
+/* A continuation: its input (a source's result) mixed again. */
+static int then_task(cf_task *t, const void *in, size_t len) {
+  uint64_t x;
+  if (len != sizeof x)
+    return cf_task_fail(t, EINVAL, "input of %zu bytes", len);
+  memcpy(&x, in, sizeof x);
+  x = mix(x);
+  return cf_task_return(t, &x, sizeof x);
+}
+
+/* A continuation on any outcome: the source's status and code. */
+static int outcome_task(cf_task *t, const void *in, size_t len) {
+  cf_outcome o = CF_OUTCOME_INIT;
+  if (cf_outcome_parse(in, len, &o) != CF_OK)
+    return cf_task_fail(t, EPROTO, "not an outcome");
+  int32_t v[2] = {o.status, o.code};
+  return cf_task_return(t, v, sizeof v);
 }
 
 /* ---- one future's bookkeeping -------------------------------------------- */
@@ -561,6 +586,149 @@ static bool do_private(uint64_t *s) {
   return ok;
 }
 
+/* Continuations, when_all / when_any and a completion queue over a batch,
+ * with stop requests and cancels thrown in. */
+static bool do_compose(uint64_t *s) {
+  int b = (int)pick(s, 5) == 0; /* a fifth on the process pool */
+  cf_executor *ex = shared[b];
+  size_t n = 1 + pick(s, MAX_BATCH / 2);
+  rec rs[MAX_BATCH];
+  size_t made = 0;
+  bool ok = submit_some(s, ex, b == 0, false, DIE_NONE, n, rs, &made);
+  cf_future *d[MAX_BATCH] = {0}, *all = NULL, *any = NULL;
+  unsigned flags[MAX_BATCH] = {0};
+  bool d_cancel[MAX_BATCH] = {0};
+  cf_completion_queue *q = NULL;
+  size_t queued = 0;
+  if (ok) {
+    ok = cf_completion_queue_create(&q) == CF_OK;
+    op();
+    if (!ok)
+      fail("completion_queue_create");
+  }
+  for (size_t i = 0; ok && i < made; i++) {
+    static const unsigned choice[] = {0, CF_RUN_INLINE, CF_ANY_OUTCOME,
+                                      CF_ANY_OUTCOME | CF_RUN_INLINE};
+    flags[i] = choice[pick(s, 4)];
+    int rc = cf_future_then(
+        rs[i].f, flags[i] & CF_RUN_INLINE ? NULL : ex,
+        flags[i] & CF_ANY_OUTCOME ? outcome_task : then_task, flags[i], &d[i]);
+    op();
+    if (rc != CF_OK) {
+      ok = false;
+      fail("then: %s", cf_strerror(rc));
+      break;
+    }
+    atomic_fetch_add(&n_composed, 1);
+    ok = cf_completion_queue_add(q, d[i], (void *)(uintptr_t)i) == CF_OK;
+    op();
+    queued += ok;
+    if (pick(s, 6) == 0) { /* a stop request: cancels it if pending */
+      rs[i].may_cancel = true;
+      cf_future_request_stop(rs[i].f);
+      atomic_fetch_add(&n_stops, 1);
+      op();
+    }
+    if (pick(s, 8) == 0) {
+      d_cancel[i] = true;
+      cf_future_cancel(d[i]);
+      op();
+    }
+  }
+  if (ok && made) {
+    ok = cf_when_all(d, made, 0, &all) == CF_OK &&
+         cf_when_any(d, made, 0, &any) == CF_OK;
+    op();
+    if (!ok)
+      fail("when_all / when_any");
+  }
+  /* The queue hands out every continuation once, through its descriptor. */
+  bool popped[MAX_BATCH] = {0};
+  for (size_t got = 0; ok && got < queued;) {
+    struct pollfd pfd = {cf_completion_queue_fd(q), POLLIN, 0};
+    int pr = poll(&pfd, 1, 30000); /* a hang guard, not a speed */
+    CHECK(pr == 1, "completion queue: not readable with %zu of %zu popped", got,
+          queued);
+    cf_future *f;
+    void *tag;
+    while (cf_completion_queue_pop(q, &f, &tag) == CF_OK) {
+      op();
+      size_t i = (uintptr_t)tag;
+      CHECK(i < made && f == d[i] && !popped[i], "completion queue: wrong pop");
+      popped[i] = true;
+      got++;
+      cf_future_release(f);
+    }
+  }
+  /* A continuation cancelled by us is done before its source. */
+  for (size_t i = 0; ok && i < made; i++) {
+    CHECK(cf_future_wait(rs[i].f, CF_SEC(60)) == CF_OK, "source not done");
+    op();
+    ok = verify(&rs[i]);
+  }
+  /* Each continuation as its source implies. */
+  for (size_t i = 0; ok && i < made; i++) {
+    const void *r;
+    size_t len;
+    int rc = cf_future_result(d[i], 0, &r, &len);
+    int src = cf_future_result(rs[i].f, 0, NULL, NULL);
+    int code = 0;
+    cf_future_error(rs[i].f, 0, &code, NULL);
+    op();
+    if (cf_future_cancelled(d[i]) &&
+        (d_cancel[i] || (src == CF_ECANCELLED && !(flags[i] & CF_ANY_OUTCOME))))
+      continue;
+    if (flags[i] & CF_ANY_OUTCOME) {
+      int32_t v[2];
+      CHECK(rc == CF_OK && len == sizeof v, "any-outcome continuation: %s",
+            cf_strerror(rc));
+      memcpy(v, r, sizeof v);
+      CHECK(v[0] == src && v[1] == code,
+            "any-outcome continuation saw %d/%d, source %d/%d", v[0], v[1], src,
+            code);
+    } else if (src == CF_OK) {
+      uint64_t v, want = mix(mix(rs[i].j.id));
+      CHECK(rc == CF_OK && len == sizeof v, "continuation: %s",
+            cf_strerror(rc));
+      memcpy(&v, r, sizeof v);
+      CHECK(v == want, "continuation: wrong result");
+    } else {
+      int dcode = 0;
+      cf_future_error(d[i], 0, &dcode, NULL);
+      CHECK(rc == src && dcode == code,
+            "continuation of a failure: %s code %d, source %s code %d",
+            cf_strerror(rc), dcode, cf_strerror(src), code);
+    }
+  }
+  if (ok && all) {
+    const void *r;
+    size_t len;
+    CHECK(cf_future_result(all, CF_SEC(30), &r, &len) == CF_OK &&
+              len == made * sizeof(int32_t),
+          "when_all: no result");
+    for (size_t i = 0; i < made; i++) {
+      int32_t st;
+      memcpy(&st, (const char *)r + i * sizeof st, sizeof st);
+      CHECK(st == cf_future_result(d[i], 0, NULL, NULL),
+            "when_all: status %d of %zu is wrong", st, i);
+    }
+    cf_when_any_result w;
+    CHECK(cf_future_result(any, CF_SEC(30), &r, &len) == CF_OK &&
+              len == sizeof w,
+          "when_any: no result");
+    memcpy(&w, r, sizeof w);
+    CHECK(w.index < made && cf_future_done(d[w.index]), "when_any: index");
+    op();
+  }
+  cf_completion_queue_destroy(q);
+  cf_future_release(all);
+  cf_future_release(any);
+  for (size_t i = 0; i < made; i++)
+    cf_future_release(d[i]);
+  drop_all(rs, made, ok);
+  return ok;
+}
+
 /* A user-completable future: completed or cancelled by this thread, with
  * callbacks and a waiter on another path. */
 static bool do_user_future(uint64_t *s) {
@@ -602,7 +770,8 @@ static void *soak_thread(void *arg) {
   uint64_t s = (uint64_t)(uintptr_t)arg;
   while (more()) {
     unsigned k = pick(&s, 1000);
-    bool ok = k < 800   ? do_batch(&s)
+    bool ok = k < 740   ? do_batch(&s)
+              : k < 800 ? do_compose(&s)
               : k < 950 ? do_map(&s)
               : k < 990 ? do_user_future(&s)
                         : do_private(&s);
@@ -757,13 +926,14 @@ int main(int argc, char **argv) {
   printf("soak: %ld operations in %.1f s: %ld futures submitted (%ld ok, %ld "
          "task errors, %ld cancelled, %ld worker deaths), %ld cancels from "
          "another thread, %ld maps (%ld items), %ld private pools, %ld "
-         "callbacks, %ld tasks submitted by callbacks\n",
+         "callbacks, %ld tasks submitted by callbacks, %ld continuations, "
+         "%ld stop requests\n",
          atomic_load(&ops), secs, atomic_load(&n_submitted), atomic_load(&n_ok),
          atomic_load(&n_failed_tasks), atomic_load(&n_cancelled),
          atomic_load(&n_deaths), atomic_load(&n_stolen_cancels),
          atomic_load(&n_maps), atomic_load(&n_map_items),
-         atomic_load(&n_private), atomic_load(&cb_ran),
-         atomic_load(&chain_ran));
+         atomic_load(&n_private), atomic_load(&cb_ran), atomic_load(&chain_ran),
+         atomic_load(&n_composed), atomic_load(&n_stops));
   if (same)
     printf("soak: descriptors %d, threads %d, children %d: as at the start\n",
            fds1, threads1, children1);
