@@ -143,6 +143,7 @@ static int soak_task(cf_task *t, const void *in, size_t len) {
   return cf_task_return(t, &r, sizeof r);
 }
 
+/* A map's input, or a continuation's (a source's result), mixed. */
 static int map_task(cf_task *t, const void *in, size_t len) {
   uint64_t x;
   if (len != sizeof x)
@@ -157,16 +158,6 @@ static int chain_task(cf_task *t, const void *in, size_t len) {
   (void)t, (void)in, (void)len;
   atomic_fetch_add(&chain_ran, 1);
   return 0;
-}
-
-/* A continuation: its input (a source's result) mixed again. */
-static int then_task(cf_task *t, const void *in, size_t len) {
-  uint64_t x;
-  if (len != sizeof x)
-    return cf_task_fail(t, EINVAL, "input of %zu bytes", len);
-  memcpy(&x, in, sizeof x);
-  x = mix(x);
-  return cf_task_return(t, &x, sizeof x);
 }
 
 /* A continuation on any outcome: the source's status and code. */
@@ -610,9 +601,9 @@ static bool do_compose(uint64_t *s) {
     static const unsigned choice[] = {0, CF_RUN_INLINE, CF_ANY_OUTCOME,
                                       CF_ANY_OUTCOME | CF_RUN_INLINE};
     flags[i] = choice[pick(s, 4)];
-    int rc = cf_future_then(
-        rs[i].f, flags[i] & CF_RUN_INLINE ? NULL : ex,
-        flags[i] & CF_ANY_OUTCOME ? outcome_task : then_task, flags[i], &d[i]);
+    int rc = cf_future_then(rs[i].f, flags[i] & CF_RUN_INLINE ? NULL : ex,
+                            flags[i] & CF_ANY_OUTCOME ? outcome_task : map_task,
+                            flags[i], &d[i]);
     op();
     if (rc != CF_OK) {
       ok = false;
