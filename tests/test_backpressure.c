@@ -987,9 +987,12 @@ static void *cancel_targets(void *arg) {
   unsigned seed = 1;
   for (;;) {
     cf_future *d;
-    while (!(d = atomic_load(&g_target)))
+    /* Yielding: under valgrind one thread runs at a time. */
+    while (!(d = atomic_load(&g_target))) {
       if (atomic_load(&g_stop_canceller))
         return NULL;
+      sched_yield();
+    }
     atomic_store(&g_target, NULL);
     atomic_store(&g_go, 1);
     seed = seed * 1103515245 + 12345;
@@ -1017,7 +1020,7 @@ static void test_cancelled_continuation_keeps_no_slot(void) {
     atomic_store(&g_go, 0);
     atomic_store(&g_target, cf_future_retain(d));
     while (!atomic_load(&g_go))
-      ;
+      sched_yield();
     cf_future_set_result(u, buf, big);
     CU_ASSERT_EQUAL(cf_future_wait(d, HANG_NS), CF_OK);
     cf_future_release(d);
