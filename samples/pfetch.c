@@ -217,23 +217,29 @@ static bool parse_url(const char *s, size_t len, url *u, fetch_result *r) {
 /* ---- the socket: every wait in slices, with the stop request between ---- */
 
 /* Waits until fd is ready for `events`, at most timeout_ns.  0 when ready,
- * ETIMEDOUT, ECANCELED when a stop was requested, or errno. */
+ * ETIMEDOUT, ECANCELED when a stop was requested, or errno.  What is ready
+ * is taken before a stop request is looked at: a response that has arrived
+ * is read, not thrown away (a stop ends only real waiting, within a slice
+ * of SLICE_NS). */
 static int wait_fd(cf_task *t, int fd, short events, int64_t timeout_ns) {
   int64_t deadline = now_ns() + timeout_ns;
-  for (;;) {
-    if (stop_requested(t))
-      return ECANCELED;
+  for (int ms = 0;; ms = -1) {
     int64_t left = deadline - now_ns();
-    if (left <= 0)
-      return ETIMEDOUT;
-    int64_t slice = left < SLICE_NS ? left : SLICE_NS;
+    if (ms < 0) {
+      if (left <= 0)
+        return ETIMEDOUT;
+      int64_t slice = left < SLICE_NS ? left : SLICE_NS;
+      /* Rounded up: a poll of 0 ms for 0.4 ms left would spin. */
+      ms = (int)((slice + 999999) / 1000000);
+    }
     struct pollfd pfd = {.fd = fd, .events = events};
-    /* Rounded up: a poll of 0 ms for 0.4 ms left would spin. */
-    int rc = poll(&pfd, 1, (int)((slice + 999999) / 1000000));
+    int rc = poll(&pfd, 1, ms); /* first a look (0 ms), then slices */
     if (rc > 0)
       return 0; /* ready, or an error the next call will report */
     if (rc < 0 && errno != EINTR)
       return errno;
+    if (stop_requested(t))
+      return ECANCELED;
   }
 }
 
