@@ -238,7 +238,6 @@ typedef struct cf__then {
   cf_future *d;     /* the derived future: the record's reference */
   cf_executor *ex;  /* referenced; NULL: inline */
   cf__listener *lx; /* for d: drops the executor once d is done */
-  cf_task_fn fn;
   unsigned flags;
 } cf__then;
 
@@ -268,12 +267,7 @@ static void cf__then_inline(cf__then *r) {
     return;
   }
   cf_task t;
-  t.stop_fn = cf__future_stop_fn;
-  t.stop_arg = d;
-  int rc =
-      cf__task_invoke(r->fn, cf__buf_data(&d->in), cf__buf_len(&d->in), &t);
-  cf__buf_free(&d->in);
-  cf__future_finish(d, rc, &t);
+  cf__future_finish(d, cf__future_invoke(d, &t), &t);
 }
 
 /* Hands d, whose input is set, to the executor. */
@@ -364,7 +358,6 @@ int cf_future_then(cf_future *src, cf_executor *ex, cf_task_fn fn,
   r->d = cf_future_retain(d); /* the caller's and the record's */
   r->ex = cf_executor_retain(ex);
   r->lx = lx;
-  r->fn = fn;
   r->flags = flags;
   *out = d;
   if (c)

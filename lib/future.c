@@ -98,8 +98,12 @@ static inline uint32_t cf__kept(uint32_t fin) {
 }
 
 void cf__queue_drop(cf_future *f) {
-  if (atomic_fetch_and_explicit(&f->state, ~CF__F_QSLOT, memory_order_acq_rel) &
-      CF__F_QSLOT)
+  /* Called for every task a worker finishes: the read-modify-write only
+   * when there is a slot to give back (only the executor clears it). */
+  if ((atomic_load_explicit(&f->state, memory_order_acquire) & CF__F_QSLOT) &&
+      (atomic_fetch_and_explicit(&f->state, ~CF__F_QSLOT,
+                                 memory_order_acq_rel) &
+       CF__F_QSLOT))
     cf__qslot_release(f->owner);
   cf_future_release(f);
 }
@@ -218,17 +222,21 @@ int cf__future_finish(cf_future *f, int rc, cf_task *t) {
   return cf__transition(f, CF__BIT(CF_RUNNING), CF_FINISHED, status);
 }
 
-/* On a thread-pool worker (cf__tls_worker is set): f is pushed on the
- * thread's running stack while its task runs, so that a wait on f (or on an
- * outer future, when a wait ran f inline) from inside is refused. */
+/* On a thread that works for an executor (cf__tls_worker is set): f is
+ * pushed on the thread's running stack while its task runs, so that a wait
+ * on f (or on an outer future, when a wait ran f inline) from inside is
+ * refused.  Elsewhere (an inline continuation on a user thread) there is
+ * no stack to keep. */
 int cf__future_invoke(cf_future *f, cf_task *t) {
   cf__worker_ctx *ctx = cf__tls_worker;
-  cf__running r = {f, ctx->running};
-  ctx->running = &r;
+  cf__running r = {f, ctx ? ctx->running : NULL};
+  if (ctx)
+    ctx->running = &r;
   t->stop_fn = cf__future_stop_fn;
   t->stop_arg = f;
   int rc = cf__task_invoke(f->fn, cf__buf_data(&f->in), cf__buf_len(&f->in), t);
-  ctx->running = r.outer;
+  if (ctx)
+    ctx->running = r.outer;
   /* The input is not needed any more: give its memory back now rather than
    * when the last holder releases the future. */
   cf__buf_free(&f->in);

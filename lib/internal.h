@@ -151,8 +151,9 @@ cf_future *cf__future_alloc(cf_task_fn fn);
 /* PENDING -> RUNNING; false if the future was cancelled meanwhile. */
 bool cf__future_start(cf_future *f);
 
-/* Runs a RUNNING future's task on this thread and frees its input; returns
- * the task's code, with its outcome in t, for cf__future_finish(). */
+/* Runs a RUNNING future's task (f->fn) on this thread, any thread, and
+ * frees its input; returns the task's code, with its outcome in t, for
+ * cf__future_finish(). */
 int cf__future_invoke(cf_future *f, cf_task *t);
 
 /* Completes a PENDING or RUNNING future with a non-task outcome (CF_EBROKEN,
